@@ -1,0 +1,33 @@
+# Two commands do all the setup on a fresh machine:
+#   make demo   - install into .venv and run the main job on the built-in default
+#   make test   - install into .venv (with test extras) and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# A local wheel folder (e.g. a CPU build of torch) is used when present.
+WHEELS ?= /opt/wheels
+PIP_FLAGS = $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q $(PIP_FLAGS) -e ".[all]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/micmatch demo -o demo-output
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m micmatch.bench.run_all
+
+clean:
+	rm -rf $(VENV) demo-output

@@ -1,0 +1,30 @@
+"""micmatch: measure, match and simulate the frequency responses of recording devices.
+
+The numpy/scipy core imports without torch or dask; ``micmatch.learn`` needs the ``torch`` extra and
+``micmatch.parallel`` with a scheduler needs the ``dask`` extra.
+"""
+
+from micmatch.errors import (
+    AudioError,
+    ConfigMismatchError,
+    CorpusError,
+    MeasurementError,
+    MicmatchError,
+    MissingDependencyError,
+    ProfileError,
+    UnknownDeviceError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioError",
+    "ConfigMismatchError",
+    "CorpusError",
+    "MeasurementError",
+    "MicmatchError",
+    "MissingDependencyError",
+    "ProfileError",
+    "UnknownDeviceError",
+    "__version__",
+]

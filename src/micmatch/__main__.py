@@ -1,0 +1,3 @@
+from micmatch.cli import main
+
+main()

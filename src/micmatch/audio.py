@@ -1,0 +1,330 @@
+"""Audio input and output: load, save (atomically), resample on request, validate, iterate long files in blocks.
+
+Conventions: waveforms are ``(..., n_samples)`` with channels first; a mono signal may be 1-D. Files are read with
+soundfile (libsndfile), so every format libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis, AIFF, ...).
+Nothing here resamples unless a target ``sample_rate`` is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from micmatch.errors import AudioError
+
+#: Channel handling options shared by the API and the CLI.
+#: ``mix``: average all channels into one; ``first``: keep channel 0; ``keep``: return every channel.
+CHANNEL_MODES = ("mix", "first", "keep")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says about it."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def is_pcm16(self) -> bool:
+        return self.subtype == "PCM_16"
+
+    @property
+    def is_float(self) -> bool:
+        return self.subtype in ("FLOAT", "DOUBLE")
+
+
+def audio_extensions() -> set[str]:
+    """File extensions (lower case, with dot) that libsndfile can read here."""
+    exts = {"." + fmt.lower() for fmt in sf.available_formats()}
+    exts |= {".aif", ".aiff", ".oga", ".ogg", ".opus", ".wav", ".flac", ".mp3"}
+    return exts
+
+
+def find_audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files and directories (walked recursively) into a sorted, de-duplicated list of audio files.
+
+    A path that does not exist raises :class:`AudioError`; files given explicitly are kept whatever their extension.
+    """
+    exts = audio_extensions()
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise AudioError(f"{path}: no such file or directory")
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Read a file's header. Raises :class:`AudioError` naming the file if it cannot be opened or is empty."""
+    path = Path(path)
+    try:
+        i = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{path}: cannot read audio ({_reason(exc)})") from None
+    if i.frames <= 0:
+        raise AudioError(f"{path}: file holds no samples")
+    if i.samplerate <= 0:
+        raise AudioError(f"{path}: invalid sample rate {i.samplerate}")
+    return AudioInfo(path, int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # libsndfile messages repeat the path; keep the reason only.
+    return text.split(": ", 1)[-1] if "Error opening" in text else text
+
+
+def _channels(block: np.ndarray, channels: str) -> np.ndarray:
+    """(frames, ch) -> (ch', frames) according to the channel mode."""
+    if channels == "keep":
+        return np.ascontiguousarray(block.T)
+    if channels == "first":
+        return np.ascontiguousarray(block[:, :1].T)
+    if channels == "mix":
+        if block.shape[1] == 1:
+            return np.ascontiguousarray(block.T)
+        mixed = block.mean(axis=1, dtype=np.float32 if block.dtype != np.float64 else np.float64)
+        return mixed[np.newaxis, :]
+    raise ValueError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    sample_rate: int | None = None,
+    channels: str = "keep",
+    dtype: str | np.dtype = "float32",
+) -> tuple[np.ndarray, int]:
+    """Load a whole file as ``(channels, n_samples)`` floats in [-1, 1] (PCM) or as stored (float files).
+
+    Parameters
+    ----------
+    path : path-like
+        Any file libsndfile reads.
+    sample_rate : int, optional
+        Resample to this rate (soxr, high quality). By default the file's own rate is kept.
+    channels : {"keep", "mix", "first"}
+        Keep every channel, average them, or keep the first.
+    dtype : float dtype
+        ``float32`` (default) or ``float64``.
+
+    Returns
+    -------
+    audio : np.ndarray [shape=(channels, n_samples)]
+    sample_rate : int
+
+    Raises
+    ------
+    AudioError
+        Unreadable, truncated or empty file, or NaN/inf samples; the message names the file.
+    """
+    if channels not in CHANNEL_MODES:
+        raise ValueError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
+    meta = info(path)
+    try:
+        data, sr = sf.read(str(meta.path), dtype=str(np.dtype(dtype)), always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{meta.path}: cannot decode audio ({_reason(exc)})") from None
+    if data.shape[0] < meta.frames:
+        raise AudioError(
+            f"{meta.path}: truncated file: header announces {meta.frames} frames, only {data.shape[0]} could be read"
+        )
+    if data.shape[0] == 0:
+        raise AudioError(f"{meta.path}: file holds no samples")
+    if meta.is_float and not np.isfinite(data).all():
+        raise AudioError(f"{meta.path}: contains NaN or infinite samples")
+    audio = _channels(data, channels)
+    if sample_rate is not None and sample_rate != sr:
+        audio = resample(audio, sr, sample_rate)
+        sr = sample_rate
+    return audio, int(sr)
+
+
+def iter_blocks(
+    path: str | os.PathLike,
+    *,
+    block_frames: int,
+    overlap: int = 0,
+    channels: str = "mix",
+    dtype: str = "float32",
+) -> Iterator[np.ndarray]:
+    """Read a file in blocks of ``block_frames`` samples, consecutive blocks sharing ``overlap`` samples.
+
+    Memory stays bounded by the block size, whatever the file's length. With ``dtype="int16"`` PCM files are
+    decoded as raw integers (about 4x faster than float decoding; scale by 1/32768 yourself). Float files are
+    checked for NaN/inf block by block.
+
+    Yields
+    ------
+    block : np.ndarray [shape=(channels, n)]
+        ``n == block_frames`` except for the last block, which may be shorter (but still > overlap).
+    """
+    if block_frames <= overlap:
+        raise ValueError(f"block_frames={block_frames} must exceed overlap={overlap}")
+    meta = info(path)
+    step = block_frames - overlap
+    n_read_total = 0
+    try:
+        with sf.SoundFile(str(meta.path)) as f:
+            carry = None
+            while True:
+                want = block_frames if carry is None else step
+                data = f.read(want, dtype=dtype, always_2d=True)
+                n_read_total += data.shape[0]
+                if data.shape[0] == 0:
+                    break
+                if meta.is_float and not np.isfinite(data).all():
+                    raise AudioError(f"{meta.path}: contains NaN or infinite samples")
+                block = _channels(data, channels)
+                if carry is not None:
+                    block = np.concatenate([carry, block], axis=1)
+                yield block
+                carry = block[:, block.shape[1] - overlap :] if overlap else block[:, :0]
+                if data.shape[0] < want:
+                    break
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{meta.path}: cannot decode audio ({_reason(exc)})") from None
+    if n_read_total < meta.frames:
+        raise AudioError(
+            f"{meta.path}: truncated file: header announces {meta.frames} frames, only {n_read_total} could be read"
+        )
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int, *, quality: str = "HQ") -> np.ndarray:
+    """Resample ``(..., n_samples)`` audio with soxr. Returns a new array; the input is untouched."""
+    import soxr
+
+    _check_rate(orig_sr, "orig_sr")
+    _check_rate(target_sr, "target_sr")
+    if orig_sr == target_sr:
+        return np.array(audio, copy=True)
+    x = np.asarray(audio)
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1]).T  # soxr wants (frames, channels)
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    y = soxr.resample(np.ascontiguousarray(flat, dtype=dtype), orig_sr, target_sr, quality=quality)
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y[:, None]
+    return y.T.reshape(*lead, -1)
+
+
+def _check_rate(sample_rate, name: str = "sample_rate") -> None:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise AudioError(f"{name}={sample_rate!r} must be a positive integer (Hz)")
+
+
+def validate_audio(
+    audio: np.ndarray,
+    sample_rate: int | None = None,
+    *,
+    name: str = "audio",
+    min_samples: int = 1,
+) -> np.ndarray:
+    """Check an in-memory waveform once, at a public entry point, and return it as a float ndarray.
+
+    Requires a float dtype (int arrays are refused: scale them yourself), finite values, at least ``min_samples``
+    samples on the last axis and a positive integer ``sample_rate``. A 2-D array shaped like (samples, channels)
+    is refused with the fix in the message.
+    """
+    x = np.asarray(audio)
+    if sample_rate is not None:
+        _check_rate(sample_rate)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise AudioError(f"{name}.dtype={x.dtype} must be floating point; convert with audio.astype('float32') / 32768")
+    if x.ndim == 0:
+        raise AudioError(f"{name} must have at least one dimension (samples last)")
+    if x.ndim == 2 and x.shape[0] > x.shape[1] and x.shape[1] <= 8:
+        raise AudioError(f"{name}.shape={x.shape} looks like (samples, channels); pass {name}.T (time is the last axis)")
+    if x.shape[-1] < min_samples:
+        raise AudioError(f"{name} has {x.shape[-1]} samples; at least {min_samples} are needed")
+    if not np.isfinite(x).all():
+        raise AudioError(f"{name} contains NaN or infinite values")
+    return x
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.
+
+    If the block raises (or the process is interrupted), the temporary file is removed and ``path`` is untouched,
+    so no half-written output is ever left under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save(
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    format: str | None = None,
+    subtype: str | None = None,
+) -> Path:
+    """Write ``(channels, n_samples)`` (or 1-D mono) audio atomically.
+
+    ``format`` defaults to the extension's; ``subtype`` to libsndfile's default for the format. PCM subtypes clip
+    samples outside [-1, 1]; a warning says so (use a float subtype to keep them).
+    """
+    _check_rate(sample_rate)
+    x = np.asarray(audio)
+    if x.ndim == 1:
+        x = x[np.newaxis, :]
+    if x.ndim != 2:
+        raise AudioError(f"audio.shape={x.shape} must be (channels, n_samples) or (n_samples,)")
+    path = Path(path)
+    fmt = format or _format_from_suffix(path)
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        raise AudioError(f"{path}: format {fmt} cannot hold subtype {subtype}")
+    if (subtype is None or not subtype.startswith(("FLOAT", "DOUBLE"))) and np.abs(x).max(initial=0.0) > 1.0:
+        warnings.warn(f"{path}: samples beyond full scale are clipped by the {subtype or 'default'} subtype",
+                      stacklevel=2)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), x.T, sample_rate, format=fmt, subtype=subtype)
+    return path
+
+
+def _format_from_suffix(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    aliases = {"aif": "AIFF", "aiff": "AIFF", "oga": "OGG", "opus": "OGG"}
+    fmt = aliases.get(ext, ext.upper())
+    if fmt not in sf.available_formats():
+        raise AudioError(f"{path}: unknown audio format {ext!r}; use one of {sorted(sf.available_formats())}")
+    return fmt

@@ -1,0 +1,62 @@
+"""The micmatch exception family.
+
+Every error raised on purpose by micmatch is a :class:`MicmatchError`. Each subclass also inherits the builtin
+exception that fits, so generic handlers (``except ValueError``) keep working.
+"""
+
+from __future__ import annotations
+
+
+class MicmatchError(Exception):
+    """Base class of every error micmatch raises on purpose."""
+
+
+class AudioError(MicmatchError, ValueError):
+    """Audio that cannot be read or used: unreadable, truncated, empty, silent, non-finite, too short."""
+
+
+class ConfigMismatchError(MicmatchError, ValueError):
+    """Two objects disagree on sample rate, FFT size or frequency grid and cannot be combined."""
+
+
+class ProfileError(MicmatchError, ValueError):
+    """A responses/profile file that is corrupt, of another format version, or inconsistent."""
+
+
+class UnknownDeviceError(MicmatchError, LookupError):
+    """A device name that is not in a responses file."""
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MeasurementError(MicmatchError, ValueError):
+    """A measurement (sweep, impulse, aligned pair) that cannot be analysed."""
+
+
+class CorpusError(MicmatchError, ValueError):
+    """A dataset description (metadata CSV, folder layout) that is wrong or incomplete."""
+
+
+class MissingDependencyError(MicmatchError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or raise :class:`MissingDependencyError` naming the extra.
+
+    Parameters
+    ----------
+    module : str
+        Module to import, e.g. ``"torch"``.
+    extra : str
+        The micmatch extra that provides it, e.g. ``"torch"`` for ``pip install micmatch[torch]``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module} is not installed; install it with: pip install 'micmatch[{extra}]'"
+        ) from exc

@@ -1,0 +1,320 @@
+"""Device responses and their mergeable statistics, saved as versioned JSON.
+
+A :class:`ResponseSet` holds, for one analysis configuration (:class:`SpectralConfig`: sample rate, FFT size, hop,
+window), one :class:`DeviceResponse` per device. An estimated response keeps its :class:`LogSpectrumStats`
+(per-bin sums of log power, of its square, and frame/file counts), so responses estimated on different files,
+processes or machines merge exactly: the merged result does not depend on how the work was split.
+
+JSON layout (``format_version`` 1)::
+
+    {"format": "micmatch.responses", "format_version": 1,
+     "config": {"sample_rate": 44100, "n_fft": 2048, "hop_length": 512, "window": "hann",
+                "floor_db": -160.0, "gate_db": -80.0},
+     "frequencies_hz": [...],
+     "devices": {"phone": {"method": "unaligned", "response_db": [...], "std_db": [...],
+                            "stats": {"sum_db": [...], "sum_sq_db": [...], "n_frames": 1234, "n_files": 16},
+                            "meta": {...}}}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from micmatch.audio import atomic_path
+from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, frequencies
+
+FORMAT = "micmatch.responses"
+FORMAT_VERSION = 1
+METHODS = ("unaligned", "aligned", "sweep", "impulse", "builtin", "model")
+
+
+@dataclass(frozen=True)
+class SpectralConfig:
+    """Analysis settings that a response depends on. Two responses combine only when these agree."""
+
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    window: str = "hann"
+    floor_db: float = DEFAULT_FLOOR_DB
+    gate_db: float | None = DEFAULT_GATE_DB
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "hop_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if self.n_fft % 2:
+            raise ValueError(f"n_fft={self.n_fft} must be even")
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
+        if self.window != "hann":
+            raise ValueError(f"window={self.window!r}: only 'hann' is supported")
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        return frequencies(self.sample_rate, self.n_fft)
+
+    def check_compatible(self, other: SpectralConfig, what: str = "responses") -> None:
+        """Raise :class:`ConfigMismatchError` unless sample rate, FFT size and window agree."""
+        for name in ("sample_rate", "n_fft", "window"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                raise ConfigMismatchError(f"cannot combine {what}: {name}={a} vs {name}={b}")
+
+
+@dataclass
+class LogSpectrumStats:
+    """Per-bin sums of log power (dB) over frames: exactly mergeable by addition.
+
+    ``mean_db`` is the log of the geometric-mean power (the unaligned spectrum-correction estimate of seed 001),
+    ``std_db`` the spread over frames.
+    """
+
+    sum_db: np.ndarray
+    sum_sq_db: np.ndarray
+    n_frames: int
+    n_files: int = 0
+
+    def __post_init__(self) -> None:
+        self.sum_db = np.asarray(self.sum_db, dtype=np.float64)
+        self.sum_sq_db = np.asarray(self.sum_sq_db, dtype=np.float64)
+        if self.sum_db.shape != self.sum_sq_db.shape or self.sum_db.ndim != 1:
+            raise ValueError("sum_db and sum_sq_db must be 1-D arrays of the same length")
+        if self.n_frames < 0 or self.n_files < 0:
+            raise ValueError("n_frames and n_files must be non-negative")
+
+    @classmethod
+    def empty(cls, n_bins: int) -> LogSpectrumStats:
+        return cls(np.zeros(n_bins), np.zeros(n_bins), 0, 0)
+
+    def __add__(self, other: LogSpectrumStats) -> LogSpectrumStats:
+        if self.sum_db.shape != other.sum_db.shape:
+            raise ConfigMismatchError(f"cannot merge statistics of {self.sum_db.size} and {other.sum_db.size} bins")
+        return LogSpectrumStats(self.sum_db + other.sum_db, self.sum_sq_db + other.sum_sq_db,
+                                self.n_frames + other.n_frames, self.n_files + other.n_files)
+
+    @property
+    def mean_db(self) -> np.ndarray:
+        if self.n_frames == 0:
+            raise ValueError("no frames were counted: every frame was below the silence gate")
+        return self.sum_db / self.n_frames
+
+    @property
+    def std_db(self) -> np.ndarray:
+        if self.n_frames == 0:
+            raise ValueError("no frames were counted")
+        var = self.sum_sq_db / self.n_frames - self.mean_db**2
+        return np.sqrt(np.maximum(var, 0.0))
+
+    def to_json(self) -> dict:
+        return {"sum_db": self.sum_db.tolist(), "sum_sq_db": self.sum_sq_db.tolist(),
+                "n_frames": int(self.n_frames), "n_files": int(self.n_files)}
+
+
+@dataclass
+class DeviceResponse:
+    """One device's magnitude response in dB on the configuration's frequency grid.
+
+    For estimates from recordings ``response_db`` is the mean log power per bin (the device response times the
+    long-term spectrum of what it recorded); only differences between devices that recorded similar material are
+    meaningful. Measured responses (sweep, impulse) are absolute up to the test signal's level.
+    """
+
+    name: str
+    response_db: np.ndarray
+    method: str = "unaligned"
+    stats: LogSpectrumStats | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.response_db = np.asarray(self.response_db, dtype=np.float64)
+        if self.response_db.ndim != 1:
+            raise ValueError(f"response_db must be 1-D, got shape {self.response_db.shape}")
+        if not np.isfinite(self.response_db).all():
+            raise ValueError(f"device {self.name!r}: response_db contains NaN or infinite values")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} must be one of {METHODS}")
+
+    @classmethod
+    def from_stats(cls, name: str, stats: LogSpectrumStats, *, method: str = "unaligned",
+                   meta: dict | None = None) -> DeviceResponse:
+        return cls(name, stats.mean_db, method=method, stats=stats, meta=dict(meta or {}))
+
+    @property
+    def std_db(self) -> np.ndarray | None:
+        return None if self.stats is None else self.stats.std_db
+
+    def merge(self, other: DeviceResponse) -> DeviceResponse:
+        """Combine two estimates of the same device by adding their statistics."""
+        if self.stats is None or other.stats is None or self.method != other.method:
+            raise ConfigMismatchError(
+                f"device {self.name!r}: only estimates with statistics of the same method merge "
+                f"({self.method} vs {other.method})"
+            )
+        meta = {**self.meta, **other.meta}
+        return DeviceResponse.from_stats(self.name, self.stats + other.stats, method=self.method, meta=meta)
+
+    def to_json(self) -> dict:
+        out = {"method": self.method, "response_db": _rounded(self.response_db)}
+        if self.stats is not None:
+            out["std_db"] = _rounded(self.stats.std_db)
+            out["stats"] = self.stats.to_json()
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+def _rounded(a: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in a]
+
+
+class ResponseSet(Mapping):
+    """Device responses sharing one :class:`SpectralConfig`; a read-only mapping ``name -> DeviceResponse``."""
+
+    def __init__(self, config: SpectralConfig, devices: Iterable[DeviceResponse] | Mapping = ()) -> None:
+        self.config = config
+        self._devices: dict[str, DeviceResponse] = {}
+        items = devices.values() if isinstance(devices, Mapping) else devices
+        for dev in items:
+            self.add(dev)
+
+    # Mapping protocol -------------------------------------------------------------------------------------
+    def __getitem__(self, name: str) -> DeviceResponse:
+        try:
+            return self._devices[name]
+        except KeyError:
+            known = ", ".join(sorted(self._devices)) or "none"
+            raise UnknownDeviceError(f"unknown device {name!r}; known devices: {known}") from None
+
+    def __iter__(self):
+        return iter(self._devices)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"ResponseSet({sorted(self._devices)}, sample_rate={c.sample_rate}, n_fft={c.n_fft})"
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        return self.config.frequencies
+
+    # Building ---------------------------------------------------------------------------------------------
+    def add(self, device: DeviceResponse) -> None:
+        """Add a device; a device of the same name is merged (statistics added) rather than replaced."""
+        if device.response_db.shape != (self.config.n_bins,):
+            raise ConfigMismatchError(
+                f"device {device.name!r} has {device.response_db.size} bins; this set has "
+                f"{self.config.n_bins} (n_fft={self.config.n_fft})"
+            )
+        if device.name in self._devices:
+            device = self._devices[device.name].merge(device)
+        self._devices[device.name] = device
+
+    def merge(self, other: ResponseSet) -> ResponseSet:
+        """A new set with the devices of both; devices present in both are merged by their statistics."""
+        self.config.check_compatible(other.config)
+        out = ResponseSet(self.config, self._devices.values())
+        for dev in other.values():
+            out.add(dev)
+        return out
+
+    def relative_db(self, device: str, reference: str) -> np.ndarray:
+        """``response[device] - response[reference]`` in dB."""
+        return self[device].response_db - self[reference].response_db
+
+    # Persistence ------------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": asdict(self.config),
+            "frequencies_hz": _rounded(self.frequencies),
+            "devices": {name: dev.to_json() for name, dev in self._devices.items()},
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the set as JSON, atomically."""
+        path = Path(path)
+        text = json.dumps(self.to_json(), indent=1, allow_nan=False)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ResponseSet:
+        """Read a set saved by :meth:`save`. Corrupt files and other format versions raise :class:`ProfileError`."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot read responses file ({exc.strerror or exc})") from None
+        try:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProfileError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_json(doc, source=str(path))
+
+    @classmethod
+    def from_json(cls, doc: object, *, source: str = "responses") -> ResponseSet:
+        def bad(why: str) -> ProfileError:
+            return ProfileError(f"{source}: {why}")
+
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise bad(f"not a micmatch responses file (expected \"format\": \"{FORMAT}\")")
+        version = doc.get("format_version")
+        if version != FORMAT_VERSION:
+            raise bad(f"format_version={version!r} is not supported by this micmatch (reads version {FORMAT_VERSION})")
+        try:
+            cfg = doc["config"]
+            config = SpectralConfig(
+                sample_rate=int(cfg["sample_rate"]), n_fft=int(cfg["n_fft"]), hop_length=int(cfg["hop_length"]),
+                window=str(cfg.get("window", "hann")), floor_db=float(cfg.get("floor_db", DEFAULT_FLOOR_DB)),
+                gate_db=None if cfg.get("gate_db") is None else float(cfg["gate_db"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"invalid config ({exc})") from None
+        freqs = doc.get("frequencies_hz")
+        if freqs is not None:
+            f = np.asarray(freqs, dtype=np.float64)
+            if f.shape != (config.n_bins,) or not np.allclose(f, config.frequencies, atol=1e-3):
+                raise bad("frequencies_hz does not match sample_rate and n_fft")
+        devices = doc.get("devices")
+        if not isinstance(devices, dict):
+            raise bad("missing 'devices' object")
+        out = cls(config)
+        for name, d in devices.items():
+            try:
+                stats = None
+                if d.get("stats") is not None:
+                    s = d["stats"]
+                    stats = LogSpectrumStats(s["sum_db"], s["sum_sq_db"], int(s["n_frames"]), int(s.get("n_files", 0)))
+                response = np.asarray(d["response_db"], dtype=np.float64)
+                if stats is not None and stats.n_frames > 0 and not np.allclose(stats.mean_db, response, atol=1e-4):
+                    raise ValueError("response_db disagrees with its statistics")
+                dev = DeviceResponse(name, response, method=d.get("method", "unaligned"), stats=stats,
+                                     meta=dict(d.get("meta") or {}))
+                if dev.response_db.shape != (config.n_bins,):
+                    raise ValueError(f"{dev.response_db.size} bins, expected {config.n_bins}")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise bad(f"device {name!r} is invalid ({exc})") from None
+            out.add(dev)
+        return out
+
+
+def is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

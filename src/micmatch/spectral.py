@@ -1,0 +1,281 @@
+"""Spectral building blocks: the fast log-power statistics path, STFT/iSTFT, fractional-octave smoothing, dB.
+
+Magnitude scale: spectra from :func:`log_power_frames` and :class:`LogPowerAccumulator` are scaled so that a
+full-scale sinusoid centred on a bin reads 0 dB (the window is normalised by ``2 / sum(window)``). Every log has
+a floor (``floor_db``); frames quieter than ``gate_db`` (RMS of the windowed frame re full scale) are skipped, so
+digital silence and fades cannot drag a geometric mean towards minus infinity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import as_strided
+
+#: Default floor of every log-power value, in dB re full scale. -160 dB is below 24-bit quantisation noise.
+DEFAULT_FLOOR_DB = -160.0
+#: Default silence gate: frames whose windowed RMS is below this (dB re full scale) are not counted.
+#: -80 dBFS lies below the noise floor of real recordings but above digital silence and 16-bit dither.
+DEFAULT_GATE_DB = -80.0
+#: Frames per FFT call in the statistics path. 64-128 keeps a chunk in cache on the project's machines
+#: (benchmarks/bench_profile.py measured 64-128 as the fastest range).
+CHUNK_FRAMES = 96
+
+
+def hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window of length ``n_fft`` (float64), as librosa and scipy use for STFTs."""
+    n = np.arange(n_fft)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
+
+
+def frequencies(sample_rate: int, n_fft: int) -> np.ndarray:
+    """Centre frequencies (Hz) of the ``n_fft // 2 + 1`` bins of a real FFT."""
+    return np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+
+
+def n_frames(n_samples: int, n_fft: int, hop_length: int) -> int:
+    """Frames of an uncentred framing (no padding): 0 when the signal is shorter than one frame."""
+    if n_samples < n_fft:
+        return 0
+    return 1 + (n_samples - n_fft) // hop_length
+
+
+def db_to_gain(db: np.ndarray | float) -> np.ndarray:
+    """Amplitude gain from dB: ``10 ** (db / 20)``."""
+    return np.power(10.0, np.asarray(db, dtype=np.float64) / 20.0)
+
+
+def gain_to_db(gain: np.ndarray | float, *, floor_db: float = DEFAULT_FLOOR_DB) -> np.ndarray:
+    """Amplitude gain to dB with a floor: ``max(20 log10 |gain|, floor_db)``."""
+    g = np.abs(np.asarray(gain, dtype=np.float64))
+    return np.maximum(20.0 * np.log10(np.maximum(g, 10.0 ** (floor_db / 20.0))), floor_db)
+
+
+def _frames_view(x: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """Read-only strided view ``(n_frames, n_fft)`` of a contiguous 1-D array (no copy)."""
+    count = n_frames(x.shape[-1], n_fft, hop_length)
+    stride = x.strides[-1]
+    return as_strided(x, shape=(count, n_fft), strides=(hop_length * stride, stride), writeable=False)
+
+
+def analysis_window(n_fft: int, *, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
+    """Hann window scaled so that a full-scale bin-centred sinusoid reads 0 dB, times ``scale``.
+
+    ``scale`` folds a sample format's scale into the window, e.g. ``1 / 32768`` for raw int16 samples.
+    """
+    w = hann(n_fft)
+    return (w * (2.0 / w.sum()) * scale).astype(dtype)
+
+
+def log_power_frames(
+    audio: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    floor_db: float = DEFAULT_FLOOR_DB,
+) -> np.ndarray:
+    """Log power (dB) of every uncentred Hann frame of a 1-D signal, shape ``(n_bins, n_frames)``.
+
+    The reference implementation of the statistics path: straightforward and float64, used by tests to check
+    :class:`LogPowerAccumulator`.
+    """
+    x = np.ascontiguousarray(audio, dtype=np.float64)
+    frames = _frames_view(x, n_fft, hop_length) * analysis_window(n_fft, dtype=np.float64)
+    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
+    return (10.0 * np.log10(np.maximum(power, 10.0 ** (floor_db / 10.0)))).T
+
+
+def _frame_level_db(power: np.ndarray, n_fft: int, window: np.ndarray) -> np.ndarray:
+    """RMS level (dB re full scale) of each windowed frame, from its one-sided power spectrum (Parseval).
+
+    ``power`` was computed with the normalised window ``w * 2/sum(w)``; undo that normalisation so the level is
+    the RMS of the windowed frame divided by the window's RMS.
+    """
+    two_sided = 2.0 * power.sum(axis=-1) - power[..., 0] - power[..., -1]
+    w = window.astype(np.float64)
+    # sum_n (w x)^2 = two_sided / n_fft;  divide by sum w^2 to get the mean square of x under the window.
+    mean_square = two_sided / n_fft / np.sum(w * w)
+    return 10.0 * np.log10(np.maximum(mean_square, 1e-30))
+
+
+@dataclass
+class LogPowerAccumulator:
+    """Streaming per-bin sums of log power over frames: the hot path of device estimation.
+
+    Feed consecutive blocks of one signal with :meth:`update` (each block must start where the previous block's
+    next frame starts: use :func:`micmatch.audio.iter_blocks` with ``overlap = n_fft - hop_length`` and
+    ``block_frames = n_fft + hop_length * (k - 1)``). The sums are float64; per-chunk work is float32.
+
+    Speed (benchmarks/bench_profile.py): frames are strided views (no copy), the int16 scale is folded into the
+    window, and ``scipy.fft.rfft`` runs on chunks of :data:`CHUNK_FRAMES` frames so each chunk stays in cache.
+    Squared magnitude is summed as ``re**2 + im**2`` (no square root).
+
+    Attributes
+    ----------
+    sum_db, sum_sq_db : np.ndarray [shape=(n_bins,)]
+        Sum over counted frames of the log power in dB and of its square.
+    n_frames : int
+        Frames counted (above the gate).
+    n_gated : int
+        Frames skipped by the silence gate.
+    """
+
+    n_fft: int = 2048
+    hop_length: int = 512
+    floor_db: float = DEFAULT_FLOOR_DB
+    gate_db: float | None = DEFAULT_GATE_DB
+    scale: float = 1.0
+    sum_db: np.ndarray = field(init=False, repr=False)
+    sum_sq_db: np.ndarray = field(init=False, repr=False)
+    n_frames: int = field(init=False, default=0)
+    n_gated: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        n_bins = self.n_fft // 2 + 1
+        self.sum_db = np.zeros(n_bins)
+        self.sum_sq_db = np.zeros(n_bins)
+        self._window = analysis_window(self.n_fft, scale=self.scale)
+        self._floor_power = np.float32(10.0 ** (self.floor_db / 10.0))
+        # Gate threshold expressed on the (normalised-window) power sum, to avoid a log per frame.
+        if self.gate_db is None:
+            self._gate_sum = None
+        else:
+            w = self._window.astype(np.float64) / self.scale
+            ms = 10.0 ** (self.gate_db / 10.0)
+            self._gate_sum = ms * self.n_fft * np.sum(w * w) * self.scale**2
+
+    def update(self, block: np.ndarray) -> int:
+        """Accumulate every full frame of a 1-D block; returns the number of frames it held."""
+        x = np.ascontiguousarray(block)
+        frames = _frames_view(x, self.n_fft, self.hop_length)
+        total = frames.shape[0]
+        for start in range(0, total, CHUNK_FRAMES):
+            chunk = frames[start : start + CHUNK_FRAMES]
+            spec = scipy.fft.rfft(chunk * self._window, axis=-1)
+            power = spec.real * spec.real
+            power += spec.imag * spec.imag
+            if self._gate_sum is not None:
+                two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
+                keep = two_sided >= self._gate_sum
+                n_keep = int(keep.sum())
+                self.n_gated += power.shape[0] - n_keep
+                if n_keep == 0:
+                    continue
+                if n_keep < power.shape[0]:
+                    power = power[keep]
+            np.maximum(power, self._floor_power, out=power)
+            logp = np.log10(power)
+            logp *= 10.0
+            self.sum_db += logp.sum(axis=0, dtype=np.float64)
+            self.sum_sq_db += np.einsum("ij,ij->j", logp, logp, dtype=np.float64)
+            self.n_frames += logp.shape[0]
+        return total
+
+
+def stft(
+    audio: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+) -> np.ndarray:
+    """Centred Hann STFT with zero padding of ``n_fft // 2`` at both ends.
+
+    Returns complex ``(..., n_bins, n_frames)``. Zero (not reflect) padding makes block-wise processing with
+    context margins identical to whole-signal processing. Window: periodic Hann, unnormalised (librosa's
+    ``stft(..., center=True, pad_mode="constant")`` gives the same values).
+    """
+    hop = hop_length or n_fft // 4
+    x = np.asarray(audio)
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    pad = [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    xp = np.pad(x.astype(dtype, copy=False), pad)
+    count = 1 + (xp.shape[-1] - n_fft) // hop
+    lead = xp.shape[:-1]
+    flat = np.ascontiguousarray(xp.reshape(-1, xp.shape[-1]))
+    out = np.empty((flat.shape[0], n_fft // 2 + 1, count), dtype=np.complex128 if dtype == np.float64 else np.complex64)
+    window = hann(n_fft).astype(dtype)
+    for i, row in enumerate(flat):
+        frames = as_strided(row, shape=(count, n_fft), strides=(hop * row.strides[0], row.strides[0]), writeable=False)
+        out[i] = scipy.fft.rfft(frames * window, axis=-1).T
+    return out.reshape(*lead, n_fft // 2 + 1, count)
+
+
+def istft(
+    spec: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+    length: int | None = None,
+) -> np.ndarray:
+    """Inverse of :func:`stft`: weighted overlap-add with Hann synthesis window, normalised by the window-square sum.
+
+    ``istft(stft(x), length=len(x))`` reconstructs ``x`` to float precision (the window-square sum never
+    vanishes inside the padded signal for hops up to ``n_fft // 2``).
+    """
+    hop = hop_length or n_fft // 4
+    s = np.asarray(spec)
+    real_dtype = np.float64 if s.dtype == np.complex128 else np.float32
+    lead = s.shape[:-2]
+    count = s.shape[-1]
+    flat = s.reshape(-1, s.shape[-2], count)
+    window = hann(n_fft).astype(real_dtype)
+    total = n_fft + hop * (count - 1)
+    wss = _window_square_sum(window, hop, count, total)
+    out = np.empty((flat.shape[0], total), dtype=real_dtype)
+    for i, m in enumerate(flat):
+        frames = scipy.fft.irfft(m.T, n=n_fft, axis=-1).astype(real_dtype, copy=False) * window
+        out[i] = _overlap_add(frames, hop, total)
+    out /= wss
+    start = n_fft // 2
+    end = total - n_fft // 2 if length is None else start + length
+    y = out[:, start:end]
+    if length is not None and y.shape[-1] < length:
+        y = np.pad(y, ((0, 0), (0, length - y.shape[-1])))
+    return y.reshape(*lead, -1)
+
+
+def _overlap_add(frames: np.ndarray, hop: int, total: int) -> np.ndarray:
+    """Sum ``frames[k]`` into ``out[k*hop : k*hop + n_fft]``. Vectorised per hop-sized segment when hop | n_fft."""
+    count, n_fft = frames.shape
+    out = np.zeros(total, dtype=frames.dtype)
+    if n_fft % hop == 0:
+        r = n_fft // hop
+        seg = frames.reshape(count, r, hop)
+        blocks = out.reshape(-1, hop) if total % hop == 0 else None
+        if blocks is not None:
+            for j in range(r):
+                blocks[j : j + count] += seg[:, j, :]
+            return out
+    for k in range(count):
+        out[k * hop : k * hop + n_fft] += frames[k]
+    return out
+
+
+def _window_square_sum(window: np.ndarray, hop: int, count: int, total: int) -> np.ndarray:
+    wss = _overlap_add(np.broadcast_to(window * window, (count, window.shape[0])).copy(), hop, total)
+    tiny = np.finfo(wss.dtype).tiny
+    return np.where(wss > tiny, wss, 1.0)
+
+
+def smooth_fractional_octave(values: np.ndarray, freqs: np.ndarray, fraction: float) -> np.ndarray:
+    """Smooth a curve (e.g. dB) over a band of ``fraction`` octave centred on each frequency.
+
+    Each output value is the mean of the input over bins within ``[f * 2**(-fraction/2), f * 2**(fraction/2)]``;
+    bins at 0 Hz are kept as they are. ``fraction=1/3`` gives third-octave smoothing. O(n) via a cumulative sum.
+    """
+    if fraction is None or fraction <= 0:
+        return np.array(values, dtype=np.float64, copy=True)
+    v = np.asarray(values, dtype=np.float64)
+    f = np.asarray(freqs, dtype=np.float64)
+    if v.shape[-1] != f.shape[0]:
+        raise ValueError(f"values have {v.shape[-1]} bins but freqs has {f.shape[0]}")
+    half = 2.0 ** (fraction / 2.0)
+    lo = np.searchsorted(f, f / half, side="left")
+    hi = np.searchsorted(f, f * half, side="right")
+    csum = np.concatenate([np.zeros(v.shape[:-1] + (1,)), np.cumsum(v, axis=-1)], axis=-1)
+    hi = np.maximum(hi, lo + 1)
+    out = (csum[..., hi] - csum[..., lo]) / (hi - lo)
+    out[..., f <= 0] = v[..., f <= 0]
+    return out
