@@ -1,0 +1,210 @@
+"""Datasets described by a folder and a metadata CSV: which file, which label, which device, which split.
+
+A corpus is a folder holding ``metadata.csv`` with at least the columns ``filename`` (a path relative to the
+folder) and ``label``; optional columns are ``device`` (the recording device of the clip) and ``split``
+(``train`` or ``test``). Extra columns are kept out of the way and ignored. Without a ``split`` column a seeded,
+label-stratified split is drawn (:func:`stratified_split`), so the same seed always gives the same split.
+
+Everything that can be wrong with such a description is checked once, in :func:`load_corpus`, and reported as a
+:class:`~micmatch.errors.CorpusError` naming the row, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from micmatch.errors import CorpusError
+
+#: Columns a metadata CSV must have.
+REQUIRED_COLUMNS = ("filename", "label")
+#: Values allowed in the optional ``split`` column.
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One row of a corpus: a file, its label, its device (None when unknown) and its split."""
+
+    filename: str
+    path: Path
+    label: str
+    device: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A labelled set of audio files with a train/test split.
+
+    Attributes
+    ----------
+    root : Path
+        The corpus folder; every clip's file lies inside it.
+    clips : tuple of Clip
+        In the order of the metadata file.
+    classes : tuple of str
+        Sorted labels (numerically when every label is an integer); a label's index is its class number.
+    """
+
+    root: Path
+    clips: tuple[Clip, ...]
+    classes: tuple[str, ...]
+
+    @property
+    def train(self) -> list[Clip]:
+        return self.select(split="train")
+
+    @property
+    def test(self) -> list[Clip]:
+        return self.select(split="test")
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Sorted device names found in the metadata (empty when there is no ``device`` column)."""
+        return tuple(sorted({c.device for c in self.clips if c.device is not None}))
+
+    def select(self, *, split: str | None = None, device: str | None = None) -> list[Clip]:
+        """Clips of one split and/or one device, in metadata order."""
+        if split is not None and split not in SPLITS:
+            raise CorpusError(f"split={split!r} must be one of {SPLITS}")
+        return [c for c in self.clips
+                if (split is None or c.split == split) and (device is None or c.device == device)]
+
+    def label_indices(self, clips: list[Clip] | tuple[Clip, ...]) -> np.ndarray:
+        """Class numbers of ``clips`` as an int64 array of shape ``(len(clips),)``."""
+        index = {label: i for i, label in enumerate(self.classes)}
+        return np.array([index[c.label] for c in clips], dtype=np.int64)
+
+
+def sorted_labels(labels) -> tuple[str, ...]:
+    """Distinct labels, numerically sorted when all are integers (``"2" < "10"``), else lexically."""
+    unique = set(labels)
+    try:
+        return tuple(sorted(unique, key=int))
+    except ValueError:
+        return tuple(sorted(unique))
+
+
+def stratified_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Draw a label-stratified train/test split.
+
+    Each label's clips are shuffled with ``numpy.random.default_rng(seed)`` and ``round(test_fraction * n)`` of
+    them go to the test set, at least one when the label has two or more clips and never all of them, so every
+    label keeps training examples.
+
+    Parameters
+    ----------
+    labels : sequence of str [shape=(n_clips,)]
+    test_fraction : float
+        In (0, 1).
+    seed : int
+
+    Returns
+    -------
+    is_test : np.ndarray [shape=(n_clips,), dtype=bool]
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise CorpusError(f"test_fraction={test_fraction} must lie strictly between 0 and 1")
+    labels = list(labels)
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in sorted_labels(labels):
+        idx = np.flatnonzero([lab == label for lab in labels])
+        if idx.size < 2:
+            continue
+        n_test = min(max(1, int(round(test_fraction * idx.size))), idx.size - 1)
+        is_test[rng.permutation(idx)[:n_test]] = True
+    return is_test
+
+
+def _inside(root: Path, filename: str, row: int) -> Path:
+    """The file's path under ``root``; refuses absolute paths and ``..`` that climb out of the folder."""
+    if not filename:
+        raise CorpusError(f"metadata row {row}: empty filename; every row needs a path relative to the folder")
+    if os.path.isabs(filename) or Path(filename).is_absolute():
+        raise CorpusError(f"metadata row {row}: filename={filename!r} is absolute; give a path relative to {root}")
+    normal = os.path.normpath(filename)
+    if normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise CorpusError(f"metadata row {row}: filename={filename!r} escapes the corpus folder {root}; "
+                          "keep every file inside it")
+    return root / normal
+
+
+def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", test_fraction: float = 0.2,
+                seed: int = 0) -> Corpus:
+    """Read a corpus folder and its metadata CSV, checking every row.
+
+    Parameters
+    ----------
+    folder : path-like
+        The corpus folder.
+    metadata : str
+        Name of the CSV inside ``folder``.
+    test_fraction, seed
+        Used only when the CSV has no ``split`` column: see :func:`stratified_split`.
+
+    Raises
+    ------
+    CorpusError
+        Missing folder, CSV or required column; empty file names or labels; files that are missing or lie outside
+        the folder; duplicate rows; a ``split`` value other than train/test; a test label absent from training.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise CorpusError(f"corpus folder {root} not found; pass a folder that holds {metadata}")
+    csv_path = root / metadata
+    if not csv_path.is_file():
+        raise CorpusError(f"{csv_path} not found; a corpus folder needs a {metadata} with columns "
+                          f"{', '.join(REQUIRED_COLUMNS)} (optional: device, split)")
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'}); "
+                              f"add them: filename = path relative to the folder, label = class name")
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    if not rows:
+        raise CorpusError(f"{csv_path}: no rows; list one clip per row")
+    has_device = "device" in columns
+    has_split = "split" in columns
+    paths, labels, seen, absent = [], [], {}, []
+    for i, r in enumerate(rows, start=2):  # row 1 is the header
+        path = _inside(root, r["filename"], i)
+        if not r["label"]:
+            raise CorpusError(f"metadata row {i}: empty label for {r['filename']!r}; every clip needs a label")
+        key = os.path.normpath(r["filename"])
+        if key in seen:
+            raise CorpusError(f"metadata rows {seen[key]} and {i} both list {r['filename']!r}; list each file once")
+        seen[key] = i
+        if has_split and r["split"] not in SPLITS:
+            raise CorpusError(f"metadata row {i}: split={r['split']!r} must be one of {SPLITS}")
+        if not path.is_file():
+            absent.append(r["filename"])
+        paths.append(path)
+        labels.append(r["label"])
+    if absent:
+        shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        raise CorpusError(f"{len(absent)} file(s) listed in {csv_path} are missing: {shown}; "
+                          "fix the paths or remove the rows")
+    if has_split:
+        splits = [r["split"] for r in rows]
+    else:
+        is_test = stratified_split(labels, test_fraction=test_fraction, seed=seed)
+        splits = ["test" if t else "train" for t in is_test]
+    clips = tuple(Clip(r["filename"], p, lab, (r["device"] or None) if has_device else None, s)
+                  for r, p, lab, s in zip(rows, paths, labels, splits))
+    train_labels = {c.label for c in clips if c.split == "train"}
+    untrained = sorted_labels(c.label for c in clips if c.label not in train_labels)
+    if untrained:
+        raise CorpusError(f"label(s) {', '.join(untrained)} have no clip in the training split; "
+                          "move some of their clips to split=train or drop those rows")
+    return Corpus(root, clips, sorted_labels(labels))
+
+
+__all__ = ["Clip", "Corpus", "REQUIRED_COLUMNS", "SPLITS", "load_corpus", "sorted_labels", "stratified_split"]
