@@ -104,9 +104,9 @@ def _frame_level_db(power: np.ndarray, n_fft: int, window: np.ndarray) -> np.nda
 class LogPowerAccumulator:
     """Streaming per-bin sums of log power over frames: the hot path of device estimation.
 
-    Feed consecutive blocks of one signal with :meth:`update` (each block must start where the previous block's
-    next frame starts: use :func:`micmatch.audio.iter_blocks` with ``overlap = n_fft - hop_length`` and
-    ``block_frames = n_fft + hop_length * (k - 1)``). The sums are float64; per-chunk work is float32.
+    Feed consecutive chunks of one signal, of any lengths, with :meth:`update`; the samples after the last full
+    frame are kept and prefixed to the next chunk. Call :meth:`reset_signal` before a new signal (file) so frames
+    never straddle two files. The sums are float64; per-chunk work is float32.
 
     Speed (benchmarks/bench_profile.py): frames are strided views (no copy), the int16 scale is folded into the
     window, and ``scipy.fft.rfft`` runs on chunks of :data:`CHUNK_FRAMES` frames so each chunk stays in cache.
@@ -137,6 +137,7 @@ class LogPowerAccumulator:
         self.sum_db = np.zeros(n_bins)
         self.sum_sq_db = np.zeros(n_bins)
         self._window = analysis_window(self.n_fft, scale=self.scale)
+        self._tail: np.ndarray | None = None
         self._floor_power = np.float32(10.0 ** (self.floor_db / 10.0))
         # Gate threshold expressed on the (normalised-window) power sum, to avoid a log per frame.
         if self.gate_db is None:
@@ -146,11 +147,19 @@ class LogPowerAccumulator:
             ms = 10.0 ** (self.gate_db / 10.0)
             self._gate_sum = ms * self.n_fft * np.sum(w * w) * self.scale**2
 
+    def reset_signal(self) -> None:
+        """Forget the samples kept from the previous chunk (start of a new, unrelated signal)."""
+        self._tail = None
+
     def update(self, block: np.ndarray) -> int:
-        """Accumulate every full frame of a 1-D block; returns the number of frames it held."""
-        x = np.ascontiguousarray(block)
+        """Accumulate every full frame available after appending a 1-D chunk; returns the number of frames."""
+        x = np.asarray(block)
+        if self._tail is not None and self._tail.size:
+            x = np.concatenate([self._tail, x.astype(self._tail.dtype, copy=False)])
+        x = np.ascontiguousarray(x)
         frames = _frames_view(x, self.n_fft, self.hop_length)
         total = frames.shape[0]
+        self._tail = x[total * self.hop_length :].copy()
         for start in range(0, total, CHUNK_FRAMES):
             chunk = frames[start : start + CHUNK_FRAMES]
             spec = scipy.fft.rfft(chunk * self._window, axis=-1)
@@ -279,3 +288,27 @@ def smooth_fractional_octave(values: np.ndarray, freqs: np.ndarray, fraction: fl
     out = (csum[..., hi] - csum[..., lo]) / (hi - lo)
     out[..., f <= 0] = v[..., f <= 0]
     return out
+
+
+def windowed_power_response_db(ir: np.ndarray, n_fft: int, *, floor_db: float = DEFAULT_FLOOR_DB) -> np.ndarray:
+    """Expected STFT-bin power (dB) of white noise filtered by ``ir``, relative to the unfiltered noise.
+
+    This is the device response as a Hann-windowed STFT of ``n_fft`` samples sees it: ``|H|^2`` smoothed by the
+    window's power kernel, sampled on the ``n_fft // 2 + 1`` bin grid. It is the truth that an estimate from
+    recordings converges to, for IRs of any length (no truncation to ``n_fft``). Computed exactly as the DFT of
+    the product of the IR's and the window's autocorrelations, folded modulo ``n_fft``.
+    """
+    h = np.asarray(ir, dtype=np.float64)
+    w = hann(n_fft)
+    m = h.size + n_fft
+    size = scipy.fft.next_fast_len(2 * m)
+    hf = scipy.fft.rfft(h, size)
+    r_h = scipy.fft.irfft(np.abs(hf) ** 2, size)  # circular autocorrelation; lags wrap at the end
+    wf = scipy.fft.rfft(w, size)
+    r_w = scipy.fft.irfft(np.abs(wf) ** 2, size) / np.sum(w * w)
+    lags = np.concatenate([np.arange(0, n_fft), np.arange(-n_fft + 1, 0)])
+    prod = r_h[lags] * r_w[lags]
+    folded = np.zeros(n_fft)
+    np.add.at(folded, lags % n_fft, prod)
+    power = np.real(np.fft.rfft(folded))
+    return 10.0 * np.log10(np.maximum(power, 10.0 ** (floor_db / 10.0)))

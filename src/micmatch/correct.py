@@ -1,0 +1,516 @@
+"""Corrections from one device to a reference, and applying them to audio.
+
+A :class:`Correction` is a gain curve ``C(d -> r) = H_r / H_d`` in dB on a profile's FFT grid. It is regularised:
+
+* **floors**: each response is floored at its maximum minus ``dynamic_range_db`` (default 80 dB) before the ratio,
+  so bins where a device recorded nothing cannot produce absurd ratios;
+* **clamps**: the gain is limited to ``+max_boost_db`` (default 20 dB) and ``-max_cut_db`` (default 30 dB); seed 001
+  warns that raw gain ranges cause trouble, and boosting a band a device barely captured mostly boosts its noise;
+* **smoothing** (optional): fractional-octave smoothing of the dB curve (``smoothing_octaves=1/6`` say).
+
+Applied two ways, both streaming in bounded memory and sample-aligned with the input:
+
+* ``stft``: Hann STFT (hop n_fft/4), gain per bin, overlap-add; exact reconstruction at unity gain.
+* ``fir``: an FIR (default 1025 taps, least-squares design, linear phase with its (n_taps-1)/2 delay removed, or
+  minimum phase) by FFT overlap-save (benchmarks/bench_correct.py: about 10x scipy.signal.lfilter).
+
+Reference-free forms (seed 001 section 2.5): reference ``":mean"`` is the average response of all devices in the
+set, ``":flat"`` removes the device's own long-term spectrum (mean-subtraction form), level-normalised so the mean
+gain over the analysis band is 0 dB.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import soundfile as sf
+
+from micmatch import audio as audio_io
+from micmatch.errors import AudioError, ConfigMismatchError
+from micmatch.response import ResponseSet
+from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
+
+DEFAULT_MAX_BOOST_DB = 20.0
+DEFAULT_MAX_CUT_DB = 30.0
+DEFAULT_DYNAMIC_RANGE_DB = 80.0
+DEFAULT_N_TAPS = 1025
+REFERENCE_FREE = (":mean", ":flat")
+METHODS = ("stft", "fir")
+FIR_DESIGNS = ("firls", "firwin2")
+PHASES = ("linear", "minimum")
+OVERS = ("float", "scale", "clip")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A gain curve that turns recordings of ``device`` into recordings as if made by ``reference``.
+
+    Attributes
+    ----------
+    gain_db : np.ndarray [shape=(n_fft // 2 + 1,)]
+        Gain per FFT bin in dB (positive = boost).
+    settings : dict
+        The regularisation used (clamps, floor, smoothing), kept for reports and exports.
+    """
+
+    device: str
+    reference: str
+    sample_rate: int
+    n_fft: int
+    gain_db: np.ndarray
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        g = np.asarray(self.gain_db, dtype=np.float64)
+        if g.shape != (self.n_fft // 2 + 1,):
+            raise ConfigMismatchError(f"gain_db has {g.size} bins; n_fft={self.n_fft} needs {self.n_fft // 2 + 1}")
+        if not np.isfinite(g).all():
+            raise ValueError("gain_db contains NaN or infinite values")
+        object.__setattr__(self, "gain_db", g)
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        return frequencies(self.sample_rate, self.n_fft)
+
+    @property
+    def gain(self) -> np.ndarray:
+        """Linear amplitude gain per bin."""
+        return db_to_gain(self.gain_db)
+
+    def interpolate_db(self, freqs_hz: np.ndarray) -> np.ndarray:
+        """Gain in dB at arbitrary frequencies (linear interpolation on the bin grid, clamped at the ends)."""
+        return np.interp(np.asarray(freqs_hz, dtype=np.float64), self.frequencies, self.gain_db)
+
+    def check_sample_rate(self, sample_rate: int, what: str = "audio") -> None:
+        if sample_rate != self.sample_rate:
+            raise ConfigMismatchError(
+                f"{what} is at {sample_rate} Hz but the correction was estimated at {self.sample_rate} Hz; "
+                f"resample the audio or build the profile at {sample_rate} Hz"
+            )
+
+
+def correction_curve(
+    responses: ResponseSet,
+    device: str,
+    reference: str,
+    *,
+    max_boost_db: float = DEFAULT_MAX_BOOST_DB,
+    max_cut_db: float = DEFAULT_MAX_CUT_DB,
+    dynamic_range_db: float = DEFAULT_DYNAMIC_RANGE_DB,
+    smoothing_octaves: float | None = None,
+    band_hz: tuple[float, float] | None = None,
+) -> Correction:
+    """The regularised correction ``H_reference / H_device`` in dB (module docstring for the regularisation).
+
+    Parameters
+    ----------
+    responses : ResponseSet
+    device : str
+        Device whose recordings will be corrected.
+    reference : str
+        Target device, or ``":mean"`` (average of all devices) / ``":flat"`` (reference-free mean subtraction).
+    max_boost_db, max_cut_db : float
+        Clamp of the gain (both non-negative).
+    dynamic_range_db : float
+        Each response is floored at its maximum minus this before the ratio.
+    smoothing_octaves : float, optional
+        Fractional-octave smoothing of the final curve (e.g. 1/6).
+    band_hz : (float, float), optional
+        Band over which ``":flat"`` normalises its mean gain to 0 dB; default 100 Hz to 0.45 x sample rate.
+    """
+    if max_boost_db < 0 or max_cut_db < 0:
+        raise ValueError(f"max_boost_db={max_boost_db} and max_cut_db={max_cut_db} must be non-negative")
+    cfg = responses.config
+    freqs = cfg.frequencies
+
+    def floored(db: np.ndarray) -> np.ndarray:
+        return np.maximum(db, db.max() - dynamic_range_db)
+
+    dev = floored(responses[device].response_db)
+    lo, hi = band_hz or (100.0, 0.45 * cfg.sample_rate)
+    in_band = (freqs >= lo) & (freqs <= hi)
+    if reference == ":mean":
+        ref = floored(np.mean([floored(r.response_db) for r in responses.values()], axis=0))
+    elif reference == ":flat":
+        ref = np.full_like(dev, np.mean(dev[in_band]) if in_band.any() else np.mean(dev))
+    else:
+        ref = floored(responses[reference].response_db)
+    gain = ref - dev
+    if smoothing_octaves:
+        gain = smooth_fractional_octave(gain, freqs, smoothing_octaves)
+    gain = np.clip(gain, -max_cut_db, max_boost_db)
+    settings = {"max_boost_db": max_boost_db, "max_cut_db": max_cut_db, "dynamic_range_db": dynamic_range_db,
+                "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length}
+    return Correction(device, reference, cfg.sample_rate, cfg.n_fft, gain, settings)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FIR design
+
+
+def design_fir(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
+               phase: str = "linear") -> np.ndarray:
+    """An FIR filter whose magnitude follows the correction.
+
+    ``firls`` solves least squares over contiguous bands covering 0 Hz to Nyquist (one band per pair of adjacent
+    bins: well conditioned; gaps between bands make firls ill-conditioned, see METHODS.md section 9);
+    ``firwin2`` samples the response and windows it (frequency sampling). benchmarks/bench_fir_design.py compares
+    their accuracy: firls is the default because it is the more accurate.
+
+    ``phase="minimum"`` converts the linear-phase design with :func:`scipy.signal.minimum_phase` (homomorphic,
+    full length, same magnitude): no pre-ringing and no bulk delay, but a frequency-dependent delay.
+
+    Returns
+    -------
+    taps : np.ndarray [shape=(n_taps,)]
+    """
+    if n_taps < 3 or n_taps % 2 == 0:
+        raise ValueError(f"n_taps={n_taps} must be an odd integer >= 3 (a linear-phase type I filter)")
+    if design not in FIR_DESIGNS:
+        raise ValueError(f"design={design!r} must be one of {FIR_DESIGNS}")
+    if phase not in PHASES:
+        raise ValueError(f"phase={phase!r} must be one of {PHASES}")
+    f = correction.frequencies
+    g = correction.gain
+    fs = correction.sample_rate
+    if design == "firls":
+        bands = np.repeat(f, 2)[1:-1]
+        desired = np.repeat(g, 2)[1:-1]
+        taps = scipy.signal.firls(n_taps, bands, desired, fs=fs)
+    else:
+        taps = scipy.signal.firwin2(n_taps, f, g, fs=fs, nfreqs=max(1 + 2 ** math.ceil(math.log2(n_taps)), f.size))
+    if phase == "minimum":
+        taps = scipy.signal.minimum_phase(taps, method="homomorphic", half=False)
+    return taps
+
+
+def fir_response_db(taps: np.ndarray, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Magnitude response (dB) of FIR taps at the given frequencies."""
+    _, h = scipy.signal.freqz(taps, worN=np.asarray(freqs_hz, dtype=np.float64), fs=sample_rate)
+    return 20.0 * np.log10(np.maximum(np.abs(h), 1e-12))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Streaming engine: out[t] depends on in[t - left : t + right + 1]. Input blocks of any size go in; the output
+# has exactly the input's length. Blocks of ``block`` samples are processed with their context, so the result does
+# not depend on how the input was chunked (arrays and files go through the same code).
+
+
+def _stream_with_context(
+    chunks: Iterable[np.ndarray],
+    func: Callable[[np.ndarray], np.ndarray],
+    *,
+    left: int,
+    right: int,
+    block: int,
+) -> Iterator[np.ndarray]:
+    buf: np.ndarray | None = None
+    n_in = 0
+    n_out = 0
+    for chunk in chunks:
+        c = np.asarray(chunk, dtype=np.float32)
+        if buf is None:
+            buf = np.zeros(c.shape[:-1] + (left,), dtype=np.float32)
+        buf = np.concatenate([buf, c], axis=-1)
+        n_in += c.shape[-1]
+        while buf.shape[-1] >= left + block + right:
+            yield func(buf[..., : left + block + right])
+            buf = buf[..., block:]
+            n_out += block
+    if buf is None:
+        return
+    while n_out < n_in:
+        need = left + block + right - buf.shape[-1]
+        if need > 0:
+            buf = np.concatenate([buf, np.zeros(buf.shape[:-1] + (need,), dtype=np.float32)], axis=-1)
+        out = func(buf[..., : left + block + right])
+        take = min(block, n_in - n_out)
+        yield out[..., :take]
+        buf = buf[..., block:]
+        n_out += take
+
+
+def _stft_gain_func(gain: np.ndarray, n_fft: int, hop: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Process one segment: frames at offsets 0, hop, ...; returns the fully covered middle part."""
+    window = hann(n_fft).astype(np.float32)
+    # Periodic Hann at hop n_fft/4: sum of squared windows over overlapping frames is constant (3/8 * n_fft/hop).
+    norm = np.float32(np.sum(window * window) / hop)
+    g = gain.astype(np.float32)
+    left = n_fft - hop
+
+    def func(seg: np.ndarray) -> np.ndarray:
+        lead = seg.shape[:-1]
+        flat = np.ascontiguousarray(seg.reshape(-1, seg.shape[-1]))
+        length = seg.shape[-1]
+        count = 1 + (length - n_fft) // hop
+        outs = []
+        for row in flat:
+            frames = np.lib.stride_tricks.as_strided(row, shape=(count, n_fft),
+                                                     strides=(hop * row.strides[0], row.strides[0]), writeable=False)
+            spec = scipy.fft.rfft(frames * window, axis=-1)
+            spec *= g
+            y = scipy.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32, copy=False)
+            y *= window
+            acc = np.zeros(length, dtype=np.float32)
+            r = n_fft // hop
+            seg_blocks = y.reshape(count, r, hop)
+            view = acc[: (count + r - 1) * hop].reshape(-1, hop)
+            for j in range(r):
+                view[j : j + count] += seg_blocks[:, j, :]
+            outs.append(acc[left : length - left] / norm)
+        return np.stack(outs).reshape(*lead, -1)
+
+    return func
+
+
+def _fir_func(taps: np.ndarray, fft_size: int = 16384) -> Callable[[np.ndarray], np.ndarray]:
+    """'valid' convolution of a segment by overlap-save with one batched real FFT (float32)."""
+    n_taps = taps.size
+    while fft_size < 4 * n_taps:
+        fft_size *= 2
+    step = fft_size - n_taps + 1
+    h = scipy.fft.rfft(taps.astype(np.float32), fft_size)
+
+    def func(seg: np.ndarray) -> np.ndarray:
+        lead = seg.shape[:-1]
+        flat = seg.reshape(-1, seg.shape[-1])
+        n_valid = seg.shape[-1] - n_taps + 1
+        n_blocks = -(-n_valid // step)
+        outs = []
+        for row in flat:
+            padded = np.zeros(n_blocks * step + n_taps - 1, dtype=np.float32)
+            padded[: row.size] = row
+            frames = np.lib.stride_tricks.as_strided(
+                padded, shape=(n_blocks, fft_size), strides=(step * 4, 4), writeable=False)
+            # The last frame may read past `padded`; pad so every frame is in bounds.
+            if (n_blocks - 1) * step + fft_size > padded.size:
+                padded = np.concatenate([padded, np.zeros((n_blocks - 1) * step + fft_size - padded.size,
+                                                          dtype=np.float32)])
+                frames = np.lib.stride_tricks.as_strided(
+                    padded, shape=(n_blocks, fft_size), strides=(step * 4, 4), writeable=False)
+            spec = scipy.fft.rfft(frames, axis=-1)
+            spec *= h
+            y = scipy.fft.irfft(spec, n=fft_size, axis=-1)[:, n_taps - 1 :]
+            outs.append(y.reshape(-1)[:n_valid].astype(np.float32, copy=False))
+        return np.stack(outs).reshape(*lead, -1)
+
+    return func
+
+
+@dataclass(frozen=True)
+class _Plan:
+    func: Callable[[np.ndarray], np.ndarray]
+    left: int
+    right: int
+    block: int
+
+
+def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phase: str,
+          hop_length: int | None) -> _Plan:
+    if method == "stft":
+        hop = hop_length or correction.n_fft // 4
+        if correction.n_fft % hop or correction.n_fft // hop < 4:
+            raise ValueError(f"hop_length={hop} must divide n_fft={correction.n_fft} at least 4 times")
+        ctx = correction.n_fft - hop
+        block = hop * max(1, (1 << 17) // hop)
+        return _Plan(_stft_gain_func(correction.gain, correction.n_fft, hop), ctx, ctx, block)
+    if method == "fir":
+        taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
+        if phase == "linear":
+            d = (n_taps - 1) // 2
+            left, right = d, d
+        else:
+            left, right = n_taps - 1, 0
+        return _Plan(_fir_func(taps), left, right, 1 << 17)
+    raise ValueError(f"method={method!r} must be one of {METHODS}")
+
+
+def apply_correction(
+    audio: np.ndarray,
+    sample_rate: int,
+    correction: Correction,
+    *,
+    method: str = "stft",
+    n_taps: int = DEFAULT_N_TAPS,
+    design: str = "firls",
+    phase: str = "linear",
+    hop_length: int | None = None,
+) -> np.ndarray:
+    """Apply a correction to ``(..., n_samples)`` audio; returns float32 of the same shape (input untouched).
+
+    Parameters
+    ----------
+    method : {"stft", "fir"}
+        STFT-domain gain (hop ``n_fft // 4`` unless ``hop_length``) or FIR filtering (``n_taps``, ``design``,
+        ``phase``). Linear-phase FIR output is delay compensated: sample-aligned with the input.
+
+    Notes
+    -----
+    No clipping is applied: the result may exceed full scale (see :func:`correct_file` for what files do).
+    """
+    x = audio_io.validate_audio(audio, sample_rate)
+    correction.check_sample_rate(sample_rate)
+    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=hop_length)
+    parts = list(_stream_with_context([x.astype(np.float32, copy=False)], plan.func, left=plan.left,
+                                      right=plan.right, block=plan.block))
+    return np.concatenate(parts, axis=-1) if parts else np.zeros_like(x, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What :func:`correct_file` did to one file."""
+
+    input: Path
+    output: Path
+    peak: float
+    action: str  # "ok", "float", "scaled", "clipped"
+    message: str = ""
+
+
+def correct_file(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    correction: Correction,
+    *,
+    method: str = "stft",
+    n_taps: int = DEFAULT_N_TAPS,
+    design: str = "firls",
+    phase: str = "linear",
+    overs: str = "float",
+    subtype: str | None = None,
+) -> FileResult:
+    """Correct one file, streaming in blocks, and write ``output`` atomically in the input's format and subtype.
+
+    ``overs`` says what happens when the corrected signal exceeds full scale and the output subtype is integer
+    PCM: ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``) with a warning,
+    ``scale`` lowers the whole file's gain so its peak is -0.1 dBFS, ``clip`` clips and reports how many samples.
+    The input is only read; nothing is written under ``output`` until the file is complete.
+    """
+    if overs not in OVERS:
+        raise ValueError(f"overs={overs!r} must be one of {OVERS}")
+    meta = audio_io.info(path)
+    correction.check_sample_rate(meta.sample_rate, what=str(meta.path))
+    output = Path(output)
+    if output.resolve() == meta.path.resolve():
+        raise AudioError(f"{meta.path}: output would overwrite the input; choose another output folder")
+    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=None)
+    out_subtype = subtype or meta.subtype
+    out_format = meta.format
+    if not sf.check_format(out_format, out_subtype):
+        out_subtype = sf.default_subtype(out_format)
+    is_float = out_subtype in ("FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III")
+    peak = 0.0
+    blocks = audio_io.iter_blocks(meta.path, block_frames=1 << 17, channels="keep", dtype="float32")
+    with audio_io.atomic_path(output.with_suffix(".stage.wav")) as stage:
+        with sf.SoundFile(str(stage), "w", samplerate=meta.sample_rate, channels=meta.channels,
+                          format="WAV", subtype="FLOAT") as tmp:
+            for y in _stream_with_context(blocks, plan.func, left=plan.left, right=plan.right, block=plan.block):
+                peak = max(peak, float(np.abs(y).max(initial=0.0)))
+                tmp.write(y.T)
+        action, gain, message = "ok", 1.0, ""
+        if peak > 1.0 and not is_float:
+            if overs == "float" and sf.check_format(out_format, "FLOAT"):
+                out_subtype, action = "FLOAT", "float"
+                message = (f"{meta.path}: corrected peak {20 * math.log10(peak):+.1f} dBFS exceeds full scale; "
+                           f"written as 32-bit float to keep it (use --overs scale or clip to avoid)")
+            elif overs in ("float", "scale"):
+                gain, action = 10 ** (-0.1 / 20) / peak, "scaled"
+                message = f"{meta.path}: corrected peak {20 * math.log10(peak):+.1f} dBFS; scaled by {20 * math.log10(gain):.1f} dB"
+            else:
+                action = "clipped"
+        n_clipped = 0
+        with audio_io.atomic_path(output) as final:
+            with sf.SoundFile(str(stage)) as src, sf.SoundFile(
+                str(final), "w", samplerate=meta.sample_rate, channels=meta.channels, format=out_format,
+                subtype=out_subtype,
+            ) as dst:
+                for blk in src.blocks(blocksize=1 << 17, dtype="float32", always_2d=True):
+                    if gain != 1.0:
+                        blk = blk * np.float32(gain)
+                    if action == "clipped":
+                        n_clipped += int(np.count_nonzero(np.abs(blk) > 1.0))
+                        blk = np.clip(blk, -1.0, 1.0)
+                    dst.write(blk)
+        if action == "clipped":
+            message = f"{meta.path}: {n_clipped} samples clipped at full scale"
+    if message:
+        warnings.warn(message, stacklevel=2)
+    return FileResult(meta.path, output, peak, action, message)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exports
+
+
+EXPORT_FORMATS = ("csv", "wav", "equalizerapo")
+
+
+def export_csv(correction: Correction, path: str | os.PathLike) -> Path:
+    """CSV with columns ``frequency_hz,gain_db`` on the profile's bin grid (written atomically)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["frequency_hz", "gain_db"])
+    for f, g in zip(correction.frequencies, correction.gain_db):
+        w.writerow([f"{f:.3f}", f"{g:.4f}"])
+    return _write_text(path, buf.getvalue())
+
+
+def export_ir_wav(correction: Correction, path: str | os.PathLike, *, n_taps: int = DEFAULT_N_TAPS,
+                  design: str = "firls", phase: str = "linear") -> Path:
+    """The correction as an impulse response (32-bit float WAV) for convolution plug-ins.
+
+    A linear-phase IR has its peak at sample ``(n_taps - 1) / 2``: convolution plug-ins that do not compensate
+    latency delay the signal by that much; use ``phase="minimum"`` for no bulk delay.
+    """
+    taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
+    return audio_io.save(path, taps.astype(np.float32), correction.sample_rate, subtype="FLOAT")
+
+
+def graphic_eq_points(correction: Correction, *, per_octave: int = 12, f_min: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """Log-spaced frequencies (``per_octave`` per octave from ``f_min`` to Nyquist) and the gain there (dB)."""
+    nyq = correction.sample_rate / 2.0
+    n = int(np.floor(np.log2(nyq / f_min) * per_octave)) + 1
+    f = f_min * 2.0 ** (np.arange(n) / per_octave)
+    f = f[f < nyq]
+    return f, correction.interpolate_db(f)
+
+
+def export_equalizerapo(correction: Correction, path: str | os.PathLike, *, per_octave: int = 12) -> Path:
+    """An EqualizerAPO ``GraphicEQ:`` line (frequency and gain pairs separated by ``;``), plus a preamp line.
+
+    The preamp is minus the largest boost, so the equalizer itself cannot clip.
+    """
+    f, g = graphic_eq_points(correction, per_octave=per_octave)
+    preamp = -max(0.0, float(g.max()))
+    pairs = "; ".join(f"{fi:.0f} {gi:.1f}" for fi, gi in zip(f, g))
+    text = (f"# micmatch correction {correction.device} -> {correction.reference} at {correction.sample_rate} Hz\n"
+            f"Preamp: {preamp:.1f} dB\nGraphicEQ: {pairs}\n")
+    return _write_text(path, text)
+
+
+def export(correction: Correction, path: str | os.PathLike, fmt: str, **options) -> Path:
+    """Export in one of :data:`EXPORT_FORMATS`."""
+    if fmt == "csv":
+        return export_csv(correction, path)
+    if fmt == "wav":
+        return export_ir_wav(correction, path, **options)
+    if fmt == "equalizerapo":
+        return export_equalizerapo(correction, path)
+    raise ValueError(f"format={fmt!r} must be one of {EXPORT_FORMATS}")
+
+
+def _write_text(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    with audio_io.atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,288 @@
+"""Estimate device responses from recordings: the unaligned spectrum-correction estimate (seed 001).
+
+For every device, the mean over all frames of all its recordings of the log power per frequency bin (the log of
+the geometric-mean magnitude). Statistics are sums (:class:`~micmatch.response.LogSpectrumStats`), computed per
+file in bounded memory (files are read in blocks) and added in input order, so the result is the same with one
+worker, many processes or a dask cluster.
+
+Silence handling: frames whose windowed RMS is below ``gate_db`` (default -80 dBFS) are skipped (gated), and every
+bin's power is floored at ``floor_db`` (default -160 dB) before the log. A file with no frame above the gate is an
+error (an all-zero or digitally silent file), as is a file shorter than one frame.
+
+Device labels come from :func:`label_devices`: the name of the folder holding each file (``dir``), a regular
+expression on the path (``regex:PATTERN``, first group or the group named ``device``), or a CSV
+(``csv:FILE`` with columns ``filename`` or ``path``, and ``device``).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from micmatch import audio as audio_io
+from micmatch.errors import AudioError, ConfigMismatchError, CorpusError
+from micmatch.parallel import FileFailure, map_files
+from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, LogPowerAccumulator
+
+#: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first
+#: (``first``), or every channel's frames counted as frames of the device (``each``).
+CHANNEL_POLICIES = ("mix", "first", "each")
+#: Frames per block read from disk: bounds memory (about 2048 * hop samples per block) whatever the file length.
+BLOCK_FRAMES = 2048
+
+
+def _accumulator(config: SpectralConfig, scale: float) -> LogPowerAccumulator:
+    return LogPowerAccumulator(n_fft=config.n_fft, hop_length=config.hop_length, floor_db=config.floor_db,
+                               gate_db=config.gate_db, scale=scale)
+
+
+def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, config: SpectralConfig) -> LogSpectrumStats:
+    n_frames = sum(a.n_frames for a in accs)
+    n_seen = n_frames + sum(a.n_gated for a in accs)
+    if n_seen == 0:
+        raise AudioError(f"{name}: {n_samples} samples is shorter than one analysis frame (n_fft={config.n_fft})")
+    if n_frames == 0:
+        raise AudioError(f"{name}: silent: no frame is above the silence gate ({config.gate_db} dBFS)")
+    return LogSpectrumStats(sum(a.sum_db for a in accs), sum(a.sum_sq_db for a in accs), n_frames, 1)
+
+
+def array_stats(audio: np.ndarray, config: SpectralConfig, *, channels: str = "mix",
+                name: str = "audio") -> LogSpectrumStats:
+    """Statistics of one in-memory recording ``(..., n_samples)`` at ``config.sample_rate``.
+
+    Raises :class:`AudioError` when the recording is shorter than one frame or entirely below the silence gate.
+    """
+    if channels not in CHANNEL_POLICIES:
+        raise ValueError(f"channels={channels!r} must be one of {CHANNEL_POLICIES}")
+    x = audio_io.validate_audio(audio, config.sample_rate, name=name)
+    x2 = x.reshape(-1, x.shape[-1])
+    if channels == "mix":
+        x2 = x2.mean(axis=0, keepdims=True)
+    elif channels == "first":
+        x2 = x2[:1]
+    accs = []
+    for row in x2:
+        acc = _accumulator(config, 1.0)
+        acc.update(row.astype(np.float32, copy=False))
+        accs.append(acc)
+    return _finish(accs, name, x.shape[-1], config)
+
+
+def file_stats(path: str | os.PathLike, config: SpectralConfig, *, channels: str = "mix",
+               resample: bool = False) -> LogSpectrumStats:
+    """Statistics of one file, read in blocks (memory does not grow with the file's length).
+
+    16-bit PCM files are decoded as raw integers with the 1/32768 scale folded into the window (about 4x faster
+    than float decoding). A file at another sample rate than ``config.sample_rate`` raises
+    :class:`ConfigMismatchError`, unless ``resample=True`` (then it is resampled block-wise with soxr).
+    """
+    if channels not in CHANNEL_POLICIES:
+        raise ValueError(f"channels={channels!r} must be one of {CHANNEL_POLICIES}")
+    meta = audio_io.info(path)
+    needs_resample = meta.sample_rate != config.sample_rate
+    if needs_resample and not resample:
+        raise ConfigMismatchError(
+            f"{meta.path}: sample rate {meta.sample_rate} Hz differs from the analysis rate {config.sample_rate} Hz; "
+            f"pass --resample (resample=True) or analyse at {meta.sample_rate} Hz"
+        )
+    raw_int16 = meta.is_pcm16 and not needs_resample
+    dtype = "int16" if raw_int16 else "float32"
+    scale = 1.0 / 32768.0 if raw_int16 else 1.0
+    read_mode = "keep" if channels == "each" else ("first" if channels == "first" else "mix")
+    n_rows = meta.channels if channels == "each" else 1
+    accs = [_accumulator(config, scale) for _ in range(n_rows)]
+    resamplers = None
+    if needs_resample:
+        import soxr
+
+        resamplers = [soxr.ResampleStream(meta.sample_rate, config.sample_rate, 1, dtype="float32")
+                      for _ in range(n_rows)]
+    block = BLOCK_FRAMES * config.hop_length
+    for chunk in audio_io.iter_blocks(meta.path, block_frames=block, channels=read_mode, dtype=dtype):
+        if raw_int16 and channels == "mix" and chunk.dtype != np.int16:
+            chunk = chunk.astype(np.float32, copy=False)  # the mix of int16 channels is float in int16 units
+        for i, acc in enumerate(accs):
+            row = chunk[i]
+            if resamplers is not None:
+                row = resamplers[i].resample_chunk(np.ascontiguousarray(row, dtype=np.float32))
+            acc.update(row)
+    if resamplers is not None:
+        for i, acc in enumerate(accs):
+            acc.update(resamplers[i].resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return _finish(accs, str(meta.path), meta.frames, config)
+
+
+def _source_stats(item, config: SpectralConfig, channels: str, resample: bool) -> LogSpectrumStats:
+    if isinstance(item, (str, os.PathLike)):
+        return file_stats(item, config, channels=channels, resample=resample)
+    return array_stats(np.asarray(item), config, channels=channels)
+
+
+def estimate_responses(
+    sources: Mapping[str, Iterable],
+    sample_rate: int,
+    *,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    channels: str = "mix",
+    gate_db: float | None = DEFAULT_GATE_DB,
+    floor_db: float = DEFAULT_FLOOR_DB,
+    resample: bool = False,
+) -> ResponseSet:
+    """Estimate every device's response from its recordings (unaligned spectrum correction).
+
+    Parameters
+    ----------
+    sources : mapping of str to iterable
+        Device name -> recordings, each a file path or an array ``(..., n_samples)`` at ``sample_rate``.
+    sample_rate : int
+        Analysis rate (Hz). Files at other rates are refused unless ``resample=True``.
+    n_fft, hop_length : int
+        Frame size and hop of the Hann STFT (samples).
+    channels : {"mix", "first", "each"}
+        How multichannel recordings enter the statistics (see :data:`CHANNEL_POLICIES`).
+    gate_db, floor_db : float
+        Silence gate and log floor (module docstring).
+
+    Returns
+    -------
+    ResponseSet
+        One :class:`~micmatch.response.DeviceResponse` per device, with its statistics.
+
+    Raises
+    ------
+    AudioError, ConfigMismatchError
+        On the first recording that cannot be used (use :func:`profile_files` to keep going past bad files).
+    """
+    config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
+                            floor_db=floor_db)
+    out = ResponseSet(config)
+    for device, items in sources.items():
+        total = LogSpectrumStats.empty(config.n_bins)
+        for item in items:
+            total = total + _source_stats(item, config, channels, resample)
+        if total.n_frames == 0:
+            raise AudioError(f"device {device!r}: no recordings were given")
+        out.add(DeviceResponse.from_stats(device, total))
+    return out
+
+
+def profile_files(
+    paths: Sequence[str | os.PathLike],
+    devices: Sequence[str],
+    config: SpectralConfig,
+    *,
+    channels: str = "mix",
+    resample: bool = False,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: bool = False,
+) -> tuple[ResponseSet, list[FileFailure]]:
+    """Estimate responses from many files in parallel, keeping going past bad files.
+
+    Per-file statistics are computed by ``jobs`` local processes or a dask cluster (``scheduler``) and added in
+    input order, so the result does not depend on how the work was split.
+
+    Returns
+    -------
+    responses : ResponseSet
+        Devices with at least one usable file.
+    failures : list of FileFailure
+        Files that could not be used, with the reason.
+    """
+    if len(paths) != len(devices):
+        raise ValueError(f"{len(paths)} paths but {len(devices)} device labels")
+    work = functools.partial(file_stats, config=config, channels=channels, resample=resample)
+    per_device: dict[str, LogSpectrumStats] = {}
+    failures: list[FileFailure] = []
+    label = dict(zip(map(str, paths), devices))
+    for item, result in map_files(work, [str(p) for p in paths], jobs=jobs, scheduler=scheduler,
+                                  progress=progress, desc="profiling"):
+        if isinstance(result, FileFailure):
+            failures.append(result)
+            continue
+        dev = label[item]
+        per_device[dev] = per_device[dev] + result if dev in per_device else result
+    out = ResponseSet(config)
+    for dev in sorted(per_device):
+        out.add(DeviceResponse.from_stats(dev, per_device[dev]))
+    return out, failures
+
+
+def label_devices(paths: Sequence[str | os.PathLike], device_from: str) -> tuple[list[str | None], list[str]]:
+    """Device label for each path, from ``dir``, ``regex:PATTERN``, ``csv:FILE`` or ``name:DEVICE``.
+
+    Returns
+    -------
+    labels : list of str or None
+        None where no label could be found (the reason is in ``problems``).
+    problems : list of str
+        One line per unlabeled path.
+    """
+    paths = [Path(p) for p in paths]
+    labels: list[str | None] = []
+    problems: list[str] = []
+    if device_from == "dir":
+        for p in paths:
+            labels.append(p.resolve().parent.name or None)
+    elif device_from.startswith("name:"):
+        name = device_from[5:]
+        if not name:
+            raise CorpusError("device_from='name:' needs a device name, e.g. name:phone")
+        labels = [name] * len(paths)
+    elif device_from.startswith("regex:"):
+        pattern = device_from[6:]
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise CorpusError(f"regex {pattern!r} is invalid: {exc}") from None
+        if rx.groups == 0:
+            raise CorpusError(f"regex {pattern!r} needs a group that captures the device, e.g. '([^/]+)/[^/]+$'")
+        for p in paths:
+            m = rx.search(p.as_posix())
+            value = None
+            if m:
+                value = m.group("device") if "device" in rx.groupindex else m.group(1)
+            labels.append(value or None)
+            if not value:
+                problems.append(f"{p}: regex {pattern!r} does not match this path")
+    elif device_from.startswith("csv:"):
+        table = _read_device_csv(Path(device_from[4:]))
+        for p in paths:
+            value = table.get(str(p.resolve())) or table.get(p.name)
+            labels.append(value)
+            if value is None:
+                problems.append(f"{p}: not listed in {device_from[4:]}")
+    else:
+        raise CorpusError(f"device_from={device_from!r} must be 'dir', 'regex:PATTERN', 'csv:FILE' or 'name:DEVICE'")
+    if device_from == "dir":
+        problems.extend(f"{p}: has no parent folder to name its device" for p, v in zip(paths, labels) if v is None)
+    return labels, problems
+
+
+def _read_device_csv(path: Path) -> dict[str, str]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            key = "filename" if "filename" in fields else "path" if "path" in fields else None
+            if key is None or "device" not in fields:
+                raise CorpusError(f"{path}: needs columns 'filename' (or 'path') and 'device'; found {fields}")
+            table: dict[str, str] = {}
+            for row in reader:
+                name, device = (row.get(key) or "").strip(), (row.get("device") or "").strip()
+                if not name or not device:
+                    continue
+                full = Path(name) if Path(name).is_absolute() else path.parent / name
+                table[str(full.resolve())] = device
+                table.setdefault(Path(name).name, device)
+            return table
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read device CSV ({exc.strerror or exc})") from None
