@@ -35,7 +35,7 @@ FILTER_PAD = 4096
 #: level; near-silent outputs are not amplified beyond it.
 MAX_LEVEL_GAIN = 100.0
 #: Floor of the RMS that level matching divides by.
-_MIN_RMS = 1e-12
+MIN_RMS = 1e-12
 #: Variance floor in Freq-MixStyle (as in the published implementation of the method).
 MIXSTYLE_EPS = 1e-6
 
@@ -400,7 +400,7 @@ def match_level(augmented: np.ndarray, original: np.ndarray) -> np.ndarray:
     axes = tuple(range(1, original.ndim))
     rms_in = np.sqrt(np.mean(np.square(original, dtype=np.float64), axis=axes, keepdims=True))
     rms_out = np.sqrt(np.mean(np.square(augmented, dtype=np.float64), axis=axes, keepdims=True))
-    gain = np.minimum(rms_in / np.maximum(rms_out, _MIN_RMS), MAX_LEVEL_GAIN)
+    gain = np.minimum(rms_in / np.maximum(rms_out, MIN_RMS), MAX_LEVEL_GAIN)
     return (augmented * gain).astype(augmented.dtype, copy=False)
 
 
@@ -488,7 +488,7 @@ def apply_freq_mixstyle(features: np.ndarray, params: Mapping, *, eps: float = M
 
 
 __all__ = [
-    "AugmentError", "DeviceIRAugment", "FILTER_PAD", "MAX_LEVEL_GAIN", "apply_device_ir", "apply_filter_augment",
+    "AugmentError", "DeviceIRAugment", "FILTER_PAD", "MAX_LEVEL_GAIN", "MIN_RMS", "MIXSTYLE_EPS", "apply_device_ir", "apply_filter_augment",
     "apply_freq_mixstyle", "apply_gain_curve", "apply_mixup", "apply_parametric_eq", "apply_synthetic_response",
     "apply_synthetic_response_features", "draw_device_ir", "draw_filter_augment", "draw_freq_mixstyle",
     "draw_mixup", "draw_parametric_eq", "draw_synthetic_response", "filter_augment_offsets", "filter_grid",

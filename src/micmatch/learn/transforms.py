@@ -1,0 +1,443 @@
+"""``nn.Module`` twins of :mod:`micmatch.features` and :mod:`micmatch.augment` for batches on CPU or GPU.
+
+Each module gives the same result as its numpy function on the same input (tests check it per transform) and
+works on any ``torch.device``: the fitted statistics and filterbanks are buffers that move with ``.to(device)``.
+Buffers are built in float64 (so ``module.double()`` matches numpy to rounding) and cast to the input's dtype.
+
+Shapes (batch first, time last):
+
+* waveforms ``(batch, ..., n_samples)``;
+* log-mel features ``(batch, ..., n_mels, n_frames)`` in dB.
+
+Augmentations take the parameters that the numpy ``draw_*`` functions return, so a logged parameter set replays
+a batch exactly on either side. ``module.draw(batch_size, generator=...)`` draws them from a ``torch.Generator``
+(which seeds a numpy generator; the parameters are tiny, the work stays on the device) or from a
+``numpy.random.Generator``; ``module(x, generator=g)`` draws and applies in one step and keeps the parameters in
+``module.last_params`` for logging.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as tf
+
+from micmatch import augment as aug
+from micmatch import features as feat
+from micmatch.features import LogMelConfig
+from micmatch.simulate import load_ir
+
+__all__ = [
+    "BandOffset", "CepstralMeanSubtraction", "DeviceIR", "FilterAugment", "FreqMixStyle", "GlobalNormalize",
+    "LogMel", "MedianFilterResidual", "Mixup", "PCEN", "ParametricEQ", "PerDeviceStandardize", "Rasta",
+    "SpectrogramMeanSubtraction", "SyntheticResponse", "numpy_generator",
+]
+
+
+def numpy_generator(generator: torch.Generator | np.random.Generator | None) -> np.random.Generator:
+    """A numpy generator from an explicit ``torch.Generator`` (one 62-bit draw seeds it) or a numpy one."""
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if isinstance(generator, torch.Generator):
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
+        return np.random.default_rng(seed)
+    raise aug.AugmentError("pass generator=torch.Generator().manual_seed(seed) or a numpy Generator; micmatch "
+                           "draws no hidden global randomness")
+
+
+def _per_item(values: np.ndarray, x: torch.Tensor, *, trailing: int) -> torch.Tensor:
+    """``(batch, k)`` numpy values as a tensor broadcasting over ``x`` (``trailing`` axes after the k axis)."""
+    t = torch.as_tensor(values, dtype=x.dtype, device=x.device)
+    return t.reshape(t.shape[:1] + (1,) * (x.dim() - 2 - trailing) + t.shape[1:] + (1,) * trailing)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Front end
+
+
+class LogMel(nn.Module):
+    """Log-mel spectrogram, the twin of :func:`micmatch.features.log_mel` (librosa compatible).
+
+    Centred frames with zero padding, periodic Hann window, ``torch.fft.rfft`` of unfolded frames, power through
+    the mel filterbank (a buffer), ``(20 / power) * log10(max(mel, amin))``.
+
+    Shape: ``(batch, ..., n_samples)`` -> ``(batch, ..., n_mels, 1 + n_samples // hop_length)``.
+    """
+
+    def __init__(self, config: LogMelConfig) -> None:
+        super().__init__()
+        self.config = config
+        n = torch.arange(config.n_fft, dtype=torch.float64)
+        self.register_buffer("window", 0.5 - 0.5 * torch.cos(2 * math.pi * n / config.n_fft))
+        self.register_buffer("filterbank", torch.from_numpy(config.filterbank()))
+
+    def mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """Linear mel power (or magnitude for ``power=1``), ``(..., n_mels, n_frames)``."""
+        cfg = self.config
+        pad = cfg.n_fft // 2
+        lead = audio.shape[:-1]
+        x = tf.pad(audio.reshape(-1, 1, audio.shape[-1]), (pad, pad)).squeeze(1)
+        frames = x.unfold(-1, cfg.n_fft, cfg.hop_length) * self.window.to(x.dtype)
+        spec = torch.view_as_real(torch.fft.rfft(frames, dim=-1))
+        power = spec.square().sum(-1)
+        if cfg.power == 1.0:
+            power = power.sqrt()
+        mel = torch.matmul(power, self.filterbank.to(power.dtype).T)
+        return mel.transpose(-1, -2).reshape(*lead, cfg.n_mels, -1)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return (20.0 / cfg.power) * torch.log10(self.mel(audio).clamp_min(cfg.amin))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Normalizations
+
+
+class BandOffset(nn.Module):
+    """Add one dB value per mel band: spectrum correction on features (twin of
+    :func:`micmatch.features.apply_band_offset`). Build it with :meth:`from_correction`."""
+
+    def __init__(self, offset_db: np.ndarray | torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("offset_db", torch.as_tensor(np.asarray(offset_db), dtype=torch.float64))
+
+    @classmethod
+    def from_correction(cls, correction=None, *, config: LogMelConfig, **kwargs) -> BandOffset:
+        """Same arguments as :func:`micmatch.features.correction_offset_db`."""
+        return cls(feat.correction_offset_db(correction, config=config, **kwargs))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features + self.offset_db.to(features.dtype)[:, None]
+
+
+class SpectrogramMeanSubtraction(nn.Module):
+    """Each band minus its mean over time, per spectrogram (twin of ``spectrogram_mean_subtraction``)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features - features.mean(dim=-1, keepdim=True)
+
+
+class CepstralMeanSubtraction(nn.Module):
+    """Mean-free cepstra ``(batch, ..., n_ceps, n_frames)`` (twin of ``cepstral_mean_subtraction``)."""
+
+    def __init__(self, n_mels: int, n_ceps: int | None = None) -> None:
+        super().__init__()
+        self.register_buffer("dct", torch.from_numpy(feat.dct_matrix(n_mels, n_ceps)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        ceps = torch.matmul(self.dct.to(features.dtype), features)
+        return ceps - ceps.mean(dim=-1, keepdim=True)
+
+
+class MedianFilterResidual(nn.Module):
+    """``x - medfilt2d(x, size)`` with zero padding (twin of ``median_filter_residual``).
+
+    Uses ``unfold``: memory is ``size[0] * size[1]`` times the batch, so feed moderate batches.
+    """
+
+    def __init__(self, size: tuple[int, int] = (7, 21)) -> None:
+        super().__init__()
+        if len(size) != 2 or any(s <= 0 or s % 2 == 0 for s in size):
+            raise feat.FeatureError(f"size={tuple(size)} must be two odd positive integers (mel bands, frames)")
+        self.size = (int(size[0]), int(size[1]))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        kb, kt = self.size
+        m, t = features.shape[-2:]
+        flat = features.reshape(-1, 1, m, t)
+        patches = tf.unfold(flat, (kb, kt), padding=(kb // 2, kt // 2))  # (N, kb*kt, m*t)
+        med = patches.median(dim=1).values.reshape(flat.shape)
+        return (flat - med).reshape(features.shape)
+
+
+class PCEN(nn.Module):
+    """Per-channel energy normalization of linear mel energies (twin of :func:`micmatch.features.pcen`).
+
+    ``PCEN.preset("a", sample_rate, hop_length)`` gives seed 001's settings. The smoother runs frame by frame.
+    """
+
+    def __init__(self, sample_rate: int, *, hop_length: int = 512, time_constant: float = 0.4, eps: float = 1e-6,
+                 gain: float = 0.98, bias: float = 2.0, power: float = 0.5) -> None:
+        super().__init__()
+        if not (time_constant > 0 and eps > 0 and gain >= 0 and bias > 0 and power > 0):
+            raise feat.FeatureError(
+                f"need time_constant > 0, eps > 0, gain >= 0, bias > 0, power > 0; got time_constant={time_constant},"
+                f" eps={eps}, gain={gain}, bias={bias}, power={power}")
+        self.b = feat.pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
+        self.eps, self.gain, self.bias, self.power = eps, gain, bias, power
+
+    @classmethod
+    def preset(cls, name: str, sample_rate: int, hop_length: int = 512) -> PCEN:
+        try:
+            params = feat.PCEN_PRESETS[name]
+        except KeyError:
+            raise feat.FeatureError(f"PCEN preset {name!r} unknown; known: {sorted(feat.PCEN_PRESETS)}") from None
+        return cls(sample_rate, hop_length=hop_length, **params)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        b = self.b
+        state = torch.ones(mel.shape[:-1], dtype=mel.dtype, device=mel.device)
+        smooth = []
+        for t in range(mel.shape[-1]):
+            state = (1.0 - b) * state + b * mel[..., t]
+            smooth.append(state)
+        m = torch.stack(smooth, dim=-1)
+        agc = torch.exp(-self.gain * (math.log(self.eps) + torch.log1p(m / self.eps)))
+        return self.bias**self.power * torch.expm1(self.power * torch.log1p(mel * agc / self.bias))
+
+
+class Rasta(nn.Module):
+    """RASTA filtering of log features along time (twin of :func:`micmatch.features.rasta`)."""
+
+    def __init__(self, pole: float = 0.98) -> None:
+        super().__init__()
+        if not 0.0 <= pole < 1.0:
+            raise feat.FeatureError(f"pole={pole} must be in [0, 1) for a stable filter")
+        self.pole = float(pole)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n = features.shape[-1]
+        if n < 5:
+            raise feat.FeatureError(f"features have n_frames={n}; at least 5 are needed")
+        num = feat.RASTA_NUMERATOR
+        fir = sum(float(num[k]) * features[..., 4 - k : n - k] for k in range(5))
+        out = [torch.zeros_like(features[..., 0])] * 4
+        y = torch.zeros_like(features[..., 0])
+        for t in range(fir.shape[-1]):
+            y = fir[..., t] + self.pole * y
+            out.append(y)
+        return torch.stack(out, dim=-1)
+
+
+class GlobalNormalize(nn.Module):
+    """GMS / GMSVN with a fitted :class:`~micmatch.features.GlobalNormalizer` (its mean and std as buffers)."""
+
+    def __init__(self, normalizer: feat.GlobalNormalizer) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(normalizer.mean))
+        self.register_buffer("std", torch.from_numpy(normalizer.std))
+        self.config = normalizer.config
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean.to(features.dtype)[:, None]) / self.std.to(features.dtype)[:, None]
+
+
+class PerDeviceStandardize(nn.Module):
+    """Per-device standardization with a fitted :class:`~micmatch.features.PerDeviceStandardizer`.
+
+    ``forward(features, device_index)`` with ``device_index`` a ``(batch,)`` integer tensor into
+    :attr:`devices` (use :meth:`index` to turn names into it).
+    """
+
+    def __init__(self, standardizer: feat.PerDeviceStandardizer) -> None:
+        super().__init__()
+        self.devices = standardizer.devices
+        self.register_buffer("mean", torch.from_numpy(np.stack([standardizer.mean(d) for d in self.devices])))
+        self.register_buffer("std", torch.from_numpy(np.stack([standardizer.std(d) for d in self.devices])))
+        self.config = standardizer.config
+
+    def index(self, devices: Sequence[str]) -> torch.Tensor:
+        """Device names to a ``(batch,)`` index tensor (on the buffers' device)."""
+        lookup = {d: i for i, d in enumerate(self.devices)}
+        missing = [d for d in devices if d not in lookup]
+        if missing:
+            from micmatch.errors import UnknownDeviceError
+
+            raise UnknownDeviceError(f"device {missing[0]!r} was not in the fitting set; known devices: "
+                                     f"{', '.join(self.devices)}")
+        return torch.tensor([lookup[d] for d in devices], device=self.mean.device)
+
+    def forward(self, features: torch.Tensor, device_index: torch.Tensor) -> torch.Tensor:
+        mean = _per_item_tensor(self.mean[device_index], features)
+        std = _per_item_tensor(self.std[device_index], features)
+        return (features - mean) / std
+
+
+def _per_item_tensor(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(batch, n_mels)`` rows reshaped to broadcast over ``(batch, ..., n_mels, n_frames)``."""
+    return rows.to(x.dtype).reshape(rows.shape[:1] + (1,) * (x.dim() - 3) + rows.shape[1:] + (1,))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Augmentations
+
+
+class _Augmentation(nn.Module):
+    """Draw (numpy, from an explicit generator) then apply (torch). Subclasses define ``draw`` and ``apply``."""
+
+    last_params: dict | None = None
+
+    def forward(self, x: torch.Tensor, params: Mapping | None = None, *,
+                generator: torch.Generator | np.random.Generator | None = None) -> torch.Tensor:
+        if params is None:
+            params = self.draw(x.shape[0], generator=generator)
+        self.last_params = dict(params)
+        return self.apply(x, params)
+
+
+class Mixup(_Augmentation):
+    """mixup (twin of :func:`micmatch.augment.apply_mixup`); :meth:`mix_labels` mixes the targets alike."""
+
+    def __init__(self, alpha: float = 0.4, *, domain: str = "log", amin: float = feat.DEFAULT_AMIN) -> None:
+        super().__init__()
+        if domain not in ("log", "linear"):
+            raise aug.AugmentError(f"domain={domain!r} must be 'log' or 'linear'")
+        self.alpha, self.domain, self.amin = alpha, domain, amin
+
+    def draw(self, batch_size: int, *, generator) -> dict:
+        return aug.draw_mixup(numpy_generator(generator), batch_size, alpha=self.alpha)
+
+    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        lam = torch.as_tensor(params["lam"], dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * (x.dim() - 1))
+        perm = torch.as_tensor(params["perm"], dtype=torch.long, device=x.device)
+        if self.domain == "log":
+            return lam * x + (1.0 - lam) * x[perm]
+        p = torch.pow(10.0, x / 10.0)
+        return 10.0 * torch.log10((lam * p + (1.0 - lam) * p[perm]).clamp_min(self.amin))
+
+    @staticmethod
+    def mix_labels(labels: torch.Tensor, params: Mapping, *, n_classes: int | None = None) -> torch.Tensor:
+        """Soft targets ``(batch, n_classes)`` from class indices or one-hot labels."""
+        y = labels
+        if y.dim() == 1:
+            if n_classes is None:
+                raise aug.AugmentError("labels are class indices: pass n_classes= to build one-hot targets")
+            y = tf.one_hot(y.long(), n_classes)
+        y = y.to(torch.float64 if not y.is_floating_point() else y.dtype)
+        lam = torch.as_tensor(params["lam"], dtype=y.dtype, device=y.device)[:, None]
+        perm = torch.as_tensor(params["perm"], dtype=torch.long, device=y.device)
+        return lam * y + (1.0 - lam) * y[perm]
+
+
+def _filter_waveforms(x: torch.Tensor, gain_db: np.ndarray, n_fft: int) -> torch.Tensor:
+    """Twin of :func:`micmatch.augment.apply_gain_curve` (zero phase, zero padded, same length)."""
+    g = torch.as_tensor(np.power(10.0, gain_db / 20.0), device=x.device)
+    g = g.reshape(g.shape[:1] + (1,) * (x.dim() - 2) + g.shape[1:])
+    spec = torch.fft.rfft(x, n=n_fft, dim=-1)
+    y = torch.fft.irfft(spec * g.to(spec.real.dtype), n=n_fft, dim=-1)
+    return y[..., : x.shape[-1]]
+
+
+class SyntheticResponse(_Augmentation):
+    """Seed 002's synthetic frequency-response differences (twin of the numpy functions).
+
+    ``domain="features"`` adds the curves to log-mel features of ``config``; ``domain="waveform"`` filters
+    waveforms at ``config.sample_rate`` (zero phase).
+    """
+
+    def __init__(self, config: LogMelConfig, *, domain: str = "features", n_bands=(4, 8),
+                 range_db=(0.0, 10.0)) -> None:
+        super().__init__()
+        if domain not in ("features", "waveform"):
+            raise aug.AugmentError(f"domain={domain!r} must be 'features' or 'waveform'")
+        self.config, self.domain, self.n_bands, self.range_db = config, domain, n_bands, range_db
+
+    def draw(self, batch_size: int, *, generator) -> dict:
+        return aug.draw_synthetic_response(numpy_generator(generator), batch_size, n_bands=self.n_bands,
+                                           range_db=self.range_db)
+
+    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        if self.domain == "features":
+            return x + _per_item(aug.synthetic_response_offsets(params, self.config), x, trailing=1)
+        sr = self.config.sample_rate
+        n_fft, freqs = aug.filter_grid(x.shape[-1], sr)
+        return _filter_waveforms(x, aug.synthetic_response_db(params, aug.mel_position(freqs, sr)), n_fft)
+
+
+class FilterAugment(_Augmentation):
+    """Random per-band dB gains on log-mel features (twin of :func:`micmatch.augment.apply_filter_augment`)."""
+
+    def __init__(self, *, n_bands=(3, 5), gain_db: float = 6.0, mode: str = "step") -> None:
+        super().__init__()
+        self.n_bands, self.gain_db, self.mode = n_bands, gain_db, mode
+
+    def draw(self, batch_size: int, *, generator) -> dict:
+        return aug.draw_filter_augment(numpy_generator(generator), batch_size, n_bands=self.n_bands,
+                                       gain_db=self.gain_db, mode=self.mode)
+
+    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        return x + _per_item(aug.filter_augment_offsets(params, x.shape[-2]), x, trailing=1)
+
+
+class ParametricEQ(_Augmentation):
+    """Random peaking EQs on waveforms (twin of :func:`micmatch.augment.apply_parametric_eq`)."""
+
+    def __init__(self, sample_rate: int, *, n_filters=(1, 3), gain_db: float = 6.0,
+                 freq_range_hz=(100.0, 8000.0), q_range=(0.5, 3.0)) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.options = {"n_filters": n_filters, "gain_db": gain_db, "freq_range_hz": freq_range_hz,
+                        "q_range": q_range}
+
+    def draw(self, batch_size: int, *, generator) -> dict:
+        return aug.draw_parametric_eq(numpy_generator(generator), batch_size, self.sample_rate, **self.options)
+
+    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        if int(params["sample_rate"]) != self.sample_rate:
+            raise aug.AugmentError(f"the EQ was drawn for sample_rate={params['sample_rate']} but this module runs "
+                                   f"at {self.sample_rate}; draw it again for this rate")
+        n_fft, freqs = aug.filter_grid(x.shape[-1], self.sample_rate)
+        return _filter_waveforms(x, aug.parametric_eq_db(params, freqs), n_fft)
+
+
+class DeviceIR(_Augmentation):
+    """Device impulse-response augmentation (twin of :class:`micmatch.augment.DeviceIRAugment`).
+
+    IRs are loaded at ``sample_rate`` (resampled once, cached) on first use; convolution runs on the batch's
+    device via FFT; the delay is compensated and each item keeps its length and RMS level.
+    """
+
+    def __init__(self, irs, sample_rate: int, *, p: float = 0.5) -> None:
+        super().__init__()
+        self.numpy = aug.DeviceIRAugment(irs, p=p)
+        self.sample_rate = sample_rate
+
+    def draw(self, batch_size: int, *, generator) -> dict:
+        return self.numpy.draw(numpy_generator(generator), batch_size)
+
+    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        out = x.clone()
+        n = x.shape[-1]
+        for i, path in enumerate(params["ir"]):
+            if path is None:
+                continue
+            ir = load_ir(path, self.sample_rate)
+            h = torch.as_tensor(np.array(ir.ir), dtype=x.dtype, device=x.device)
+            n_fft = n + h.shape[-1] - 1
+            y = torch.fft.irfft(torch.fft.rfft(x[i], n=n_fft) * torch.fft.rfft(h, n=n_fft), n=n_fft)
+            y = y[..., ir.delay : ir.delay + n]
+            rms_in = x[i].double().square().mean().sqrt()
+            rms_out = y.double().square().mean().sqrt()
+            gain = torch.clamp(rms_in / rms_out.clamp_min(aug.MIN_RMS), max=aug.MAX_LEVEL_GAIN)
+            out[i] = (y * gain).to(x.dtype)
+        return out
+
+
+class FreqMixStyle(_Augmentation):
+    """Freq-MixStyle (twin of :func:`micmatch.augment.apply_freq_mixstyle`)."""
+
+    def __init__(self, *, p: float = 0.5, alpha: float = 0.3, eps: float = aug.MIXSTYLE_EPS) -> None:
+        super().__init__()
+        self.p, self.alpha, self.eps = p, alpha, eps
+
+    def draw(self, batch_size: int, *, generator) -> dict:
+        return aug.draw_freq_mixstyle(numpy_generator(generator), batch_size, p=self.p, alpha=self.alpha)
+
+    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        if not params["apply"]:
+            return x
+        if x.dim() < 3:
+            raise aug.AugmentError(f"features.shape={tuple(x.shape)} must be (batch, ..., n_mels, n_frames)")
+        dims = tuple(d for d in range(1, x.dim()) if d != x.dim() - 2)
+        mu = x.mean(dim=dims, keepdim=True)
+        sig = (x.var(dim=dims, keepdim=True, unbiased=False) + self.eps).sqrt()
+        lam = torch.as_tensor(params["lam"], dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * (x.dim() - 1))
+        perm = torch.as_tensor(params["perm"], dtype=torch.long, device=x.device)
+        mu_mix = lam * mu + (1.0 - lam) * mu[perm]
+        sig_mix = lam * sig + (1.0 - lam) * sig[perm]
+        return (x - mu) / sig * sig_mix + mu_mix
