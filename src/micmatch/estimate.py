@@ -5,8 +5,10 @@ the geometric-mean magnitude). Statistics are sums (:class:`~micmatch.response.L
 file in bounded memory (files are read in blocks) and added in input order, so the result is the same with one
 worker, many processes or a dask cluster.
 
-Silence handling: frames whose windowed RMS is below ``gate_db`` (default -80 dBFS) are skipped (gated), and every
-bin's power is floored at ``floor_db`` (default -160 dB) before the log. A file with no frame above the gate is an
+Silence handling: frames whose windowed RMS is below ``gate_db`` (default -80 dBFS) or more than
+``relative_gate_db`` (default 30 dB) below the recording's loudest frame are skipped (gated), and every bin's power
+is floored at ``floor_db`` (default -160 dB) before the log. The relative gate keeps pauses, which hold only the
+device's noise floor, out of the estimate; set it to None to count every frame above the absolute gate. A file with no frame above the gate is an
 error (an all-zero or digitally silent file), as is a file shorter than one frame.
 
 Device labels come from :func:`label_devices`: the name of the folder holding each file (``dir``), a regular
@@ -29,7 +31,7 @@ from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, CorpusError
 from micmatch.parallel import FileFailure, map_files
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, LogPowerAccumulator
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
 
 #: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first
 #: (``first``), or every channel's frames counted as frames of the device (``each``).
@@ -40,17 +42,18 @@ BLOCK_FRAMES = 2048
 
 def _accumulator(config: SpectralConfig, scale: float) -> LogPowerAccumulator:
     return LogPowerAccumulator(n_fft=config.n_fft, hop_length=config.hop_length, floor_db=config.floor_db,
-                               gate_db=config.gate_db, scale=scale)
+                               gate_db=config.gate_db, relative_gate_db=config.relative_gate_db, scale=scale)
 
 
 def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, config: SpectralConfig) -> LogSpectrumStats:
-    n_frames = sum(a.n_frames for a in accs)
-    n_seen = n_frames + sum(a.n_gated for a in accs)
+    results = [a.result() for a in accs]
+    n_frames = sum(r[2] for r in results)
+    n_seen = n_frames + sum(r[3] for r in results)
     if n_seen == 0:
         raise AudioError(f"{name}: {n_samples} samples is shorter than one analysis frame (n_fft={config.n_fft})")
     if n_frames == 0:
         raise AudioError(f"{name}: silent: no frame is above the silence gate ({config.gate_db} dBFS)")
-    return LogSpectrumStats(sum(a.sum_db for a in accs), sum(a.sum_sq_db for a in accs), n_frames, 1)
+    return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1)
 
 
 def array_stats(audio: np.ndarray, config: SpectralConfig, *, channels: str = "mix",
@@ -133,6 +136,7 @@ def estimate_responses(
     hop_length: int = 512,
     channels: str = "mix",
     gate_db: float | None = DEFAULT_GATE_DB,
+    relative_gate_db: float | None = DEFAULT_RELATIVE_GATE_DB,
     floor_db: float = DEFAULT_FLOOR_DB,
     resample: bool = False,
 ) -> ResponseSet:
@@ -148,8 +152,8 @@ def estimate_responses(
         Frame size and hop of the Hann STFT (samples).
     channels : {"mix", "first", "each"}
         How multichannel recordings enter the statistics (see :data:`CHANNEL_POLICIES`).
-    gate_db, floor_db : float
-        Silence gate and log floor (module docstring).
+    gate_db, relative_gate_db, floor_db : float
+        Absolute and relative silence gates and log floor (module docstring).
 
     Returns
     -------
@@ -162,7 +166,7 @@ def estimate_responses(
         On the first recording that cannot be used (use :func:`profile_files` to keep going past bad files).
     """
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
-                            floor_db=floor_db)
+                            relative_gate_db=relative_gate_db, floor_db=floor_db)
     out = ResponseSet(config)
     for device, items in sources.items():
         total = LogSpectrumStats.empty(config.n_bins)

@@ -16,16 +16,19 @@ DEFAULT_LSD_FLOOR_DB = 120.0
 
 
 def lsd_from_power_db(reference_db: np.ndarray, estimate_db: np.ndarray, *, floor_db: float = DEFAULT_LSD_FLOOR_DB,
-                      frame_weights: np.ndarray | None = None) -> float:
+                      bins: np.ndarray | None = None, frame_weights: np.ndarray | None = None) -> float:
     """Log spectral distance (dB) between two log-power spectrograms ``(n_bins, n_frames)``.
 
     ``LSD = mean over frames of sqrt(mean over bins of (P_ref_dB - P_est_dB)^2)``, the definition used by seed 000.
-    Both are floored at the reference's maximum minus ``floor_db``.
+    Both are floored at the reference's maximum minus ``floor_db``. ``bins`` (a boolean mask or indices) restricts
+    the bins compared.
     """
     r = np.asarray(reference_db, dtype=np.float64)
     e = np.asarray(estimate_db, dtype=np.float64)
     if r.shape != e.shape:
         raise ConfigMismatchError(f"spectrogram shapes differ: {r.shape} vs {e.shape}")
+    if bins is not None:
+        r, e = r[bins], e[bins]
     lo = r.max() - floor_db
     d = np.maximum(r, lo) - np.maximum(e, lo)
     per_frame = np.sqrt(np.mean(d * d, axis=-2))
@@ -36,10 +39,15 @@ def lsd_from_power_db(reference_db: np.ndarray, estimate_db: np.ndarray, *, floo
 
 
 def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int | None = None, *,
-                          n_fft: int = 2048, hop_length: int = 512, floor_db: float = DEFAULT_LSD_FLOOR_DB) -> float:
+                          n_fft: int = 2048, hop_length: int = 512, floor_db: float = DEFAULT_LSD_FLOOR_DB,
+                          band_hz: tuple[float, float] | None = None, active_db: float | None = None) -> float:
     """Log spectral distance (dB) between two time-aligned recordings of the same length (1-D).
 
-    Hann frames of ``n_fft`` every ``hop_length`` samples; see :func:`lsd_from_power_db`.
+    Hann frames of ``n_fft`` every ``hop_length`` samples; see :func:`lsd_from_power_db`. The 0 Hz bin is always
+    left out: it holds each recording's DC offset, not a device's response (on FSDD clips it alone adds about
+    0.3 dB of noise-versus-noise difference to the LSD). ``band_hz=(low, high)`` restricts the comparison to a
+    band and needs ``sample_rate``. ``active_db`` keeps only frames whose reference level is within that many dB
+    of the reference's loudest frame (pauses hold only noise floors, which no correction can match).
     """
     r = validate_audio(reference, sample_rate, name="reference", min_samples=n_fft)
     e = validate_audio(estimate, sample_rate, name="estimate", min_samples=n_fft)
@@ -47,7 +55,17 @@ def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_ra
         raise ConfigMismatchError(f"reference and estimate must be 1-D of equal length; got {r.shape} and {e.shape}")
     pr = spectral.log_power_frames(r, n_fft=n_fft, hop_length=hop_length)
     pe = spectral.log_power_frames(e, n_fft=n_fft, hop_length=hop_length)
-    return lsd_from_power_db(pr, pe, floor_db=floor_db)
+    keep = np.arange(n_fft // 2 + 1) > 0
+    if band_hz is not None:
+        if sample_rate is None:
+            raise ValueError("band_hz needs sample_rate")
+        f = spectral.frequencies(sample_rate, n_fft)
+        keep &= (f >= band_hz[0]) & (f <= band_hz[1])
+    weights = None
+    if active_db is not None:
+        level = 10.0 * np.log10(np.maximum(np.mean(10.0 ** (pr / 10.0), axis=0), 1e-30))
+        weights = (level >= level.max() - active_db).astype(np.float64)
+    return lsd_from_power_db(pr, pe, floor_db=floor_db, bins=keep, frame_weights=weights)
 
 
 def response_error_db(estimate_db: np.ndarray, truth_db: np.ndarray, freqs_hz: np.ndarray, *,
@@ -74,3 +92,64 @@ def response_error_db(estimate_db: np.ndarray, truth_db: np.ndarray, freqs_hz: n
     if remove_mean:
         d = d - d.mean()
     return float(np.sqrt(np.mean(d * d)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Classification metrics (device-mismatch benchmark)
+
+
+def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if t.shape != p.shape or t.ndim != 1:
+        raise ConfigMismatchError(f"y_true.shape={t.shape} and y_pred.shape={p.shape} must be equal and 1-D")
+    if t.size == 0:
+        raise ValueError("y_true is empty; score at least one clip")
+    return t, p
+
+
+def macro_f1(y_true, y_pred, *, n_classes: int | None = None) -> float:
+    """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN) (as ``sklearn.metrics.f1_score(average="macro")``).
+
+    Classes are ``0 .. n_classes - 1`` (default: every label present in either array). A class with no true and no
+    predicted clip has ``2 TP + FP + FN = 0``; its F1 counts as 0, which is what sklearn does for such classes when
+    they are listed explicitly.
+    """
+    t, p = _labels(y_true, y_pred)
+    classes = np.arange(n_classes) if n_classes is not None else np.union1d(t, p)
+    f1 = []
+    for c in classes:
+        tp = np.sum((t == c) & (p == c))
+        denom = 2 * tp + np.sum((t != c) & (p == c)) + np.sum((t == c) & (p != c))
+        f1.append(2.0 * tp / denom if denom > 0 else 0.0)
+    return float(np.mean(f1))
+
+
+def per_device_accuracy(y_true, y_pred, devices) -> dict[str, float]:
+    """Accuracy of each device's clips: ``{device: fraction correct}``, devices sorted by name."""
+    t, p = _labels(y_true, y_pred)
+    d = np.asarray(devices)
+    if d.shape != t.shape:
+        raise ConfigMismatchError(f"devices.shape={d.shape} must equal y_true.shape={t.shape}")
+    return {str(name): float(np.mean(t[d == name] == p[d == name])) for name in sorted(set(d.tolist()))}
+
+
+def device_gap(accuracy: dict[str, float], reference: str) -> float:
+    """Reference accuracy minus the mean accuracy of every other device (seed 004's device gap)."""
+    if reference not in accuracy:
+        raise KeyError(f"reference {reference!r} is not among the devices {sorted(accuracy)}")
+    others = [v for k, v in accuracy.items() if k != reference]
+    if not others:
+        raise ValueError("device_gap needs at least one device besides the reference")
+    return float(accuracy[reference] - np.mean(others))
+
+
+def gap_closed(value: float, baseline: float, ideal: float) -> float | None:
+    """Share of the baseline-to-ideal gap a remedy closes: ``(value - baseline) / (ideal - baseline)``.
+
+    None when ``ideal - baseline`` is below 1e-9 (no gap to close, the ratio is undefined).
+    """
+    span = ideal - baseline
+    if abs(span) < 1e-9:
+        return None
+    return float((value - baseline) / span)

@@ -9,7 +9,7 @@ JSON layout (``format_version`` 1)::
 
     {"format": "micmatch.responses", "format_version": 1,
      "config": {"sample_rate": 44100, "n_fft": 2048, "hop_length": 512, "window": "hann",
-                "floor_db": -160.0, "gate_db": -80.0},
+                "floor_db": -160.0, "gate_db": -80.0, "relative_gate_db": 30.0},
      "frequencies_hz": [...],
      "devices": {"phone": {"method": "unaligned", "response_db": [...], "std_db": [...],
                             "stats": {"sum_db": [...], "sum_sq_db": [...], "n_frames": 1234, "n_files": 16},
@@ -19,7 +19,6 @@ JSON layout (``format_version`` 1)::
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ import numpy as np
 
 from micmatch.audio import atomic_path
 from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, frequencies
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, frequencies
 
 FORMAT = "micmatch.responses"
 FORMAT_VERSION = 1
@@ -46,6 +45,7 @@ class SpectralConfig:
     window: str = "hann"
     floor_db: float = DEFAULT_FLOOR_DB
     gate_db: float | None = DEFAULT_GATE_DB
+    relative_gate_db: float | None = DEFAULT_RELATIVE_GATE_DB
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length"):
@@ -285,6 +285,7 @@ class ResponseSet(Mapping):
                 sample_rate=int(cfg["sample_rate"]), n_fft=int(cfg["n_fft"]), hop_length=int(cfg["hop_length"]),
                 window=str(cfg.get("window", "hann")), floor_db=float(cfg.get("floor_db", DEFAULT_FLOOR_DB)),
                 gate_db=None if cfg.get("gate_db") is None else float(cfg["gate_db"]),
+                relative_gate_db=None if cfg.get("relative_gate_db") is None else float(cfg["relative_gate_db"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"invalid config ({exc})") from None
@@ -315,6 +316,3 @@ class ResponseSet(Mapping):
             out.add(dev)
         return out
 
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

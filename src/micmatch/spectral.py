@@ -8,7 +8,7 @@ digital silence and fades cannot drag a geometric mean towards minus infinity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -22,6 +22,11 @@ DEFAULT_GATE_DB = -80.0
 #: Frames per FFT call in the statistics path. 64-128 keeps a chunk in cache on the project's machines
 #: (benchmarks/bench_profile.py measured 64-128 as the fastest range).
 CHUNK_FRAMES = 96
+#: Default relative gate: frames more than this many dB below a recording's loudest frame are not counted.
+#: Pauses between sounds then hold only the device's noise floor, which would otherwise bias the estimate.
+DEFAULT_RELATIVE_GATE_DB = 30.0
+#: Resolution of the frame-level bins used by the relative gate (dB).
+LEVEL_STEP_DB = 0.5
 
 
 def hann(n_fft: int) -> np.ndarray:
@@ -105,52 +110,91 @@ class LogPowerAccumulator:
     """Streaming per-bin sums of log power over frames: the hot path of device estimation.
 
     Feed consecutive chunks of one signal, of any lengths, with :meth:`update`; the samples after the last full
-    frame are kept and prefixed to the next chunk. Call :meth:`reset_signal` before a new signal (file) so frames
-    never straddle two files. The sums are float64; per-chunk work is float32.
+    frame are kept and prefixed to the next chunk. Use one accumulator per signal (file). Sums are float64;
+    per-chunk work is float32.
+
+    Two gates decide which frames count: the absolute gate (``gate_db``: windowed RMS re full scale) and, when
+    ``relative_gate_db`` is set, a relative gate (frames more than that many dB below the signal's loudest frame
+    are skipped, which keeps pauses filled with a device's noise floor out of the estimate). The relative gate
+    needs the whole signal's maximum, so frames are summed per frame-level bin of :data:`LEVEL_STEP_DB` and the
+    bins above the final threshold are added at the end: one pass, memory independent of the signal's length.
 
     Speed (benchmarks/bench_profile.py): frames are strided views (no copy), the int16 scale is folded into the
-    window, and ``scipy.fft.rfft`` runs on chunks of :data:`CHUNK_FRAMES` frames so each chunk stays in cache.
-    Squared magnitude is summed as ``re**2 + im**2`` (no square root).
+    window, ``scipy.fft.rfft`` runs on chunks of :data:`CHUNK_FRAMES` frames so each chunk stays in cache, and
+    power is ``re**2 + im**2`` (no square root).
 
-    Attributes
-    ----------
+    Attributes (after the last update)
+    ----------------------------------
     sum_db, sum_sq_db : np.ndarray [shape=(n_bins,)]
         Sum over counted frames of the log power in dB and of its square.
     n_frames : int
-        Frames counted (above the gate).
+        Frames counted.
     n_gated : int
-        Frames skipped by the silence gate.
+        Frames skipped by either gate.
     """
 
     n_fft: int = 2048
     hop_length: int = 512
     floor_db: float = DEFAULT_FLOOR_DB
     gate_db: float | None = DEFAULT_GATE_DB
+    relative_gate_db: float | None = None
     scale: float = 1.0
-    sum_db: np.ndarray = field(init=False, repr=False)
-    sum_sq_db: np.ndarray = field(init=False, repr=False)
-    n_frames: int = field(init=False, default=0)
-    n_gated: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         n_bins = self.n_fft // 2 + 1
-        self.sum_db = np.zeros(n_bins)
-        self.sum_sq_db = np.zeros(n_bins)
         self._window = analysis_window(self.n_fft, scale=self.scale)
         self._tail: np.ndarray | None = None
         self._floor_power = np.float32(10.0 ** (self.floor_db / 10.0))
-        # Gate threshold expressed on the (normalised-window) power sum, to avoid a log per frame.
-        if self.gate_db is None:
-            self._gate_sum = None
+        # Level of a frame from its power sum: level_db = 10 log10(two_sided * self._level_k).
+        w = self._window.astype(np.float64) / self.scale
+        self._level_k = 1.0 / (self.n_fft * np.sum(w * w) * self.scale**2)
+        self._gate_sum = None if self.gate_db is None else 10.0 ** (self.gate_db / 10.0) / self._level_k
+        self._n_seen = 0
+        if self.relative_gate_db is None:
+            self._sum = np.zeros(n_bins)
+            self._sq = np.zeros(n_bins)
+            self._count = 0
         else:
-            w = self._window.astype(np.float64) / self.scale
-            ms = 10.0 ** (self.gate_db / 10.0)
-            self._gate_sum = ms * self.n_fft * np.sum(w * w) * self.scale**2
+            self._levels: dict[int, list] = {}  # level bin -> [sum_db, sum_sq_db, count]
 
-    def reset_signal(self) -> None:
-        """Forget the samples kept from the previous chunk (start of a new, unrelated signal)."""
-        self._tail = None
+    # Results --------------------------------------------------------------------------------------------------
+    def _selected(self):
+        if self.relative_gate_db is None:
+            return self._sum, self._sq, self._count
+        n_bins = self.n_fft // 2 + 1
+        total, sq, count = np.zeros(n_bins), np.zeros(n_bins), 0
+        if self._levels:
+            top = max(self._levels)
+            lowest = top - int(np.floor(self.relative_gate_db / LEVEL_STEP_DB))
+            for lvl, (s, q, c) in self._levels.items():
+                if lvl >= lowest:
+                    total += s
+                    sq += q
+                    count += c
+        return total, sq, count
 
+    @property
+    def sum_db(self) -> np.ndarray:
+        return self._selected()[0]
+
+    @property
+    def sum_sq_db(self) -> np.ndarray:
+        return self._selected()[1]
+
+    @property
+    def n_frames(self) -> int:
+        return int(self._selected()[2])
+
+    @property
+    def n_gated(self) -> int:
+        return self._n_seen - self.n_frames
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """``(sum_db, sum_sq_db, n_frames, n_gated)`` in one call."""
+        total, sq, count = self._selected()
+        return total, sq, int(count), self._n_seen - int(count)
+
+    # Accumulation ---------------------------------------------------------------------------------------------
     def update(self, block: np.ndarray) -> int:
         """Accumulate every full frame available after appending a 1-D chunk; returns the number of frames."""
         x = np.asarray(block)
@@ -160,27 +204,52 @@ class LogPowerAccumulator:
         frames = _frames_view(x, self.n_fft, self.hop_length)
         total = frames.shape[0]
         self._tail = x[total * self.hop_length :].copy()
+        self._n_seen += total
         for start in range(0, total, CHUNK_FRAMES):
             chunk = frames[start : start + CHUNK_FRAMES]
             spec = scipy.fft.rfft(chunk * self._window, axis=-1)
             power = spec.real * spec.real
             power += spec.imag * spec.imag
-            if self._gate_sum is not None:
+            two_sided = None
+            if self._gate_sum is not None or self.relative_gate_db is not None:
                 two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
+            if self._gate_sum is not None:
                 keep = two_sided >= self._gate_sum
                 n_keep = int(keep.sum())
-                self.n_gated += power.shape[0] - n_keep
                 if n_keep == 0:
                     continue
                 if n_keep < power.shape[0]:
                     power = power[keep]
+                    two_sided = two_sided[keep]
             np.maximum(power, self._floor_power, out=power)
             logp = np.log10(power)
             logp *= 10.0
-            self.sum_db += logp.sum(axis=0, dtype=np.float64)
-            self.sum_sq_db += np.einsum("ij,ij->j", logp, logp, dtype=np.float64)
-            self.n_frames += logp.shape[0]
+            if self.relative_gate_db is None:
+                self._sum += logp.sum(axis=0, dtype=np.float64)
+                self._sq += np.einsum("ij,ij->j", logp, logp, dtype=np.float64)
+                self._count += logp.shape[0]
+            else:
+                self._add_by_level(logp, two_sided)
         return total
+
+    def _add_by_level(self, logp: np.ndarray, two_sided: np.ndarray) -> None:
+        level = 10.0 * np.log10(np.maximum(two_sided * self._level_k, 1e-30))
+        bins = np.floor(level / LEVEL_STEP_DB).astype(np.int64)
+        uniq, inverse = np.unique(bins, return_inverse=True)
+        onehot = np.zeros((uniq.size, logp.shape[0]), dtype=np.float64)
+        onehot[inverse, np.arange(logp.shape[0])] = 1.0
+        lp = logp.astype(np.float64)
+        sums = onehot @ lp
+        sqs = onehot @ (lp * lp)
+        counts = onehot.sum(axis=1)
+        for j, lvl in enumerate(uniq.tolist()):
+            entry = self._levels.get(lvl)
+            if entry is None:
+                self._levels[lvl] = [sums[j].copy(), sqs[j].copy(), int(counts[j])]
+            else:
+                entry[0] += sums[j]
+                entry[1] += sqs[j]
+                entry[2] += int(counts[j])
 
 
 def stft(
