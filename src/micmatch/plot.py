@@ -41,3 +41,107 @@ def _log_freq_axis(ax, freqs: np.ndarray) -> np.ndarray:
     pos = freqs > 0
     ax.set_xlim(max(freqs[pos].min(), 20.0), freqs.max())
     return pos
+
+
+def plot_responses(responses, path: str | os.PathLike, *, reference: str | None = None,
+                   smoothing_octaves: float | None = None, title: str | None = None) -> Path:
+    """Response curves of every device in a :class:`~micmatch.response.ResponseSet` (dB, log frequency).
+
+    With ``reference``, a second panel shows each device's correction towards it (as
+    :func:`micmatch.correct.correction_curve` computes it with default regularisation).
+    """
+    from micmatch.correct import correction_curve
+    from micmatch.spectral import smooth_fractional_octave
+
+    plt = _pyplot()
+    freqs = responses.frequencies
+    n_panels = 2 if reference else 1
+    fig, axes = plt.subplots(n_panels, 1, figsize=(9, 4.2 * n_panels), squeeze=False)
+    ax = axes[0, 0]
+    pos = _log_freq_axis(ax, freqs)
+    for name, dev in responses.items():
+        curve = smooth_fractional_octave(dev.response_db, freqs, smoothing_octaves) if smoothing_octaves else dev.response_db
+        ax.plot(freqs[pos], curve[pos], lw=1.2, label=f"{name} ({dev.method})")
+    ax.set_ylabel("mean log power (dB)")
+    ax.set_title(title or f"device responses ({responses.config.sample_rate} Hz, n_fft={responses.config.n_fft})")
+    ax.legend(fontsize=8, ncol=2)
+    if reference:
+        ax2 = axes[1, 0]
+        _log_freq_axis(ax2, freqs)
+        for name in responses:
+            if name == reference:
+                continue
+            corr = correction_curve(responses, name, reference, smoothing_octaves=smoothing_octaves)
+            ax2.plot(freqs[pos], corr.gain_db[pos], lw=1.2, label=f"{name} -> {reference}")
+        ax2.axhline(0.0, color="k", lw=0.6)
+        ax2.set_ylabel("correction gain (dB)")
+        ax2.set_title(f"corrections towards {reference}")
+        ax2.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_correction(correction, path: str | os.PathLike, *, fir_taps: np.ndarray | None = None) -> Path:
+    """One correction curve (dB), and the response of its FIR when taps are given."""
+    plt = _pyplot()
+    freqs = correction.frequencies
+    fig, ax = plt.subplots(figsize=(9, 4))
+    pos = _log_freq_axis(ax, freqs)
+    ax.plot(freqs[pos], correction.gain_db[pos], lw=1.5, label="correction")
+    if fir_taps is not None:
+        from micmatch.correct import fir_response_db
+
+        ax.plot(freqs[pos], fir_response_db(fir_taps, freqs[pos], correction.sample_rate), lw=1, ls="--",
+                label=f"FIR, {fir_taps.size} taps")
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set_ylabel("gain (dB)")
+    ax.set_title(f"correction {correction.device} -> {correction.reference}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_spectrograms(before: np.ndarray, after: np.ndarray, reference: np.ndarray, sample_rate: int,
+                      path: str | os.PathLike, *, n_fft: int = 1024, titles=("device", "corrected", "reference")) -> Path:
+    """Three log spectrograms side by side: a device recording, its corrected version, the reference recording."""
+    from micmatch.spectral import log_power_frames
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    specs = [log_power_frames(x, n_fft=n_fft, hop_length=n_fft // 4) for x in (before, after, reference)]
+    vmax = max(s.max() for s in specs)
+    for ax, spec, title in zip(axes, specs, titles):
+        extent = (0, spec.shape[1] * n_fft / 4 / sample_rate, 0, sample_rate / 2)
+        im = ax.imshow(spec, origin="lower", aspect="auto", extent=extent, vmin=vmax - 90, vmax=vmax, cmap="magma")
+        ax.set_title(title)
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("frequency (Hz)")
+    fig.colorbar(im, ax=axes, label="dB", shrink=0.9)
+    return save_figure(fig, path)
+
+
+def plot_mismatch_bars(summary: dict, path: str | os.PathLike, *, title: str = "Device-mismatch benchmark") -> Path:
+    """Grouped bars of accuracy (%) per recipe: reference, seen and unseen devices, with std-over-seeds whiskers.
+
+    ``summary`` is :func:`micmatch.bench.mismatch.summarize`'s dict (recipe -> scores); groups a recipe lacks
+    (e.g. no seen devices) are left out.
+    """
+    plt = _pyplot()
+    names = list(summary)
+    groups = [("reference_accuracy", "reference"), ("seen_accuracy", "seen"), ("unseen_accuracy", "unseen")]
+    groups = [(k, label) for k, label in groups if all(k in summary[n] for n in names)]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(names) + 2.0), 4.0))
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(names))
+    for j, (key, label) in enumerate(groups):
+        mean = [summary[n][key]["mean"] * 100.0 for n in names]
+        std = [summary[n][key]["std"] * 100.0 for n in names]
+        ax.bar(x + (j - (len(groups) - 1) / 2) * width, mean, width, yerr=std, capsize=2, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=35, ha="right")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
