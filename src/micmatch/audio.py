@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
+import secrets
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -92,7 +93,28 @@ def info(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(f"{path}: file holds no samples")
     if i.samplerate <= 0:
         raise AudioError(f"{path}: invalid sample rate {i.samplerate}")
+    short = _truncated_chunk(getattr(i, "extra_info", ""))
+    if short is not None:
+        declared, present = short
+        raise AudioError(f"{path}: truncated file: header announces {declared} bytes of audio data, "
+                         f"only {present} are present")
     return AudioInfo(path, int(i.samplerate), int(i.channels), int(i.frames), i.format, i.subtype)
+
+
+#: libsndfile's log line for a data chunk longer than the file ("data : 32000 (should be 15978)"). libsndfile then
+#: silently shortens the file to the bytes present, so a cut-off WAV would otherwise read as a shorter, valid one.
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: Chunk sizes that streaming writers leave in place of the real size; they do not mean the file was cut.
+_UNKNOWN_SIZES = {0, 0xFFFFFFFF, 0x7FFFFFFF}
+
+
+def _truncated_chunk(log: str) -> tuple[int, int] | None:
+    """``(declared, present)`` bytes of the audio chunk when the file ends before it, from libsndfile's log."""
+    for m in _SHORT_CHUNK.finditer(log or ""):
+        declared, present = int(m.group(1)), int(m.group(2))
+        if present < declared and declared not in _UNKNOWN_SIZES:
+            return declared, present
+    return None
 
 
 def _reason(exc: BaseException) -> str:
@@ -279,9 +301,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    # os.open with mode 0o666 applies the umask, so the output gets the permissions a plain write would give it
+    # (tempfile.mkstemp would leave it private, 0o600). O_EXCL: never reuse another writer's temporary file.
+    while True:
+        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}.part{path.suffix}"
+        try:
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
