@@ -214,6 +214,11 @@ def test_correction_offset_averages_gain_through_bands():
     np.testing.assert_allclose(offset[centres > 1500.0], -3.0, atol=1e-9)
     edge = offset[(centres > 900.0) & (centres < 1100.0)]
     assert np.all((edge > -3.0) & (edge < 12.0))
+    # A Correction object gives the same offset as the responses it came from.
+    from micmatch.correct import correction_curve
+
+    curve = correction_curve(_responses(), "phone", "ref")
+    np.testing.assert_allclose(F.correction_offset_db(curve, config=CFG), offset, atol=1e-12)
     # A flat gain stays that gain, and the offset is what a device's filter would add to log-mel features.
     flat = F.band_gain_db(np.full(257, 4.5), 16000, 512, config=CFG)
     np.testing.assert_allclose(flat, 4.5, atol=1e-12)
@@ -243,7 +248,8 @@ def test_correction_offset_errors():
     with pytest.raises(F.FeatureError, match="pass a correction"):
         F.correction_offset_db(config=CFG)
     with pytest.raises(ConfigMismatchError, match="sample_rate=16000 but the features at 8000"):
-        F.band_gain_db(np.zeros(257), 16000, 512, config=F.LogMelConfig(sample_rate=8000, n_fft=256, hop_length=64, n_mels=20))
+        F.band_gain_db(np.zeros(257), 16000, 512,
+                       config=F.LogMelConfig(sample_rate=8000, n_fft=256, hop_length=64, n_mels=20))
     with pytest.raises(F.FeatureError, match=r"gain_db.shape=\(10,\)"):
         F.band_gain_db(np.zeros(10), 16000, 512, config=CFG)
     with pytest.raises(F.FeatureError, match="offset has 3 bands"):

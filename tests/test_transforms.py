@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import pink, white
+from conftest import pink
 
 torch = pytest.importorskip("torch")
 

@@ -101,7 +101,8 @@ def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4)
     Returns
     -------
     dict
-        ``{"lam": [float] * batch, "perm": [int] * batch}``: item ``i`` becomes ``lam[i] x[i] + (1 - lam[i]) x[perm[i]]``.
+        ``{"lam": [float] * batch, "perm": [int] * batch}``: item ``i`` becomes
+        ``lam[i] x[i] + (1 - lam[i]) x[perm[i]]``.
     """
     n = _batch_size(batch_size)
     alpha = _positive(alpha, "alpha")
@@ -488,7 +489,8 @@ def apply_freq_mixstyle(features: np.ndarray, params: Mapping, *, eps: float = M
 
 
 __all__ = [
-    "AugmentError", "DeviceIRAugment", "FILTER_PAD", "MAX_LEVEL_GAIN", "MIN_RMS", "MIXSTYLE_EPS", "apply_device_ir", "apply_filter_augment",
+    "AugmentError", "DeviceIRAugment", "FILTER_PAD", "MAX_LEVEL_GAIN", "MIN_RMS", "MIXSTYLE_EPS", "apply_device_ir",
+    "apply_filter_augment",
     "apply_freq_mixstyle", "apply_gain_curve", "apply_mixup", "apply_parametric_eq", "apply_synthetic_response",
     "apply_synthetic_response_features", "draw_device_ir", "draw_filter_augment", "draw_freq_mixstyle",
     "draw_mixup", "draw_parametric_eq", "draw_synthetic_response", "filter_augment_offsets", "filter_grid",

@@ -285,14 +285,14 @@ def band_gain_db(gain_db: np.ndarray, sample_rate: int, n_fft: int, *, config: L
 
 
 def correction_offset_db(correction=None, *, config: LogMelConfig, responses=None, device: str | None = None,
-                         reference: str | None = None, max_boost_db: float = 20.0,
-                         max_cut_db: float = 40.0) -> np.ndarray:
+                         reference: str | None = None, **curve_options) -> np.ndarray:
     """The per-mel-band log offset (dB) that spectrum-corrects features of ``device`` towards ``reference``.
 
-    Give either a correction (anything with ``gain_db``, ``sample_rate`` and ``n_fft``, e.g.
-    :class:`micmatch.correct.Correction`) or ``responses`` (:class:`~micmatch.response.ResponseSet`) with
-    ``device`` and ``reference``. In the second case the curve is ``reference - device`` in dB, clamped to
-    ``[-max_cut_db, max_boost_db]`` (through :func:`micmatch.correct.correction_curve` when available).
+    Give either a correction (a :class:`micmatch.correct.Correction`, or anything with ``gain_db``,
+    ``sample_rate`` and ``n_fft``) or ``responses`` (:class:`~micmatch.response.ResponseSet`) with ``device`` and
+    ``reference``; the curve is then :func:`micmatch.correct.correction_curve` (regularised: floored, clamped,
+    optionally smoothed), and ``curve_options`` (``max_boost_db``, ``max_cut_db``, ``smoothing_octaves``, ...)
+    go to it.
 
     Returns
     -------
@@ -302,28 +302,10 @@ def correction_offset_db(correction=None, *, config: LogMelConfig, responses=Non
     if correction is None:
         if responses is None or device is None or reference is None:
             raise FeatureError("pass a correction, or responses= with device= and reference=")
-        correction = _correction_from_responses(responses, device, reference, max_boost_db, max_cut_db)
-    return band_gain_db(correction.gain_db, correction.sample_rate, correction.n_fft, config=config)
-
-
-@dataclass(frozen=True)
-class _Curve:
-    gain_db: np.ndarray
-    sample_rate: int
-    n_fft: int
-
-
-def _correction_from_responses(responses, device: str, reference: str, max_boost_db: float, max_cut_db: float):
-    for name in (device, reference):
-        if name not in responses:
-            known = ", ".join(sorted(responses)) or "none"
-            raise UnknownDeviceError(f"device {name!r} is not in the responses; known devices: {known}")
-    try:
         from micmatch.correct import correction_curve
-    except ImportError:  # correct.py is optional for this path: same clamped ratio, no smoothing
-        gain = np.clip(responses.relative_db(reference, device), -max_cut_db, max_boost_db)
-        return _Curve(gain, responses.config.sample_rate, responses.config.n_fft)
-    return correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db)
+
+        correction = correction_curve(responses, device, reference, **curve_options)
+    return band_gain_db(correction.gain_db, correction.sample_rate, correction.n_fft, config=config)
 
 
 def apply_band_offset(features: np.ndarray, offset_db: np.ndarray) -> np.ndarray:
