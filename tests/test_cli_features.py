@@ -155,3 +155,9 @@ def test_no_usable_file_is_an_error(tmp_path):
     result = _run(folder / "a.wav", "-o", tmp_path / "f.npz", "--sample-rate", "16000")
     assert result.exit_code == 1 and "no input file could be turned into features" in result.output
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_unreadable_inputs_without_a_rate_are_an_error(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"not audio")
+    result = _run(tmp_path / "a.wav", "-o", tmp_path / "f.npz")
+    assert result.exit_code == 1 and "none of the input files can be read" in result.output

@@ -355,3 +355,18 @@ def test_normalizer_files_that_are_not_ours(tmp_path):
         F.load_normalizer(bad)
     with pytest.raises(ProfileError, match="cannot read normalizer"):
         F.load_normalizer(tmp_path / "missing.json")
+
+
+def test_refitting_with_other_band_counts_is_refused(rng):
+    g = F.GlobalNormalizer().fit(_room_set(rng), config=CFG)
+    with pytest.raises(ConfigMismatchError, match="n_mels=40 and 20"):
+        g.fit(_room_set(rng, n_mels=20), config=CFG)
+
+
+def test_numpy_side_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import micmatch.features, micmatch.augment; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
