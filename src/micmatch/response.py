@@ -168,7 +168,8 @@ class DeviceResponse:
         return DeviceResponse.from_stats(self.name, self.stats + other.stats, method=self.method, meta=meta)
 
     def to_json(self) -> dict:
-        out = {"method": self.method, "response_db": _rounded(self.response_db)}
+        # Full precision (shortest repr that round-trips): a saved and reloaded response is bit-identical.
+        out = {"method": self.method, "response_db": [float(v) for v in self.response_db]}
         if self.stats is not None:
             out["std_db"] = _rounded(self.stats.std_db)
             out["stats"] = self.stats.to_json()
@@ -198,6 +199,13 @@ class ResponseSet(Mapping):
         except KeyError:
             known = ", ".join(sorted(self._devices)) or "none"
             raise UnknownDeviceError(f"unknown device {name!r}; known devices: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default calls __getitem__ and catches only KeyError; UnknownDeviceError is a LookupError.
+        return name in self._devices
+
+    def get(self, name: str, default=None):
+        return self._devices.get(name, default)
 
     def __iter__(self):
         return iter(self._devices)
@@ -260,11 +268,11 @@ class ResponseSet(Mapping):
         """Read a set saved by :meth:`save`. Corrupt files and other format versions raise :class:`ProfileError`."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as exc:
             raise ProfileError(f"{path}: cannot read responses file ({exc.strerror or exc})") from None
         try:
-            doc = json.loads(text)
+            doc = json.loads(data.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ProfileError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_json(doc, source=str(path))
