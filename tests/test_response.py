@@ -1,0 +1,239 @@
+"""response: the JSON format round-trips exactly, statistics merge exactly whatever the split, and every bad
+file or combination raises the error that says what is wrong."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
+from micmatch.estimate import estimate_responses
+from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
+
+SR = 8000
+N_FFT = 256
+HOP = 64
+
+
+def _clips(seed: int, n: int = 6) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # Different lengths and levels so that files weigh differently in the frame-weighted mean.
+    return [rng.standard_normal(int(rng.integers(800, 3000))) * rng.uniform(0.01, 0.3) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def responses() -> ResponseSet:
+    return estimate_responses({"a": _clips(1), "b": _clips(2)}, SR, n_fft=N_FFT, hop_length=HOP)
+
+
+def test_json_round_trip_is_exact(tmp_path, responses):
+    a = responses["a"]
+    measured = DeviceResponse("m", a.response_db * 0.37 + 1 / 3, method="sweep",
+                              meta={"source": "sweep.wav", "level_db": -12.5})
+    responses = ResponseSet(responses.config, [*responses.values(), measured])
+    path = responses.save(tmp_path / "r.json")
+    back = ResponseSet.load(path)
+    assert back.config == responses.config
+    assert list(back) == list(responses)
+    for name in responses:
+        x, y = responses[name], back[name]
+        assert (x.method, x.meta) == (y.method, y.meta)
+        np.testing.assert_array_equal(y.response_db, x.response_db)
+        if x.stats is not None:
+            np.testing.assert_array_equal(y.stats.sum_db, x.stats.sum_db)
+            np.testing.assert_array_equal(y.stats.sum_sq_db, x.stats.sum_sq_db)
+            assert (y.stats.n_frames, y.stats.n_files) == (x.stats.n_frames, x.stats.n_files)
+    assert back["m"].stats is None
+    # Saving what was loaded writes the same document.
+    assert json.loads(back.save(tmp_path / "again.json").read_text()) == json.loads(path.read_text())
+
+
+def test_json_layout(tmp_path, responses):
+    doc = json.loads(responses.save(tmp_path / "r.json").read_text())
+    assert doc["format"] == "micmatch.responses" and doc["format_version"] == 1
+    assert doc["config"] == {"sample_rate": SR, "n_fft": N_FFT, "hop_length": HOP, "window": "hann",
+                             "floor_db": -160.0, "gate_db": -80.0, "relative_gate_db": 30.0}
+    assert len(doc["frequencies_hz"]) == N_FFT // 2 + 1 and doc["frequencies_hz"][-1] == SR / 2
+    dev = doc["devices"]["a"]
+    assert dev["method"] == "unaligned" and dev["stats"]["n_files"] == 6
+    assert len(dev["std_db"]) == N_FFT // 2 + 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(split=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_merge_equals_estimate_on_union(split):
+    clips = _clips(3)
+    whole = estimate_responses({"d": clips}, SR, n_fft=N_FFT, hop_length=HOP)
+    first = [c for c, s in zip(clips, split) if s]
+    second = [c for c, s in zip(clips, split) if not s]
+    parts = [estimate_responses({"d": group}, SR, n_fft=N_FFT, hop_length=HOP) for group in (first, second) if group]
+    merged = parts[0] if len(parts) == 1 else parts[0].merge(parts[1])
+    m, w = merged["d"], whole["d"]
+    assert (m.stats.n_frames, m.stats.n_files) == (w.stats.n_frames, w.stats.n_files)
+    # Sums of the same per-file float64 terms in another order: equal up to float64 rounding (~1e-16 relative).
+    np.testing.assert_allclose(m.stats.sum_db, w.stats.sum_db, rtol=1e-12)
+    np.testing.assert_allclose(m.stats.sum_sq_db, w.stats.sum_sq_db, rtol=1e-12)
+    np.testing.assert_allclose(m.response_db, w.response_db, rtol=0, atol=1e-10)
+
+
+def test_merge_keeps_devices_of_both_and_adding_same_name_merges(responses):
+    other = estimate_responses({"b": _clips(4), "c": _clips(5)}, SR, n_fft=N_FFT, hop_length=HOP)
+    merged = responses.merge(other)
+    assert sorted(merged) == ["a", "b", "c"]
+    assert merged["b"].stats.n_files == 12
+    assert merged["b"].stats.n_frames == responses["b"].stats.n_frames + other["b"].stats.n_frames
+    assert responses["b"].stats.n_files == 6  # the inputs are left as they were
+
+
+def test_stats_addition_and_moments():
+    s = LogSpectrumStats(np.array([2.0, -4.0]), np.array([2.0, 10.0]), 2, 1)
+    t = s + LogSpectrumStats(np.array([3.0, 0.0]), np.array([9.0, 0.0]), 1, 1)
+    np.testing.assert_allclose(t.mean_db, [5 / 3, -4 / 3])
+    np.testing.assert_allclose(t.std_db, np.sqrt([11 / 3 - 25 / 9, 10 / 3 - 16 / 9]))
+    assert (t.n_frames, t.n_files) == (3, 2)
+    with pytest.raises(ConfigMismatchError, match="cannot merge statistics of 2 and 3 bins"):
+        s + LogSpectrumStats.empty(3)
+    with pytest.raises(ValueError, match="below the silence gate"):
+        LogSpectrumStats.empty(2).mean_db
+    with pytest.raises(ValueError, match="1-D arrays of the same length"):
+        LogSpectrumStats(np.zeros(2), np.zeros(3), 1)
+
+
+def test_unknown_device_lists_known(responses):
+    with pytest.raises(UnknownDeviceError, match=r"unknown device 'z'; known devices: a, b"):
+        responses["z"]
+    with pytest.raises(UnknownDeviceError, match="known devices: a, b"):
+        responses.relative_db("a", "z")
+    with pytest.raises(LookupError):  # generic handlers keep working
+        responses["z"]
+    # The Mapping protocol answers without raising.
+    assert "z" not in responses and "a" in responses
+    assert responses.get("z") is None and responses.get("a") is responses["a"]
+
+
+def test_relative_db(responses):
+    np.testing.assert_array_equal(responses.relative_db("a", "b"), responses["a"].response_db - responses["b"].response_db)
+    np.testing.assert_array_equal(responses.relative_db("a", "a"), 0.0)
+
+
+def test_config_mismatch_on_merge(responses):
+    other = estimate_responses({"c": _clips(6)}, SR, n_fft=512, hop_length=HOP)
+    with pytest.raises(ConfigMismatchError, match="n_fft=256 vs n_fft=512"):
+        responses.merge(other)
+    other = estimate_responses({"c": _clips(6)}, 16000, n_fft=N_FFT, hop_length=HOP)
+    with pytest.raises(ConfigMismatchError, match="sample_rate=8000 vs sample_rate=16000"):
+        responses.merge(other)
+    with pytest.raises(ConfigMismatchError, match="has 257 bins; this set has 129"):
+        ResponseSet(responses.config, [DeviceResponse("x", np.zeros(257))])
+
+
+def test_merge_needs_statistics_of_the_same_method(responses):
+    measured = DeviceResponse("a", np.zeros(N_FFT // 2 + 1), method="sweep")
+    with pytest.raises(ConfigMismatchError, match="only estimates with statistics of the same method merge"):
+        responses["a"].merge(measured)
+
+
+def _doc(tmp_path, responses) -> dict:
+    return json.loads(responses.save(tmp_path / "ok.json").read_text())
+
+
+def _load(tmp_path, doc) -> ResponseSet:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    return ResponseSet.load(path)
+
+
+def test_corrupt_json(tmp_path, responses):
+    text = responses.save(tmp_path / "ok.json").read_text()
+    with pytest.raises(ProfileError, match=r"bad\.json: not valid JSON"):
+        _load(tmp_path, text[: len(text) // 2])
+    with pytest.raises(ProfileError, match=r"cannot read responses file"):
+        ResponseSet.load(tmp_path / "missing.json")
+    path = tmp_path / "binary.json"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ProfileError, match=r"binary\.json: not valid JSON"):
+        ResponseSet.load(path)
+
+
+def test_wrong_format_and_version(tmp_path, responses):
+    doc = _doc(tmp_path, responses)
+    with pytest.raises(ProfileError, match='not a micmatch responses file'):
+        _load(tmp_path, {**doc, "format": "something.else"})
+    with pytest.raises(ProfileError, match="not a micmatch responses file"):
+        _load(tmp_path, [1, 2, 3])
+    with pytest.raises(ProfileError, match=r"format_version=2 is not supported by this micmatch \(reads version 1\)"):
+        _load(tmp_path, {**doc, "format_version": 2})
+    with pytest.raises(ProfileError, match="format_version=None is not supported"):
+        _load(tmp_path, {k: v for k, v in doc.items() if k != "format_version"})
+
+
+def test_bad_config_and_grid(tmp_path, responses):
+    doc = _doc(tmp_path, responses)
+    with pytest.raises(ProfileError, match="invalid config"):
+        _load(tmp_path, {**doc, "config": {**doc["config"], "n_fft": 255}})
+    with pytest.raises(ProfileError, match="invalid config"):
+        _load(tmp_path, {**doc, "config": {"n_fft": 256}})
+    with pytest.raises(ProfileError, match="frequencies_hz does not match sample_rate and n_fft"):
+        _load(tmp_path, {**doc, "frequencies_hz": doc["frequencies_hz"][:-1]})
+    with pytest.raises(ProfileError, match="missing 'devices' object"):
+        _load(tmp_path, {k: v for k, v in doc.items() if k != "devices"})
+
+
+def test_bad_devices(tmp_path, responses):
+    doc = _doc(tmp_path, responses)
+    a = doc["devices"]["a"]
+    short = {**a, "response_db": a["response_db"][:-1], "stats": None}
+    with pytest.raises(ProfileError, match=r"device 'a' is invalid \(128 bins, expected 129\)"):
+        _load(tmp_path, {**doc, "devices": {"a": short}})
+    shifted = {**a, "response_db": [v + 0.5 for v in a["response_db"]]}
+    with pytest.raises(ProfileError, match="device 'a' is invalid .*response_db disagrees with its statistics"):
+        _load(tmp_path, {**doc, "devices": {"a": shifted}})
+    with pytest.raises(ProfileError, match="device 'a' is invalid .*method='guess' must be one of"):
+        _load(tmp_path, {**doc, "devices": {"a": {**a, "method": "guess"}}})
+    with pytest.raises(ProfileError, match="device 'a' is invalid"):
+        _load(tmp_path, {**doc, "devices": {"a": {"method": "unaligned"}}})
+    with pytest.raises(ProfileError, match="device 'a' is invalid"):
+        _load(tmp_path, {**doc, "devices": {"a": "not an object"}})
+    with pytest.raises(ProfileError, match="device 'a' is invalid .*NaN"):
+        _load(tmp_path, '{"format": "micmatch.responses", "format_version": 1, "config": %s, "devices": '
+                        '{"a": {"method": "sweep", "response_db": [NaN]}}}' % json.dumps(doc["config"]))
+
+
+def test_spectral_config_validation():
+    assert SpectralConfig(8000, 256, 64).n_bins == 129
+    with pytest.raises(ValueError, match="n_fft=255 must be even"):
+        SpectralConfig(8000, 255, 64)
+    with pytest.raises(ValueError, match="hop_length=512 must not exceed n_fft=256"):
+        SpectralConfig(8000, 256, 512)
+    with pytest.raises(ValueError, match="sample_rate=0 must be a positive integer"):
+        SpectralConfig(0, 256, 64)
+    with pytest.raises(ValueError, match="window='hamming': only 'hann' is supported"):
+        SpectralConfig(8000, 256, 64, window="hamming")
+
+
+def test_device_response_validation():
+    with pytest.raises(ValueError, match="response_db must be 1-D"):
+        DeviceResponse("x", np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="response_db contains NaN"):
+        DeviceResponse("x", np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="method='guess' must be one of"):
+        DeviceResponse("x", np.zeros(3), method="guess")
+
+
+def test_save_is_atomic(tmp_path, responses, monkeypatch):
+    path = responses.save(tmp_path / "r.json")
+    before = path.read_bytes()
+    import micmatch.response as response_module
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(response_module.json, "dumps", broken)
+    with pytest.raises(KeyboardInterrupt):
+        responses.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
