@@ -243,8 +243,9 @@ def _stream_with_context(
 def _stft_gain_func(gain: np.ndarray, n_fft: int, hop: int) -> Callable[[np.ndarray], np.ndarray]:
     """Process one segment: frames at offsets 0, hop, ...; returns the fully covered middle part."""
     window = hann(n_fft).astype(np.float32)
-    # Periodic Hann at hop n_fft/4: sum of squared windows over overlapping frames is constant (3/8 * n_fft/hop).
-    norm = np.float32(np.sum(window * window) / hop)
+    # Periodic Hann at hops dividing n_fft/4: the sum of squared windows over overlapping frames is the constant
+    # sum(w^2)/hop, folded into the synthesis window.
+    synthesis = (window / np.float32(np.sum(window * window) / hop)).astype(np.float32)
     g = gain.astype(np.float32)
     left = n_fft - hop
 
@@ -257,18 +258,18 @@ def _stft_gain_func(gain: np.ndarray, n_fft: int, hop: int) -> Callable[[np.ndar
         for row in flat:
             frames = np.lib.stride_tricks.as_strided(row, shape=(count, n_fft),
                                                      strides=(hop * row.strides[0], row.strides[0]), writeable=False)
-            spec = scipy.fft.rfft(frames * window, axis=-1)
+            spec = scipy.fft.rfft(frames * window, axis=-1, overwrite_x=True)
             spec *= g
-            y = scipy.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32, copy=False)
-            y *= window
+            y = scipy.fft.irfft(spec, n=n_fft, axis=-1, overwrite_x=True).astype(np.float32, copy=False)
+            y *= synthesis
             acc = np.zeros(length, dtype=np.float32)
             r = n_fft // hop
             seg_blocks = y.reshape(count, r, hop)
             view = acc[: (count + r - 1) * hop].reshape(-1, hop)
             for j in range(r):
                 view[j : j + count] += seg_blocks[:, j, :]
-            outs.append(acc[left : length - left] / norm)
-        return np.stack(outs).reshape(*lead, -1)
+            outs.append(acc[left : length - left])
+        return outs[0].reshape(*lead, -1) if len(outs) == 1 else np.stack(outs).reshape(*lead, -1)
 
     return func
 
@@ -326,13 +327,33 @@ def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phas
         return _Plan(_stft_gain_func(correction.gain, correction.n_fft, hop), ctx, ctx, block)
     if method == "fir":
         taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
-        if phase == "linear":
-            d = (n_taps - 1) // 2
-            left, right = d, d
-        else:
-            left, right = n_taps - 1, 0
-        return _Plan(_fir_func(taps), left, right, 1 << 17)
+        return _fir_plan(taps, compensate_delay=phase == "linear")
     raise ValueError(f"method={method!r} must be one of {METHODS}")
+
+
+def _fir_plan(taps: np.ndarray, *, compensate_delay: bool) -> _Plan:
+    n = np.asarray(taps).size
+    if compensate_delay:
+        d = (n - 1) // 2
+        return _Plan(_fir_func(np.asarray(taps)), d, n - 1 - d, 1 << 17)
+    return _Plan(_fir_func(np.asarray(taps)), n - 1, 0, 1 << 17)
+
+
+def fir_filter(audio: np.ndarray, taps: np.ndarray, *, compensate_delay: bool = True) -> np.ndarray:
+    """Filter ``(..., n_samples)`` audio with FIR taps by FFT overlap-save; float32 output of the input's shape.
+
+    With ``compensate_delay`` the ``(n_taps - 1) // 2`` samples of a linear-phase filter's delay are removed, so
+    the output is sample-aligned with the input (equal to ``scipy.signal.lfilter(taps, 1, x)`` shifted by that
+    delay, the end continued with zeros). Speed: benchmarks/bench_correct.py.
+    """
+    x = audio_io.validate_audio(audio)
+    t = np.asarray(taps, dtype=np.float64)
+    if t.ndim != 1 or t.size < 1 or not np.isfinite(t).all():
+        raise ValueError(f"taps must be a finite 1-D array; got shape {t.shape}")
+    plan = _fir_plan(t, compensate_delay=compensate_delay)
+    parts = list(_stream_with_context([x.astype(np.float32, copy=False)], plan.func, left=plan.left,
+                                      right=plan.right, block=plan.block))
+    return np.concatenate(parts, axis=-1)
 
 
 def apply_correction(
