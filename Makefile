@@ -26,8 +26,9 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Re-run the speed/accuracy benchmarks; results go to benchmarks/results/ (several minutes).
 bench: install
-	$(BIN)/python -m micmatch.bench.run_all
+	cd benchmarks && for f in bench_*.py; do echo "== $$f"; ../$(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output
