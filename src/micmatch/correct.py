@@ -25,6 +25,7 @@ import csv
 import io
 import math
 import os
+import secrets
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -432,7 +433,11 @@ def correct_file(
     is_float = out_subtype in ("FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III")
     peak = 0.0
     blocks = audio_io.iter_blocks(meta.path, block_frames=1 << 17, channels="keep", dtype="float32")
-    with audio_io.atomic_path(output.with_suffix(".stage.wav")) as stage:
+    # The corrected float signal is staged in a hidden file beside the output (its peak decides what happens to
+    # overs before the final file is written) and always removed afterwards.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stage = output.parent / f".{output.name}.{secrets.token_hex(4)}.stage.wav"
+    try:
         with sf.SoundFile(str(stage), "w", samplerate=meta.sample_rate, channels=meta.channels,
                           format="WAV", subtype="FLOAT") as tmp:
             for y in _stream_with_context(blocks, plan.func, left=plan.left, right=plan.right, block=plan.block):
@@ -464,6 +469,8 @@ def correct_file(
                     dst.write(blk)
         if action == "clipped":
             message = f"{meta.path}: {n_clipped} samples clipped at full scale"
+    finally:
+        stage.unlink(missing_ok=True)
     if message:
         warnings.warn(message, stacklevel=2)
     return FileResult(meta.path, output, peak, action, message)
