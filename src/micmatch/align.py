@@ -53,6 +53,11 @@ RELATIVE_GATE_DB = -40.0
 #: Frames whose log ratio deviates from the first-pass mean by more than this many robust standard deviations
 #: (RMS over bins) are dropped as disagreeing (a sound heard by one device only, a glitch, a dropout).
 DISAGREEMENT_SIGMAS = 3.0
+#: Per-bin signal gate: a (frame, bin) cell counts only where both recordings are this far (dB) above their
+#: own noise floor in that bin.
+SNR_DB = 10.0
+#: Bins with fewer counted cells than this fall back to the mean over all counted frames (flagged in meta).
+MIN_CELLS = 10
 #: Floor of the PHAT weighting, relative to the mean cross-spectrum magnitude, so empty bins do not divide by 0.
 PHAT_FLOOR = 1e-3
 
@@ -374,6 +379,7 @@ def estimate_pair(
     gate_db: float | None = DEFAULT_GATE_DB,
     relative_gate_db: float = RELATIVE_GATE_DB,
     disagreement_sigmas: float = DISAGREEMENT_SIGMAS,
+    snr_db: float = SNR_DB,
     alignment: Alignment | None = None,
     max_offset_s: float | None = None,
     max_drift_ppm: float = MAX_DRIFT_PPM,
@@ -398,6 +404,8 @@ def estimate_pair(
         Relative gate (:data:`RELATIVE_GATE_DB`).
     disagreement_sigmas : float
         Disagreement gate (:data:`DISAGREEMENT_SIGMAS`); ``inf`` disables it.
+    snr_db : float
+        Per-bin signal gate (:data:`SNR_DB`); ``-inf`` counts every cell of the counted frames.
     alignment : Alignment, optional
         Use this alignment instead of estimating one.
 
@@ -434,22 +442,22 @@ def estimate_pair(
     window = analysis_window(n_fft, dtype=np.float64)
     floor = 10.0 ** (floor_db / 10.0)
     n_total = 1 + (ref.shape[-1] - n_fft) // hop_length
-    ratio_blocks, level_r, level_d, ok = [], [], [], []
-    block = 256  # frames per block: bounded memory for long pairs
+    lp_r, lp_d, level_r, level_d, ok = [], [], [], [], []
+    block = 256  # frames per FFT call
     for f0 in range(0, n_total, block):
         f1 = min(f0 + block, n_total)
         lo, hi = f0 * hop_length, (f1 - 1) * hop_length + n_fft
-        xr = _frame_spectra(ref[lo:hi], n_fft, hop_length, window)
-        xd = _frame_spectra(aligned[lo:hi], n_fft, hop_length, window)
-        pr, pd = np.abs(xr) ** 2, np.abs(xd) ** 2
-        ratio_blocks.append((10.0 * np.log10(np.maximum(pd, floor)) - 10.0 * np.log10(np.maximum(pr, floor))))
+        pr = np.abs(_frame_spectra(ref[lo:hi], n_fft, hop_length, window)) ** 2
+        pd = np.abs(_frame_spectra(aligned[lo:hi], n_fft, hop_length, window)) ** 2
+        lp_r.append((10.0 * np.log10(np.maximum(pr, floor))).astype(np.float32))
+        lp_d.append((10.0 * np.log10(np.maximum(pd, floor))).astype(np.float32))
         level_r.append(_level_db(pr, n_fft, window))
         level_d.append(_level_db(pd, n_fft, window))
         starts = lo + hop_length * np.arange(f1 - f0)
         ok.append(covered[starts] & covered[np.minimum(starts + n_fft - 1, covered.shape[0] - 1)])
-    ratio = np.concatenate(ratio_blocks)
+    lr_db, ld_db = np.concatenate(lp_r), np.concatenate(lp_d)
     lr, ld, keep = np.concatenate(level_r), np.concatenate(level_d), np.concatenate(ok)
-    # Silence gates: absolute, and relative to each recording's loud frames.
+    # Silence gates on whole frames: absolute, and relative to each recording's loud frames.
     for lev in (lr, ld):
         if gate_db is not None:
             keep &= lev >= gate_db
@@ -460,23 +468,52 @@ def estimate_pair(
             f"no frame where both recordings carry the sound (all {n_total} frames are silent, below the gate, or "
             f"outside the overlap); expected two overlapping recordings of the same sound"
         )
-    # Disagreement gate: frames whose log ratio is far from the first-pass mean.
-    mean = ratio[keep].mean(axis=0)
-    deviation = np.sqrt(np.mean((ratio - mean) ** 2, axis=1))
-    med = float(np.median(deviation[keep]))
-    sigma = float(np.median(np.abs(deviation[keep] - med))) / 0.6745
-    if np.isfinite(disagreement_sigmas):
-        keep &= deviation <= med + disagreement_sigmas * max(sigma, 1e-9)
-    used = ratio[keep]
-    stats = LogSpectrumStats(used.sum(axis=0), (used * used).sum(axis=0), int(used.shape[0]), 1)
-    zeros = LogSpectrumStats(np.zeros(config.n_bins), np.zeros(config.n_bins), int(used.shape[0]), 1)
+    # Per-bin signal gate: a (frame, bin) cell counts only where both recordings stand snr_db above their own
+    # noise floor in that bin (the 10th percentile over frames: speech and most sounds pause in every bin).
+    # Elsewhere each device's independent noise, not its response, decides the ratio and pulls it towards the
+    # ratio of the noise floors.
+    covered_frames = np.concatenate(ok)
+    cells = keep[:, None].copy()
+    for lp in (lr_db, ld_db):
+        noise = np.percentile(lp[covered_frames], 10, axis=0)
+        cells = cells & (lp >= noise + snr_db)
+    ratio = (ld_db - lr_db).astype(np.float64)
+    # Disagreement gate on frames: log ratio far (RMS over counted cells) from the first-pass mean.
+    mean = _masked_mean(ratio, cells, fallback=ratio[keep].mean(axis=0))
+    dev2 = np.where(cells, (ratio - mean) ** 2, 0.0).sum(axis=1)
+    n_cells = cells.sum(axis=1)
+    deviation = np.sqrt(dev2 / np.maximum(n_cells, 1))
+    judged = keep & (n_cells > 0)
+    if np.isfinite(disagreement_sigmas) and judged.sum() > 2:
+        med = float(np.median(deviation[judged]))
+        sigma = float(np.median(np.abs(deviation[judged] - med))) / 0.6745
+        keep &= ~judged | (deviation <= med + disagreement_sigmas * max(sigma, 1e-9))
+        cells &= keep[:, None]
+    n_used = int(keep.sum())
+    counts = cells.sum(axis=0)
+    # Bins where the sound never rose above the noise in both recordings keep the ungated mean (flagged in meta).
+    sparse = counts < max(MIN_CELLS, 1)
+    mean = _masked_mean(ratio, cells, fallback=ratio[keep].mean(axis=0))
+    mean_sq = _masked_mean(ratio * ratio, cells, fallback=(ratio[keep] ** 2).mean(axis=0))
+    mean = np.where(sparse, ratio[keep].mean(axis=0), mean)
+    mean_sq = np.where(sparse, (ratio[keep] ** 2).mean(axis=0), mean_sq)
+    stats = LogSpectrumStats(mean * n_used, mean_sq * n_used, n_used, 1)
+    zeros = LogSpectrumStats(np.zeros(config.n_bins), np.zeros(config.n_bins), n_used, 1)
     coherence = _coherence(ref, aligned, keep, n_fft, hop_length, window)
     meta = {"reference": reference_name, "alignment": alignment.to_json(),
-            "frames_used": int(used.shape[0]), "frames_total": int(n_total),
+            "frames_used": n_used, "frames_total": int(n_total), "snr_db": snr_db,
+            "bins_without_signal": int(sparse.sum()),
             "median_coherence": round(float(np.median(coherence[1:])), 4)}
     devices = [DeviceResponse.from_stats(reference_name, zeros, method="aligned", meta={"role": "reference"}),
                DeviceResponse.from_stats(device_name, stats, method="aligned", meta=meta)]
-    return PairResult(ResponseSet(config, devices), alignment, coherence, int(n_total), int(used.shape[0]))
+    return PairResult(ResponseSet(config, devices), alignment, coherence, int(n_total), n_used)
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray, *, fallback: np.ndarray) -> np.ndarray:
+    """Per-column mean of ``values`` over ``mask``; ``fallback`` where a column has no cell."""
+    count = mask.sum(axis=0)
+    total = np.where(mask, values, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), fallback)
 
 
 def _level_db(power: np.ndarray, n_fft: int, window: np.ndarray) -> np.ndarray:
