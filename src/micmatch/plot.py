@@ -145,3 +145,55 @@ def plot_mismatch_bars(summary: dict, path: str | os.PathLike, *, title: str = "
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="lower right")
     return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Direct measurements (micmatch.measure, micmatch.align)
+
+
+def plot_measured_response(responses, path: str | os.PathLike, *, devices=None, title: str | None = None) -> Path:
+    """Measured responses (dB) of the devices of a ResponseSet on a log frequency axis.
+
+    ``devices`` selects and orders the devices (default: all). Aligned estimates are drawn with their spread
+    over frames (mean +- one standard deviation) when they carry statistics.
+    """
+    plt = _pyplot()
+    freqs = responses.frequencies
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    pos = _log_freq_axis(ax, freqs)
+    for name in devices or list(responses):
+        dev = responses[name]
+        line, = ax.plot(freqs[pos], dev.response_db[pos], label=f"{name} ({dev.method})")
+        std = dev.std_db
+        if dev.method == "aligned" and std is not None and np.any(std > 0):
+            ax.fill_between(freqs[pos], (dev.response_db - std)[pos], (dev.response_db + std)[pos],
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_ylabel("response (dB)")
+    ax.set_title(title or "measured response")
+    ax.legend(loc="best", fontsize="small")
+    return save_figure(fig, path)
+
+
+def plot_alignment(alignment, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Offset of the device recording over time: each chunk's measured offset and the fitted offset + drift line."""
+    plt = _pyplot()
+    sr = alignment.sample_rate
+    t = alignment.chunk_positions / sr
+    fit = alignment.device_position(alignment.chunk_positions) - alignment.chunk_positions
+    fig, (ax, ax_res) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    used = alignment.chunk_used
+    found = np.isfinite(alignment.chunk_offsets)
+    ax.plot(t[used], alignment.chunk_offsets[used] / sr * 1e3, ".", label="chunk offsets (used)")
+    if np.any(found & ~used):
+        ax.plot(t[found & ~used], alignment.chunk_offsets[found & ~used] / sr * 1e3, "x", label="rejected")
+    ax.plot(t, fit / sr * 1e3, "-", label=f"fit: {alignment.offset_samples / sr:.6f} s, {alignment.drift_ppm:.2f} ppm")
+    ax.set_ylabel("offset (ms)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    ax.set_title(title or "alignment of the pair")
+    ax_res.plot(t[used], alignment.residuals[used], ".")
+    ax_res.axhline(0.0, color="k", linewidth=0.8)
+    ax_res.set_ylabel("residual (samples)")
+    ax_res.set_xlabel("reference time (s)")
+    ax_res.grid(True, alpha=0.3)
+    return save_figure(fig, path)
