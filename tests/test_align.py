@@ -1,0 +1,177 @@
+"""Pairs: offset and drift estimation, alignment to within a sample, aligned spectrum correction, bad input."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from micmatch.align import (
+    Alignment,
+    align,
+    estimate_alignment,
+    estimate_offset,
+    estimate_pair,
+    estimate_pair_files,
+    gcc_phat,
+    merge_pairs,
+)
+from micmatch.audio import load, resample, save
+from micmatch.errors import ConfigMismatchError, MeasurementError
+from micmatch.simulate import apply_ir, load_ir
+
+
+def speech(data_dir, rng, seconds: float, sample_rate: int = 8000) -> np.ndarray:
+    """Concatenated FSDD clips (8 kHz) until ``seconds`` are filled, resampled when another rate is asked."""
+    files = sorted((data_dir / "fsdd" / "audio").glob("*.wav"))
+    order = rng.permutation(len(files))
+    parts, total = [], 0
+    for i in order:
+        x = load(files[i], channels="mix", dtype="float64")[0][0]
+        parts.append(x)
+        total += x.shape[-1]
+        if total >= seconds * 8000:
+            break
+    x = np.concatenate(parts)[: int(seconds * 8000)]
+    return x if sample_rate == 8000 else resample(x, 8000, sample_rate)
+
+
+def drifted(x: np.ndarray, offset: int, ppm: int, rng) -> tuple[np.ndarray, float]:
+    """A device recording of ``x`` whose clock runs ``ppm`` fast and that started ``offset`` samples earlier
+    (negative: later): ``device[offset + ratio * n] = x[n]``. Built with scipy's polyphase resampler, which is
+    independent of the soxr resampler that :func:`align` uses."""
+    ratio = Fraction(1_000_000 + ppm, 1_000_000)
+    y = scipy.signal.resample_poly(x, ratio.numerator, ratio.denominator)
+    if offset >= 0:
+        y = np.concatenate([rng.standard_normal(offset) * 1e-4, y])
+    else:
+        y = y[-offset:]
+    return y, float(ratio)
+
+
+def test_gcc_phat_finds_integer_lags(rng):
+    x = rng.standard_normal(4000)
+    for lag in (0, 37, -250):
+        d = np.roll(np.concatenate([x, np.zeros(500)]), lag) if lag >= 0 else x[-lag:]
+        c, zero = gcc_phat(x, d)
+        assert int(np.argmax(c)) - zero == lag
+
+
+@pytest.mark.parametrize("offset_s, ppm", [(2.0, 100), (-2.0, -100), (0.37, 40)])
+def test_alignment_within_one_sample_over_60s(data_dir, rng, offset_s, ppm):
+    sr = 16000
+    x = speech(data_dir, rng, 60.0, sr) + rng.standard_normal(60 * sr) * 1e-3
+    offset = int(round(offset_s * sr))
+    dev, ratio = drifted(x, offset, ppm, rng)
+    al = estimate_alignment(x, dev, sr)
+    n = np.arange(x.shape[-1])
+    error = np.abs(al.device_position(n) - (offset + ratio * n))
+    assert error.max() < 1.0
+    assert al.drift_ppm == pytest.approx(ppm, abs=1.0)
+    # the aligned device recording sits on the reference's clock: re-measured, it has no offset and no drift
+    again = estimate_alignment(x, align(dev, al, x.shape[-1]), sr)
+    assert np.nanmax(np.abs(again.chunk_offsets[again.chunk_used])) < 1.0
+
+
+def test_offset_only_without_drift(rng):
+    sr = 8000
+    x = rng.standard_normal(5 * sr)
+    dev = np.concatenate([np.zeros(1234), x])
+    offset, score = estimate_offset(x, dev, sr)
+    assert offset == pytest.approx(1234, abs=0.01)
+    assert score > 100
+
+
+def test_align_is_exact_for_an_integer_offset(rng):
+    x = rng.standard_normal(3000)
+    dev = np.concatenate([np.zeros(100), x])
+    out = align(dev, Alignment(100.0, 0.0, 8000), 3000)
+    np.testing.assert_array_equal(out, x)
+    assert not np.shares_memory(out, dev)
+
+
+def test_aligned_estimate_recovers_relative_response(data_dir, rng):
+    """One 30 s pair of speech through two real microphone IRs, independent noise 30 dB below each recording,
+    1.3 s offset and 100 ppm drift: the relative response within 0.5 dB RMS over 100-3600 Hz (FSDD speech is
+    sampled at 8 kHz, so the analysis runs at 8 kHz; below 100 Hz speech holds too little energy)."""
+    sr, n_fft = 8000, 1024
+    x = speech(data_dir, rng, 30.0)
+    ha = load_ir(data_dir / "micirp" / "ir" / "Altec_639.wav", sr)
+    hb = load_ir(data_dir / "micirp" / "ir" / "Beomic_1000.wav", sr)
+    ref, dev = apply_ir(x, ha, sr), apply_ir(x, hb, sr)
+    ref = ref + rng.standard_normal(ref.shape[-1]) * np.std(ref) * 10 ** (-30 / 20)
+    dev = dev + rng.standard_normal(dev.shape[-1]) * np.std(dev) * 10 ** (-30 / 20)
+    dev, _ = drifted(dev, int(1.3 * sr), 100, rng)
+    result = estimate_pair(ref, dev, sr, n_fft=n_fft, hop_length=n_fft // 4, reference_name="altec",
+                           device_name="beomic")
+    est = result.responses.relative_db("beomic", "altec")
+    truth = hb.magnitude_db(n_fft) - ha.magnitude_db(n_fft)
+    f = result.responses.frequencies
+    band = (f >= 100) & (f <= 3600)
+    assert np.sqrt(np.mean((est - truth)[band] ** 2)) < 0.5
+    assert result.responses["altec"].response_db.max() == 0.0
+    assert result.responses["beomic"].method == "aligned"
+    assert np.median(result.coherence[band]) > 0.9
+
+
+def test_pairs_merge_by_statistics(rng):
+    """Two pairs of one device merge into the frame-weighted mean of their per-bin means, in any order."""
+    sr = 8000
+    x1, x2 = rng.standard_normal(6 * sr), rng.standard_normal(9 * sr)
+    r1 = estimate_pair(x1, 0.5 * x1, sr, n_fft=256, hop_length=64)
+    r2 = estimate_pair(x2, 0.25 * x2, sr, n_fft=256, hop_length=64)
+    merged = merge_pairs([r1, r2])
+    other = merge_pairs([r2, r1])
+    w1, w2 = r1.n_frames_used, r2.n_frames_used
+    expected = (w1 * r1.responses["device"].response_db + w2 * r2.responses["device"].response_db) / (w1 + w2)
+    np.testing.assert_allclose(merged["device"].response_db, expected, atol=1e-9)
+    np.testing.assert_allclose(other["device"].response_db, expected, atol=1e-9)
+    # a gain of 0.5 is -6.02 dB in every bin (white noise, no delay): the gates keep it exact to 0.01 dB
+    np.testing.assert_allclose(r1.responses.relative_db("device", "reference")[1:-1], 20 * np.log10(0.5), atol=0.01)
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------
+
+def test_not_the_same_sound(data_dir, rng):
+    sr = 8000
+    x = speech(data_dir, rng, 40.0)
+    with pytest.raises(MeasurementError, match="do not seem to hold the same sound"):
+        estimate_pair(x[: 20 * sr], x[20 * sr :], sr)
+
+
+def test_unrelated_noise_is_refused(rng):
+    sr = 8000
+    with pytest.raises(MeasurementError, match="cross-correlation peak scores .* expected two recordings of one"):
+        estimate_alignment(rng.standard_normal(10 * sr), rng.standard_normal(10 * sr), sr)
+
+
+def test_different_sample_rates(tmp_path, rng):
+    x = rng.standard_normal(16000) * 0.1
+    with pytest.raises(ConfigMismatchError, match="different sample rates: reference at 16000 Hz, device at 8000"):
+        estimate_pair(x, x, 16000, device_sample_rate=8000)
+    a, b = save(tmp_path / "a.wav", x, 16000), save(tmp_path / "b.wav", x[::2], 8000)
+    with pytest.raises(ConfigMismatchError, match="a.wav is at 16000 Hz but .*b.wav at 8000 Hz"):
+        estimate_pair_files(a, b)
+
+
+def test_silent_recording(rng):
+    sr = 8000
+    x = rng.standard_normal(4 * sr) * 0.1
+    with pytest.raises(MeasurementError, match="device is silent.*expected a recording of the same sound"):
+        estimate_pair(x, np.zeros(4 * sr), sr)
+    with pytest.raises(MeasurementError, match="reference is silent"):
+        estimate_alignment(np.zeros(4 * sr), x, sr)
+
+
+def test_no_frame_with_sound(rng):
+    sr = 8000
+    x = rng.standard_normal(4 * sr) * 1e-5  # -100 dBFS: above digital silence, below the -80 dBFS gate
+    with pytest.raises(MeasurementError, match="no frame where both recordings carry the sound"):
+        estimate_pair(x, x, sr, alignment=Alignment(0.0, 0.0, sr))
+
+
+def test_merge_nothing():
+    with pytest.raises(MeasurementError, match="no pair was given"):
+        merge_pairs([])
