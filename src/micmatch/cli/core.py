@@ -30,6 +30,22 @@ def _progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+# Option checks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
+def _even_n_fft(ctx, param, value: int) -> int:
+    if value < 16 or value % 2:
+        raise click.BadParameter(f"{value} must be an even integer >= 16")
+    return value
+
+
+def _odd_n_taps(ctx, param, value: int) -> int:
+    if value < 3 or value % 2 == 0:
+        raise click.BadParameter(f"{value} must be an odd integer >= 3 (a linear-phase type I filter)")
+    return value
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 @click.command(**COMMON)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Responses JSON to write.")
@@ -37,9 +53,10 @@ def _progress_enabled() -> bool:
               help="Device label of each file: 'dir' (name of the folder holding it), 'regex:PATTERN' (first group, "
                    "or the group named 'device', matched on the path), 'csv:FILE' (columns filename/path and device) "
                    "or 'name:DEVICE' (one device for all inputs).")
-@click.option("--n-fft", default=2048, show_default=True, help="FFT size (samples).")
-@click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
-@click.option("--sample-rate", type=int, default=None,
+@click.option("--n-fft", default=2048, show_default=True, callback=_even_n_fft, help="FFT size (samples, even).")
+@click.option("--hop", "hop_length", default=512, show_default=True, type=click.IntRange(min=1),
+              help="Hop between frames (samples, at most --n-fft).")
+@click.option("--sample-rate", type=click.IntRange(min=1), default=None,
               help="Analysis rate in Hz. Default: the rate of the first file; others must match unless --resample.")
 @click.option("--resample", is_flag=True, help="Resample files at other rates to the analysis rate (soxr).")
 @click.option("--channels", type=click.Choice(["mix", "first", "each"]), default="mix", show_default=True,
@@ -49,7 +66,7 @@ def _progress_enabled() -> bool:
 @click.option("--relative-gate-db", default=30.0, show_default=True,
               help="Frames more than this many dB below a file's loudest frame are not counted (keeps pauses, "
                    "which hold only the device's noise, out of the estimate); 0 disables it.")
-@click.option("--jobs", "-j", default=1, show_default=True, help="Worker processes.")
+@click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (needs micmatch[dask]).")
 @click.option("--merge", "merge_into", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Add these statistics to an existing responses file (same sample rate and FFT size).")
@@ -78,6 +95,8 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         raise MicmatchError("no input file could be given a device label")
     if sample_rate is None:
         sample_rate = _first_readable_rate([f for f, _ in labelled])
+    if hop_length > n_fft:
+        raise click.BadParameter(f"{hop_length} must not exceed --n-fft={n_fft}", param_hint="'--hop'")
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
                             relative_gate_db=relative_gate_db or None)
     responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
@@ -117,9 +136,11 @@ def _correction_options(func):
         click.option("--device", required=True, help="Device that made the recordings."),
         click.option("--reference", required=True,
                      help="Device to sound like; ':mean' (average of all devices) or ':flat' (reference-free)."),
-        click.option("--max-boost-db", default=20.0, show_default=True, help="Largest boost of the correction."),
-        click.option("--max-cut-db", default=30.0, show_default=True, help="Largest cut of the correction."),
-        click.option("--smooth", "smoothing", default=None, type=float,
+        click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0),
+                     help="Largest boost of the correction."),
+        click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0),
+                     help="Largest cut of the correction."),
+        click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
                      help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave."),
     ]
     for opt in reversed(options):
@@ -141,7 +162,7 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
 @_correction_options
 @click.option("--method", type=click.Choice(["stft", "fir"]), default="stft", show_default=True,
               help="Apply as STFT-domain gain or as an FIR filter.")
-@click.option("--n-taps", default=1025, show_default=True, help="FIR length (odd).")
+@click.option("--n-taps", default=1025, show_default=True, callback=_odd_n_taps, help="FIR length (odd).")
 @click.option("--phase", type=click.Choice(["linear", "minimum"]), default="linear", show_default=True,
               help="FIR phase; linear phase is delay compensated (output aligned with input).")
 @click.option("--overs", type=click.Choice(["float", "scale", "clip"]), default="float", show_default=True,
@@ -209,10 +230,12 @@ def _output_paths(inputs: tuple[str, ...], outdir: Path) -> list[tuple[Path, Pat
               help="csv: frequency_hz,gain_db; wav: impulse response for convolution plug-ins; "
                    "equalizerapo: a GraphicEQ line.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--max-boost-db", default=20.0, show_default=True)
-@click.option("--max-cut-db", default=30.0, show_default=True)
-@click.option("--smooth", "smoothing", default=None, type=float, help="Fractional-octave smoothing, e.g. 0.1667.")
-@click.option("--n-taps", default=1025, show_default=True, help="Impulse-response length for --format wav.")
+@click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+              help="Fractional-octave smoothing, e.g. 0.1667.")
+@click.option("--n-taps", default=1025, show_default=True, callback=_odd_n_taps,
+              help="Impulse-response length for --format wav (odd).")
 @click.option("--phase", type=click.Choice(["linear", "minimum"]), default="linear", show_default=True)
 def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max_cut_db, smoothing, n_taps, phase):
     """Export the correction from DEVICE to REFERENCE for use in other tools.
@@ -235,7 +258,8 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG, SVG or PDF.")
 @click.option("--reference", default=None,
               help="Also draw every device's correction towards this device (second panel).")
-@click.option("--smooth", "smoothing", default=None, type=float, help="Fractional-octave smoothing for display.")
+@click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+              help="Fractional-octave smoothing for display.")
 def plot_cmd(responses_path, output, reference, smoothing):
     """Plot the responses of all devices in a responses file (and their corrections to a reference).
 
@@ -246,6 +270,8 @@ def plot_cmd(responses_path, output, reference, smoothing):
     from micmatch.plot import plot_responses
     from micmatch.response import ResponseSet
 
+    if Path(output).suffix.lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(f"{output}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint="'-o'")
     responses = ResponseSet.load(responses_path)
     if reference is not None:
         responses[reference]  # unknown names fail here with the list of known ones
@@ -255,7 +281,8 @@ def plot_cmd(responses_path, output, reference, smoothing):
 
 @click.command(**COMMON)
 @click.option("-o", "--output-dir", default="demo-output", show_default=True, type=click.Path(file_okay=False))
-@click.option("--clips", default=12, show_default=True, help="Source clips to synthesize per device.")
+@click.option("--clips", default=12, show_default=True, type=click.IntRange(min=1),
+              help="Source clips to synthesize per device.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic corpus and device noise.")
 def demo(output_dir, clips, seed):
     """Run the whole matching flow on a built-in synthetic corpus (no download).
