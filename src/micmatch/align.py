@@ -20,7 +20,8 @@ aligned frames of ``|X_dev| / |X_ref|``, frames gated where either recording is 
 Sign convention (the same as :meth:`ResponseSet.relative_db`): the device's ``response_db`` is
 ``mean over frames of 20 log10 |X_dev / X_ref|``, the device relative to the reference, and the reference's is 0.
 The correction that makes the device sound like the reference is its negative. Both carry
-:class:`LogSpectrumStats` (sums over counted frames), so the results of several pairs merge exactly.
+:class:`LogSpectrumStats` (sums over counted frames, with per-bin counts because bins are gated separately), so
+the results of several pairs merge exactly in every bin.
 """
 
 from __future__ import annotations
@@ -498,13 +499,13 @@ def estimate_pair(
         cells &= keep[:, None]
     n_used = int(keep.sum())
     counts = cells.sum(axis=0)
-    # Bins where the sound never rose above the noise in both recordings keep the ungated mean (flagged in meta).
+    # Bins where the sound never rose above the noise in both recordings keep the ungated sums (flagged in meta).
+    # Per-bin counts make merges of several pairs exact in every bin.
     sparse = counts < max(MIN_CELLS, 1)
-    mean = _masked_mean(ratio, cells, fallback=ratio[keep].mean(axis=0))
-    mean_sq = _masked_mean(ratio * ratio, cells, fallback=(ratio[keep] ** 2).mean(axis=0))
-    mean = np.where(sparse, ratio[keep].mean(axis=0), mean)
-    mean_sq = np.where(sparse, (ratio[keep] ** 2).mean(axis=0), mean_sq)
-    stats = LogSpectrumStats(mean * n_used, mean_sq * n_used, n_used, 1)
+    cells = cells | (sparse[None, :] & keep[:, None])
+    sums = np.where(cells, ratio, 0.0).sum(axis=0)
+    sums_sq = np.where(cells, ratio * ratio, 0.0).sum(axis=0)
+    stats = LogSpectrumStats(sums, sums_sq, n_used, 1, bin_counts=cells.sum(axis=0))
     zeros = LogSpectrumStats(np.zeros(config.n_bins), np.zeros(config.n_bins), n_used, 1)
     coherence = _coherence(ref, aligned, keep, n_fft, hop_length, window)
     meta = {"reference": reference_name, "alignment": alignment.to_json(),

@@ -13,6 +13,7 @@ JSON layout (``format_version`` 1)::
      "frequencies_hz": [...],
      "devices": {"phone": {"method": "unaligned", "response_db": [...], "std_db": [...],
                             "stats": {"sum_db": [...], "sum_sq_db": [...], "n_frames": 1234, "n_files": 16},
+                            # "bin_counts": [...] only when bins were gated separately (aligned pairs)
                             "meta": {...}}}}
 """
 
@@ -87,6 +88,7 @@ class LogSpectrumStats:
     sum_sq_db: np.ndarray
     n_frames: int
     n_files: int = 0
+    bin_counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.sum_db = np.asarray(self.sum_db, dtype=np.float64)
@@ -95,6 +97,17 @@ class LogSpectrumStats:
             raise ValueError("sum_db and sum_sq_db must be 1-D arrays of the same length")
         if self.n_frames < 0 or self.n_files < 0:
             raise ValueError("n_frames and n_files must be non-negative")
+        if self.bin_counts is not None:
+            self.bin_counts = np.asarray(self.bin_counts, dtype=np.float64)
+            if self.bin_counts.shape != self.sum_db.shape or (self.bin_counts < 0).any():
+                raise ValueError("bin_counts must be non-negative, one per bin")
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Frames counted in each bin: ``bin_counts`` when bins were gated separately, else ``n_frames`` for all."""
+        if self.bin_counts is not None:
+            return self.bin_counts
+        return np.full(self.sum_db.shape, float(self.n_frames))
 
     @classmethod
     def empty(cls, n_bins: int) -> LogSpectrumStats:
@@ -103,25 +116,31 @@ class LogSpectrumStats:
     def __add__(self, other: LogSpectrumStats) -> LogSpectrumStats:
         if self.sum_db.shape != other.sum_db.shape:
             raise ConfigMismatchError(f"cannot merge statistics of {self.sum_db.size} and {other.sum_db.size} bins")
+        per_bin = None
+        if self.bin_counts is not None or other.bin_counts is not None:
+            per_bin = self.counts + other.counts
         return LogSpectrumStats(self.sum_db + other.sum_db, self.sum_sq_db + other.sum_sq_db,
-                                self.n_frames + other.n_frames, self.n_files + other.n_files)
+                                self.n_frames + other.n_frames, self.n_files + other.n_files, per_bin)
 
     @property
     def mean_db(self) -> np.ndarray:
-        if self.n_frames == 0:
+        counts = self.counts
+        if self.n_frames == 0 or (counts <= 0).any():
             raise ValueError("no frames were counted: every frame was below the silence gate")
-        return self.sum_db / self.n_frames
+        return self.sum_db / counts
 
     @property
     def std_db(self) -> np.ndarray:
-        if self.n_frames == 0:
-            raise ValueError("no frames were counted")
-        var = self.sum_sq_db / self.n_frames - self.mean_db**2
+        mean = self.mean_db
+        var = self.sum_sq_db / self.counts - mean**2
         return np.sqrt(np.maximum(var, 0.0))
 
     def to_json(self) -> dict:
-        return {"sum_db": self.sum_db.tolist(), "sum_sq_db": self.sum_sq_db.tolist(),
-                "n_frames": int(self.n_frames), "n_files": int(self.n_files)}
+        out = {"sum_db": self.sum_db.tolist(), "sum_sq_db": self.sum_sq_db.tolist(),
+               "n_frames": int(self.n_frames), "n_files": int(self.n_files)}
+        if self.bin_counts is not None:
+            out["bin_counts"] = self.bin_counts.tolist()
+        return out
 
 
 @dataclass
@@ -311,7 +330,8 @@ class ResponseSet(Mapping):
                 stats = None
                 if d.get("stats") is not None:
                     s = d["stats"]
-                    stats = LogSpectrumStats(s["sum_db"], s["sum_sq_db"], int(s["n_frames"]), int(s.get("n_files", 0)))
+                    stats = LogSpectrumStats(s["sum_db"], s["sum_sq_db"], int(s["n_frames"]), int(s.get("n_files", 0)),
+                                             s.get("bin_counts"))
                 response = np.asarray(d["response_db"], dtype=np.float64)
                 if stats is not None and stats.n_frames > 0 and not np.allclose(stats.mean_db, response, atol=1e-4):
                     raise ValueError("response_db disagrees with its statistics")
