@@ -372,3 +372,32 @@ def test_export_dispatch(tmp_path):
     assert sf.info(str(export(corr, tmp_path / "a.wav", "wav", n_taps=65))).frames == 65
     with pytest.raises(ValueError, match="format='xml' must be one of"):
         export(corr, tmp_path / "a.xml", "xml")
+
+
+def test_interrupted_correction_leaves_no_file(tmp_path, rng, monkeypatch):
+    import micmatch.correct as correct_module
+
+    src = audio.save(tmp_path / "in" / "x.wav", (rng.standard_normal(300_000) * 0.05).astype(np.float32), SR)
+    real = correct_module._stream_with_context
+
+    def interrupted(*args, **kwargs):
+        for i, block in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                raise KeyboardInterrupt  # as Ctrl-C half way through the file
+            yield block
+
+    monkeypatch.setattr(correct_module, "_stream_with_context", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        correct_file(src, out / "x.wav", _flat())
+    assert list(out.iterdir()) == []  # neither a partial output nor the staging file
+
+
+def test_nan_input_file_is_refused_without_output(tmp_path, rng):
+    x = (rng.standard_normal(5000) * 0.05).astype(np.float32)
+    x[4000] = np.nan
+    src = tmp_path / "nan.wav"
+    sf.write(str(src), x, SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan\.wav: contains NaN or infinite samples"):
+        correct_file(src, tmp_path / "out" / "nan.wav", _flat())
+    assert list((tmp_path / "out").iterdir()) == []
