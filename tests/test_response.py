@@ -116,7 +116,8 @@ def test_unknown_device_lists_known(responses):
 
 
 def test_relative_db(responses):
-    np.testing.assert_array_equal(responses.relative_db("a", "b"), responses["a"].response_db - responses["b"].response_db)
+    expected = responses["a"].response_db - responses["b"].response_db
+    np.testing.assert_array_equal(responses.relative_db("a", "b"), expected)
     np.testing.assert_array_equal(responses.relative_db("a", "a"), 0.0)
 
 
