@@ -1,0 +1,106 @@
+"""``micmatch bench ...``: benchmark suites (``bench mismatch``: the device-mismatch benchmark)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from micmatch.errors import CorpusError
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@click.group("bench")
+def bench() -> None:
+    """Benchmarks that show what micmatch's remedies are worth."""
+
+
+@bench.command("mismatch")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Corpus folder with metadata.csv (filename, label, optional device and split).")
+@click.option("--irs", "irs_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of device impulse responses: the simulated devices.")
+@click.option("--aug-irs", "aug_irs_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder of augmentation impulse responses for dir-aug (must not hold a test device).")
+@click.option("--aug-from-rest", is_flag=True,
+              help="Use the --irs files that are not benchmark devices as augmentation IRs (a seeded split).")
+@click.option("--recipes", default="baseline,ideal,sc", show_default=True,
+              help="Comma-separated recipes; combine remedies with + (e.g. sc+mixup).")
+@click.option("--seeds", "n_seeds", default=3, show_default=True, type=click.IntRange(1),
+              help="Number of training seeds (0, 1, ...) per recipe.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for results.md, results.json and accuracy.png.")
+@click.option("--quick", is_flag=True, help="Reduced configuration (a few hundred clips, 4 epochs): minutes on CPU.")
+@click.option("--calibration-clips", type=click.IntRange(1), default=None,
+              help="Unlabeled clips per unseen device for sc / device-std  [default: 16, quick: 8].")
+@click.option("--seen", "n_seen", type=click.IntRange(0), default=None, help="Number of seen devices [2; quick 1].")
+@click.option("--unseen", "n_unseen", type=click.IntRange(0), default=None,
+              help="Number of unseen devices [6; quick 2].")
+@click.option("--seen-devices", help="Comma-separated IR names to use as seen devices (instead of a draw).")
+@click.option("--unseen-devices", help="Comma-separated IR names to use as unseen devices (instead of a draw).")
+@click.option("--reference", help="IR name of the reference device [default: the original recordings].")
+@click.option("--seen-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Share of training clips recorded by each seen device [0.075].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [20; quick 4].")
+@click.option("--noise-floor-db", type=float, default=None, help="Noise floor of every simulated device (dBFS).")
+@click.option("--data-seed", type=int, default=0, show_default=True,
+              help="Seed of the device draw, split, seen-clip and calibration-clip choices.")
+@click.option("--device", "torch_device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, out_dir, quick, calibration_clips,
+             n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
+             data_seed, torch_device) -> None:
+    """Train one classifier per recipe and seed on simulated devices and score every device.
+
+    \b
+    Recipes: baseline, ideal, sc, device-std, spec-mean-sub, cms, median, pcen, rasta, mixup, dir-aug,
+    synth-fr-aug, filteraugment, freq-mixstyle; combine with + (sc+mixup).
+
+    \b
+    Example:
+      micmatch bench mismatch --data ../shared/data/fsdd --irs ../shared/data/micirp/ir --aug-from-rest \\
+          --recipes baseline,ideal,sc,dir-aug --seeds 3 -o bench-out
+    """
+    from micmatch.bench.mismatch import MismatchConfig, run_benchmark, write_results
+
+    overrides = {k: v for k, v in dict(calibration_clips=calibration_clips, n_seen=n_seen, n_unseen=n_unseen,
+                                       seen_fraction=seen_fraction, epochs=epochs,
+                                       noise_floor_db=noise_floor_db).items() if v is not None}
+    overrides.update(data_seed=data_seed, device=torch_device)
+    config = MismatchConfig.quick(**overrides) if quick else MismatchConfig(**overrides)
+    recipe_list = _names(recipes)
+    if not recipe_list:
+        raise CorpusError("--recipes is empty; name at least one recipe (e.g. baseline,ideal,sc)")
+    result = run_benchmark(data_dir, irs_dir, recipes=recipe_list, seeds=list(range(n_seeds)), config=config,
+                           aug_irs_dir=aug_irs_dir, aug_from_rest=aug_from_rest, reference=reference,
+                           seen=_names(seen_devices), unseen=_names(unseen_devices),
+                           log=lambda line: click.echo(line, err=True))
+    command = "micmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    paths = write_results(result, out_dir, command=command)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@bench.command("merge")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the merged results.md, results.json and accuracy.png.")
+def merge(parts, out_dir) -> None:
+    """Merge results.json files of one mismatch benchmark run in parts (same devices, settings, seeds).
+
+    \b
+    Example:
+      micmatch bench merge part1/results.json part2/results.json -o bench-out
+    """
+    from micmatch.bench.mismatch import load_result, merge_results, write_results
+
+    results = [load_result(p) for p in parts]
+    commands = [r.info.get("command") for r in results if r.info.get("command")]
+    merged = merge_results(results)
+    paths = write_results(merged, out_dir, command=" && ".join(commands) or None)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+COMMANDS = [bench]

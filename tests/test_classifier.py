@@ -1,0 +1,99 @@
+"""The seed 001 CNN, the deterministic training loop and safe checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from micmatch.errors import ConfigMismatchError, ProfileError  # noqa: E402
+from micmatch.learn.classifier import DeviceCNN, count_parameters  # noqa: E402
+from micmatch.learn.train import (  # noqa: E402
+    TrainConfig, load_checkpoint, predict, save_checkpoint, train_classifier,
+)
+
+
+def test_architecture_matches_seed_001_table_1():
+    m = DeviceCNN(10, 40)
+    # Seed 001 reports "about 71k" parameters for 10 classes; the count below follows from Table 1 exactly.
+    assert count_parameters(m) == 70538
+    convs = [layer for layer in m.features if isinstance(layer, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 32, 64, 64]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert m(torch.zeros(3, 40, 25)).shape == (3, 10)
+    with pytest.raises(ValueError, match="n_classes=1 must be >= 2"):
+        DeviceCNN(1, 40)
+
+
+def _toy(rng, n=96, n_mels=8, n_frames=12):
+    """Two classes that differ by the level of the upper bands: learnable in a few epochs."""
+    y = rng.integers(0, 2, size=n)
+    x = rng.standard_normal((n, n_mels, n_frames)).astype(np.float32)
+    x[:, n_mels // 2 :, :] += 2.0 * y[:, None, None]
+    return x, y
+
+
+def test_training_learns_and_is_deterministic(rng):
+    x, y = _toy(rng)
+    cfg = TrainConfig(epochs=6, batch_size=16, learning_rate=3e-3, seed=5, device="cpu", progress=False)
+
+    def fit():
+        torch.manual_seed(0)
+        m = DeviceCNN(2, 8)
+        hist = train_classifier(m, x, y, config=cfg)
+        return m, hist
+
+    m1, h1 = fit()
+    m2, h2 = fit()
+    assert h1 == h2
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    acc = np.mean(predict(m1, x, device="cpu").argmax(1) == y)
+    assert acc > 0.9
+    assert h1[-1] < h1[0]
+
+
+def test_epoch_features_callable_and_mismatch_error(rng):
+    x, y = _toy(rng, n=32)
+    seen = []
+
+    def features(epoch, gen):
+        seen.append(epoch)
+        return x + gen.standard_normal(x.shape).astype(np.float32) * 0.01
+
+    cfg = TrainConfig(epochs=2, batch_size=16, device="cpu", progress=False)
+    train_classifier(DeviceCNN(2, 8), features, y, config=cfg)
+    assert seen == [0, 1]
+    with pytest.raises(ConfigMismatchError, match="features for epoch 0 have 32 clips but labels 31"):
+        train_classifier(DeviceCNN(2, 8), x, y[:31], config=cfg)
+    with pytest.raises(ValueError, match="epochs=0"):
+        TrainConfig(epochs=0)
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path, rng):
+    m = DeviceCNN(3, 8)
+    m.set_normalization(torch.arange(8.0), torch.full((8,), 2.0))
+    path = save_checkpoint(tmp_path / "m.pt", m, sample_rate=8000, extra={"classes": ["a", "b", "c"]})
+    ck = load_checkpoint(path)
+    assert ck.sample_rate == 8000 and ck.extra == {"classes": ["a", "b", "c"]}
+    x = rng.standard_normal((4, 8, 10)).astype(np.float32)
+    np.testing.assert_array_equal(predict(ck.model, x, device="cpu"), predict(m, x, device="cpu"))
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(ProfileError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ProfileError, match="not a readable micmatch checkpoint"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"model_name": "resnet", "format": 1}, other)
+    with pytest.raises(ProfileError, match="model_name='resnet' is not one of"):
+        load_checkpoint(other)
+    old = tmp_path / "old.pt"
+    torch.save({"model_name": "device_cnn", "format": 0}, old)
+    with pytest.raises(ProfileError, match="checkpoint format 0 is not 1"):
+        load_checkpoint(old)
