@@ -11,6 +11,7 @@ from micmatch.errors import (
     MeasurementError,
     MicmatchError,
     MissingDependencyError,
+    ParameterError,
     ProfileError,
     UnknownDeviceError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "MeasurementError",
     "MicmatchError",
     "MissingDependencyError",
+    "ParameterError",
     "ProfileError",
     "UnknownDeviceError",
     "__version__",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from micmatch.errors import AudioError
+from micmatch.errors import AudioError, ParameterError
 
 #: Channel handling options shared by the API and the CLI.
 #: ``mix``: average all channels into one; ``first``: keep channel 0; ``keep``: return every channel.
@@ -134,7 +134,7 @@ def _channels(block: np.ndarray, channels: str) -> np.ndarray:
             return np.ascontiguousarray(block.T)
         mixed = block.mean(axis=1, dtype=np.float32 if block.dtype != np.float64 else np.float64)
         return mixed[np.newaxis, :]
-    raise ValueError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
+    raise ParameterError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
 
 
 def load(
@@ -168,7 +168,7 @@ def load(
         Unreadable, truncated or empty file, or NaN/inf samples; the message names the file.
     """
     if channels not in CHANNEL_MODES:
-        raise ValueError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
+        raise ParameterError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
     meta = info(path)
     try:
         data, sr = sf.read(str(meta.path), dtype=str(np.dtype(dtype)), always_2d=True)
@@ -209,7 +209,7 @@ def iter_blocks(
         ``n == block_frames`` except for the last block, which may be shorter (but still > overlap).
     """
     if block_frames <= overlap:
-        raise ValueError(f"block_frames={block_frames} must exceed overlap={overlap}")
+        raise ParameterError(f"block_frames={block_frames} must exceed overlap={overlap}")
     meta = info(path)
     step = block_frames - overlap
     n_read_total = 0

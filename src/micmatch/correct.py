@@ -37,7 +37,7 @@ import scipy.signal
 import soundfile as sf
 
 from micmatch import audio as audio_io
-from micmatch.errors import AudioError, ConfigMismatchError
+from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
 from micmatch.response import ResponseSet
 from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
 
@@ -76,7 +76,7 @@ class Correction:
         if g.shape != (self.n_fft // 2 + 1,):
             raise ConfigMismatchError(f"gain_db has {g.size} bins; n_fft={self.n_fft} needs {self.n_fft // 2 + 1}")
         if not np.isfinite(g).all():
-            raise ValueError("gain_db contains NaN or infinite values")
+            raise ParameterError("gain_db contains NaN or infinite values")
         object.__setattr__(self, "gain_db", g)
 
     @property
@@ -130,7 +130,7 @@ def correction_curve(
         Band over which ``":flat"`` normalises its mean gain to 0 dB; default 100 Hz to 0.45 x sample rate.
     """
     if max_boost_db < 0 or max_cut_db < 0:
-        raise ValueError(f"max_boost_db={max_boost_db} and max_cut_db={max_cut_db} must be non-negative")
+        raise ParameterError(f"max_boost_db={max_boost_db} and max_cut_db={max_cut_db} must be non-negative")
     cfg = responses.config
     freqs = cfg.frequencies
 
@@ -176,11 +176,11 @@ def design_fir(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: 
     taps : np.ndarray [shape=(n_taps,)]
     """
     if n_taps < 3 or n_taps % 2 == 0:
-        raise ValueError(f"n_taps={n_taps} must be an odd integer >= 3 (a linear-phase type I filter)")
+        raise ParameterError(f"n_taps={n_taps} must be an odd integer >= 3 (a linear-phase type I filter)")
     if design not in FIR_DESIGNS:
-        raise ValueError(f"design={design!r} must be one of {FIR_DESIGNS}")
+        raise ParameterError(f"design={design!r} must be one of {FIR_DESIGNS}")
     if phase not in PHASES:
-        raise ValueError(f"phase={phase!r} must be one of {PHASES}")
+        raise ParameterError(f"phase={phase!r} must be one of {PHASES}")
     f = correction.frequencies
     g = correction.gain
     fs = correction.sample_rate
@@ -322,14 +322,14 @@ def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phas
     if method == "stft":
         hop = hop_length or correction.n_fft // 4
         if correction.n_fft % hop or correction.n_fft // hop < 4:
-            raise ValueError(f"hop_length={hop} must divide n_fft={correction.n_fft} at least 4 times")
+            raise ParameterError(f"hop_length={hop} must divide n_fft={correction.n_fft} at least 4 times")
         ctx = correction.n_fft - hop
         block = hop * max(1, (1 << 17) // hop)
         return _Plan(_stft_gain_func(correction.gain, correction.n_fft, hop), ctx, ctx, block)
     if method == "fir":
         taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
         return _fir_plan(taps, compensate_delay=phase == "linear")
-    raise ValueError(f"method={method!r} must be one of {METHODS}")
+    raise ParameterError(f"method={method!r} must be one of {METHODS}")
 
 
 def _fir_plan(taps: np.ndarray, *, compensate_delay: bool) -> _Plan:
@@ -350,7 +350,7 @@ def fir_filter(audio: np.ndarray, taps: np.ndarray, *, compensate_delay: bool = 
     x = audio_io.validate_audio(audio)
     t = np.asarray(taps, dtype=np.float64)
     if t.ndim != 1 or t.size < 1 or not np.isfinite(t).all():
-        raise ValueError(f"taps must be a finite 1-D array; got shape {t.shape}")
+        raise ParameterError(f"taps must be a finite 1-D array; got shape {t.shape}")
     plan = _fir_plan(t, compensate_delay=compensate_delay)
     parts = list(_stream_with_context([x.astype(np.float32, copy=False)], plan.func, left=plan.left,
                                       right=plan.right, block=plan.block))
@@ -419,7 +419,7 @@ def correct_file(
     The input is only read; nothing is written under ``output`` until the file is complete.
     """
     if overs not in OVERS:
-        raise ValueError(f"overs={overs!r} must be one of {OVERS}")
+        raise ParameterError(f"overs={overs!r} must be one of {OVERS}")
     meta = audio_io.info(path)
     correction.check_sample_rate(meta.sample_rate, what=str(meta.path))
     output = Path(output)
@@ -534,7 +534,7 @@ def export(correction: Correction, path: str | os.PathLike, fmt: str, **options)
         return export_ir_wav(correction, path, **options)
     if fmt == "equalizerapo":
         return export_equalizerapo(correction, path)
-    raise ValueError(f"format={fmt!r} must be one of {EXPORT_FORMATS}")
+    raise ParameterError(f"format={fmt!r} must be one of {EXPORT_FORMATS}")
 
 
 def _write_text(path: str | os.PathLike, text: str) -> Path:

@@ -23,11 +23,15 @@ class ProfileError(MicmatchError, ValueError):
     """A responses/profile file that is corrupt, of another format version, or inconsistent."""
 
 
-class UnknownDeviceError(MicmatchError, LookupError):
-    """A device name that is not in a responses file."""
+class UnknownDeviceError(MicmatchError, KeyError):
+    """A device name that is not in a responses file (a ``KeyError``, so mapping idioms keep working)."""
 
-    def __str__(self) -> str:  # LookupError would otherwise quote the message
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ParameterError(MicmatchError, ValueError):
+    """An option or parameter value outside its valid range (``n_fft=0``, ``jobs=0``, an unknown mode...)."""
 
 
 class MeasurementError(MicmatchError, ValueError):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from micmatch import audio as audio_io
-from micmatch.errors import AudioError, ConfigMismatchError, CorpusError
+from micmatch.errors import AudioError, ConfigMismatchError, CorpusError, ParameterError
 from micmatch.parallel import FileFailure, map_files
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
@@ -63,7 +63,7 @@ def array_stats(audio: np.ndarray, config: SpectralConfig, *, channels: str = "m
     Raises :class:`AudioError` when the recording is shorter than one frame or entirely below the silence gate.
     """
     if channels not in CHANNEL_POLICIES:
-        raise ValueError(f"channels={channels!r} must be one of {CHANNEL_POLICIES}")
+        raise ParameterError(f"channels={channels!r} must be one of {CHANNEL_POLICIES}")
     x = audio_io.validate_audio(audio, config.sample_rate, name=name)
     x2 = x.reshape(-1, x.shape[-1])
     if channels == "mix":
@@ -87,7 +87,7 @@ def file_stats(path: str | os.PathLike, config: SpectralConfig, *, channels: str
     :class:`ConfigMismatchError`, unless ``resample=True`` (then it is resampled block-wise with soxr).
     """
     if channels not in CHANNEL_POLICIES:
-        raise ValueError(f"channels={channels!r} must be one of {CHANNEL_POLICIES}")
+        raise ParameterError(f"channels={channels!r} must be one of {CHANNEL_POLICIES}")
     meta = audio_io.info(path)
     needs_resample = meta.sample_rate != config.sample_rate
     if needs_resample and not resample:
@@ -202,7 +202,7 @@ def profile_files(
         Files that could not be used, with the reason.
     """
     if len(paths) != len(devices):
-        raise ValueError(f"{len(paths)} paths but {len(devices)} device labels")
+        raise ParameterError(f"{len(paths)} paths but {len(devices)} device labels")
     work = functools.partial(file_stats, config=config, channels=channels, resample=resample)
     per_device: dict[str, LogSpectrumStats] = {}
     failures: list[FileFailure] = []

@@ -10,7 +10,7 @@ import numpy as np
 
 from micmatch import spectral
 from micmatch.audio import validate_audio
-from micmatch.errors import ConfigMismatchError
+from micmatch.errors import ConfigMismatchError, ParameterError
 
 DEFAULT_LSD_FLOOR_DB = 120.0
 
@@ -58,7 +58,7 @@ def log_spectral_distance(reference: np.ndarray, estimate: np.ndarray, sample_ra
     keep = np.arange(n_fft // 2 + 1) > 0
     if band_hz is not None:
         if sample_rate is None:
-            raise ValueError("band_hz needs sample_rate")
+            raise ParameterError("band_hz needs sample_rate")
         f = spectral.frequencies(sample_rate, n_fft)
         keep &= (f >= band_hz[0]) & (f <= band_hz[1])
     weights = None
@@ -87,7 +87,7 @@ def response_error_db(estimate_db: np.ndarray, truth_db: np.ndarray, freqs_hz: n
     lo, hi = band if band is not None else (np.nextafter(0.0, 1.0), np.inf)
     m = (f >= lo) & (f <= hi)
     if not m.any():
-        raise ValueError(f"band {band} contains no frequency bin")
+        raise ParameterError(f"band {band} contains no frequency bin")
     d = e[m] - t[m]
     if remove_mean:
         d = d - d.mean()
@@ -104,7 +104,7 @@ def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     if t.shape != p.shape or t.ndim != 1:
         raise ConfigMismatchError(f"y_true.shape={t.shape} and y_pred.shape={p.shape} must be equal and 1-D")
     if t.size == 0:
-        raise ValueError("y_true is empty; score at least one clip")
+        raise ParameterError("y_true is empty; score at least one clip")
     return t, p
 
 
@@ -140,7 +140,7 @@ def device_gap(accuracy: dict[str, float], reference: str) -> float:
         raise KeyError(f"reference {reference!r} is not among the devices {sorted(accuracy)}")
     others = [v for k, v in accuracy.items() if k != reference]
     if not others:
-        raise ValueError("device_gap needs at least one device besides the reference")
+        raise ParameterError("device_gap needs at least one device besides the reference")
     return float(accuracy[reference] - np.mean(others))
 
 

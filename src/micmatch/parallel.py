@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from micmatch.errors import MicmatchError, require
+from micmatch.errors import MicmatchError, ParameterError, require
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def map_files(
         Show a tqdm progress bar on stderr.
     """
     if jobs < 1:
-        raise ValueError(f"jobs={jobs} must be at least 1")
+        raise ParameterError(f"jobs={jobs} must be at least 1")
     call = _Call(func)
     bar = _progress(len(items), desc, progress)
     try:

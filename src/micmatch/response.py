@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from micmatch.audio import atomic_path
-from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
+from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError, UnknownDeviceError
 from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, frequencies
 
 FORMAT = "micmatch.responses"
@@ -52,13 +52,13 @@ class SpectralConfig:
         for name in ("sample_rate", "n_fft", "hop_length"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+                raise ParameterError(f"{name}={value!r} must be a positive integer")
         if self.n_fft % 2:
-            raise ValueError(f"n_fft={self.n_fft} must be even")
+            raise ParameterError(f"n_fft={self.n_fft} must be even")
         if self.hop_length > self.n_fft:
-            raise ValueError(f"hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
+            raise ParameterError(f"hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
         if self.window != "hann":
-            raise ValueError(f"window={self.window!r}: only 'hann' is supported")
+            raise ParameterError(f"window={self.window!r}: only 'hann' is supported")
 
     @property
     def n_bins(self) -> int:
@@ -94,13 +94,13 @@ class LogSpectrumStats:
         self.sum_db = np.asarray(self.sum_db, dtype=np.float64)
         self.sum_sq_db = np.asarray(self.sum_sq_db, dtype=np.float64)
         if self.sum_db.shape != self.sum_sq_db.shape or self.sum_db.ndim != 1:
-            raise ValueError("sum_db and sum_sq_db must be 1-D arrays of the same length")
+            raise ParameterError("sum_db and sum_sq_db must be 1-D arrays of the same length")
         if self.n_frames < 0 or self.n_files < 0:
-            raise ValueError("n_frames and n_files must be non-negative")
+            raise ParameterError("n_frames and n_files must be non-negative")
         if self.bin_counts is not None:
             self.bin_counts = np.asarray(self.bin_counts, dtype=np.float64)
             if self.bin_counts.shape != self.sum_db.shape or (self.bin_counts < 0).any():
-                raise ValueError("bin_counts must be non-negative, one per bin")
+                raise ParameterError("bin_counts must be non-negative, one per bin")
 
     @property
     def counts(self) -> np.ndarray:
@@ -126,7 +126,7 @@ class LogSpectrumStats:
     def mean_db(self) -> np.ndarray:
         counts = self.counts
         if self.n_frames == 0 or (counts <= 0).any():
-            raise ValueError("no frames were counted: every frame was below the silence gate")
+            raise ParameterError("no frames were counted: every frame was below the silence gate")
         return self.sum_db / counts
 
     @property
@@ -161,11 +161,11 @@ class DeviceResponse:
     def __post_init__(self) -> None:
         self.response_db = np.asarray(self.response_db, dtype=np.float64)
         if self.response_db.ndim != 1:
-            raise ValueError(f"response_db must be 1-D, got shape {self.response_db.shape}")
+            raise ParameterError(f"response_db must be 1-D, got shape {self.response_db.shape}")
         if not np.isfinite(self.response_db).all():
-            raise ValueError(f"device {self.name!r}: response_db contains NaN or infinite values")
+            raise ParameterError(f"device {self.name!r}: response_db contains NaN or infinite values")
         if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r} must be one of {METHODS}")
+            raise ParameterError(f"method={self.method!r} must be one of {METHODS}")
 
     @classmethod
     def from_stats(cls, name: str, stats: LogSpectrumStats, *, method: str = "unaligned",
@@ -334,11 +334,11 @@ class ResponseSet(Mapping):
                                              s.get("bin_counts"))
                 response = np.asarray(d["response_db"], dtype=np.float64)
                 if stats is not None and stats.n_frames > 0 and not np.allclose(stats.mean_db, response, atol=1e-4):
-                    raise ValueError("response_db disagrees with its statistics")
+                    raise ParameterError("response_db disagrees with its statistics")
                 dev = DeviceResponse(name, response, method=d.get("method", "unaligned"), stats=stats,
                                      meta=dict(d.get("meta") or {}))
                 if dev.response_db.shape != (config.n_bins,):
-                    raise ValueError(f"{dev.response_db.size} bins, expected {config.n_bins}")
+                    raise ParameterError(f"{dev.response_db.size} bins, expected {config.n_bins}")
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise bad(f"device {name!r} is invalid ({exc})") from None
             out.add(dev)

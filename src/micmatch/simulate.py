@@ -24,7 +24,7 @@ import scipy.fft
 import scipy.signal
 
 from micmatch.audio import find_audio_files, load, resample, validate_audio
-from micmatch.errors import AudioError
+from micmatch.errors import AudioError, ParameterError
 
 # ----------------------------------------------------------------------------------------------------------------
 # Measured impulse responses
@@ -174,7 +174,7 @@ class DeviceModel:
             y = np.tanh(g * y) / g
         if self.noise_floor_db is not None:
             if rng is None:
-                raise ValueError(f"device {self.name!r} has a noise floor: pass rng=np.random.default_rng(seed)")
+                raise ParameterError(f"device {self.name!r} has a noise floor: pass rng=np.random.default_rng(seed)")
             y = y + rng.standard_normal(y.shape) * 10.0 ** (self.noise_floor_db / 20.0)
         return y.astype(np.asarray(audio).dtype, copy=False)
 
@@ -202,7 +202,7 @@ def _sections_to_sos(sections: Sequence[Section], sample_rate: int) -> np.ndarra
         elif s.kind in ("peak", "lowshelf", "highshelf"):
             out.append(_rbj_sos(s.kind, s.freq_hz, s.gain_db, s.q, sample_rate))
         else:
-            raise ValueError(f"unknown section kind {s.kind!r}")
+            raise ParameterError(f"unknown section kind {s.kind!r}")
     return np.concatenate(out, axis=0) if out else np.zeros((0, 6))
 
 

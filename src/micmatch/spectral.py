@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from micmatch.errors import ParameterError
 import scipy.fft
 from numpy.lib.stride_tricks import as_strided
 
@@ -353,7 +355,7 @@ def smooth_fractional_octave(values: np.ndarray, freqs: np.ndarray, fraction: fl
     v = np.asarray(values, dtype=np.float64)
     f = np.asarray(freqs, dtype=np.float64)
     if v.shape[-1] != f.shape[0]:
-        raise ValueError(f"values have {v.shape[-1]} bins but freqs has {f.shape[0]}")
+        raise ParameterError(f"values have {v.shape[-1]} bins but freqs has {f.shape[0]}")
     half = 2.0 ** (fraction / 2.0)
     lo = np.searchsorted(f, f / half, side="left")
     hi = np.searchsorted(f, f * half, side="right")
