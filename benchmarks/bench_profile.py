@@ -3,6 +3,7 @@
 Workload (issue 2): 44.1 kHz 16-bit WAV clips, n_fft 2048, hop 512; per-bin sums of log magnitude per device.
   naive   : librosa.load (float32, native rate) + librosa.stft + log + per-bin sums, one process
   micmatch: estimate.profile_files with 1 worker process and with 2 worker processes
+  micmatch without its C kernel (numpy path), 1 worker: what the kernel adds
 Also measures peak memory (max RSS of a child process) of `micmatch profile` on a one-hour file.
 
 Run: .venv/bin/python benchmarks/bench_profile.py [--files 200 --seconds 10 --repeats 5] [--skip-memory]
@@ -35,12 +36,20 @@ def naive_librosa(paths: list[Path], n_fft: int, hop: int) -> np.ndarray:
     return total
 
 
-def micmatch_profile(paths: list[Path], sample_rate: int, n_fft: int, hop: int, jobs: int):
+def micmatch_profile(paths: list[Path], sample_rate: int, n_fft: int, hop: int, jobs: int, kernel: bool = True):
+    from micmatch import spectral
     from micmatch.estimate import profile_files
     from micmatch.response import SpectralConfig
 
-    config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop)
-    responses, failures = profile_files(paths, ["dev"] * len(paths), config, jobs=jobs)
+    saved = spectral._logpower
+    if not kernel:
+        spectral._logpower = None
+
+    try:
+        config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop)
+        responses, failures = profile_files(paths, ["dev"] * len(paths), config, jobs=jobs)
+    finally:
+        spectral._logpower = saved
     assert not failures
     return responses
 
@@ -84,9 +93,15 @@ def main() -> None:
         t_naive, _ = median_time(lambda: naive_librosa(paths, n_fft, hop), repeats=args.repeats)
         t_one, _ = median_time(lambda: micmatch_profile(paths, sr, n_fft, hop, 1), repeats=args.repeats)
         t_two, _ = median_time(lambda: micmatch_profile(paths, sr, n_fft, hop, 2), repeats=args.repeats)
+        t_np, _ = median_time(lambda: micmatch_profile(paths, sr, n_fft, hop, 1, kernel=False),
+                              repeats=args.repeats)
         memory = None if args.skip_memory else peak_memory_one_hour(tmp, sr)
+    from micmatch import spectral
+
+    if spectral._logpower is None:
+        raise SystemExit("micmatch was built without its C kernel; reinstall with a C compiler to benchmark it")
     rows = [("naive librosa (load + stft + log)", t_naive), ("micmatch, 1 worker", t_one),
-            ("micmatch, 2 workers", t_two)]
+            ("micmatch, 2 workers", t_two), ("micmatch numpy path (no C kernel), 1 worker", t_np)]
     data = {"files": args.files, "seconds_per_file": args.seconds, "sample_rate": sr, "n_fft": n_fft, "hop": hop,
             "repeats": args.repeats, "median_s": {k: v for k, v in rows},
             "speedup_1_worker": t_naive / t_one, "speedup_2_workers": t_naive / t_two, "memory_one_hour": memory}

@@ -2,7 +2,7 @@
 
 Magnitude scale: spectra from :func:`log_power_frames` and :class:`LogPowerAccumulator` are scaled so that a
 full-scale sinusoid centred on a bin reads 0 dB (the window is normalised by ``2 / sum(window)``). Every log has
-a floor (``floor_db``); frames quieter than ``gate_db`` (RMS of the windowed frame re full scale) are skipped, so
+a floor: ``floor_db`` is added (as power) before the log, which changes nothing measurable above it; frames quieter than ``gate_db`` (RMS of the windowed frame re full scale) are skipped, so
 digital silence and fades cannot drag a geometric mean towards minus infinity.
 """
 
@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from micmatch.errors import ParameterError
+
+try:  # the fused C kernel of the statistics path; without a C compiler at install time, numpy does the work
+    from micmatch import _logpower
+except ImportError:  # pragma: no cover - depends on the build
+    _logpower = None
 import scipy.fft
 from numpy.lib.stride_tricks import as_strided
 
@@ -29,6 +34,8 @@ CHUNK_FRAMES = 96
 DEFAULT_RELATIVE_GATE_DB = 30.0
 #: Resolution of the frame-level bins used by the relative gate (dB).
 LEVEL_STEP_DB = 0.5
+#: 10 / ln(10): dB of power per neper of power.
+_DB_PER_NEPER_POWER = np.float32(10.0 / np.log(10.0))
 
 
 def hann(n_fft: int) -> np.ndarray:
@@ -91,7 +98,7 @@ def log_power_frames(
     x = np.ascontiguousarray(audio, dtype=np.float64)
     frames = _frames_view(x, n_fft, hop_length) * analysis_window(n_fft, dtype=np.float64)
     power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
-    return (10.0 * np.log10(np.maximum(power, 10.0 ** (floor_db / 10.0)))).T
+    return (10.0 * np.log10(power + 10.0 ** (floor_db / 10.0))).T
 
 
 def _frame_level_db(power: np.ndarray, n_fft: int, window: np.ndarray) -> np.ndarray:
@@ -123,7 +130,8 @@ class LogPowerAccumulator:
 
     Speed (benchmarks/bench_profile.py): frames are strided views (no copy), the int16 scale is folded into the
     window, ``scipy.fft.rfft`` runs on chunks of :data:`CHUNK_FRAMES` frames so each chunk stays in cache, and
-    power is ``re**2 + im**2`` (no square root).
+    power, floor, log and sums run in one pass of a small C kernel (``micmatch._logpower``). Where the package
+    was built without it (no C compiler), or with ``use_kernel=False``, numpy does the same arithmetic.
 
     Attributes (after the last update)
     ----------------------------------
@@ -141,12 +149,13 @@ class LogPowerAccumulator:
     gate_db: float | None = DEFAULT_GATE_DB
     relative_gate_db: float | None = None
     scale: float = 1.0
+    use_kernel: bool = True
 
     def __post_init__(self) -> None:
         n_bins = self.n_fft // 2 + 1
         self._window = analysis_window(self.n_fft, scale=self.scale)
         self._tail: np.ndarray | None = None
-        self._floor_power = np.float32(10.0 ** (self.floor_db / 10.0))
+        self._floor_power = float(np.float32(10.0 ** (self.floor_db / 10.0)))
         # Level of a frame from its power sum: level_db = 10 log10(two_sided * self._level_k).
         w = self._window.astype(np.float64) / self.scale
         self._level_k = 1.0 / (self.n_fft * np.sum(w * w) * self.scale**2)
@@ -210,33 +219,68 @@ class LogPowerAccumulator:
         for start in range(0, total, CHUNK_FRAMES):
             chunk = frames[start : start + CHUNK_FRAMES]
             spec = scipy.fft.rfft(chunk * self._window, axis=-1)
-            power = spec.real * spec.real
-            power += spec.imag * spec.imag
-            two_sided = None
-            if self._gate_sum is not None or self.relative_gate_db is not None:
-                two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
-            if self._gate_sum is not None:
-                keep = two_sided >= self._gate_sum
-                n_keep = int(keep.sum())
-                if n_keep == 0:
-                    continue
-                if n_keep < power.shape[0]:
-                    power = power[keep]
-                    two_sided = two_sided[keep]
-            np.maximum(power, self._floor_power, out=power)
-            logp = np.log10(power)
-            logp *= 10.0
-            if self.relative_gate_db is None:
-                self._sum += logp.sum(axis=0, dtype=np.float64)
-                self._sq += np.einsum("ij,ij->j", logp, logp, dtype=np.float64)
-                self._count += logp.shape[0]
+            if _logpower is not None and self.use_kernel:
+                self._chunk_kernel(spec)
             else:
-                self._add_by_level(logp, two_sided)
+                self._chunk_numpy(spec)
         return total
 
-    def _add_by_level(self, logp: np.ndarray, two_sided: np.ndarray) -> None:
+    def _level_bins(self, two_sided: np.ndarray) -> np.ndarray:
         level = 10.0 * np.log10(np.maximum(two_sided * self._level_k, 1e-30))
-        bins = np.floor(level / LEVEL_STEP_DB).astype(np.int64)
+        return np.floor(level / LEVEL_STEP_DB).astype(np.int64)
+
+    def _chunk_kernel(self, spec: np.ndarray) -> None:
+        """One chunk through the C kernel (micmatch._logpower): power, floor, log and sums in one pass."""
+        spec = np.ascontiguousarray(spec, dtype=np.complex64)
+        n, n_bins = spec.shape
+        keep = None
+        if self._gate_sum is not None or self.relative_gate_db is not None:
+            two_sided = np.empty(n)
+            _logpower.frame_power(spec, n, n_bins, two_sided)
+            if self._gate_sum is not None:
+                keep = two_sided >= self._gate_sum
+                if not keep.any():
+                    return
+        if self.relative_gate_db is None:
+            groups = None if keep is None or keep.all() else np.where(keep, 0, -1).astype(np.int32)
+            _logpower.accumulate(spec, n, n_bins, groups, 1, self._sum.reshape(1, -1), self._sq.reshape(1, -1),
+                                 self._floor_power)
+            self._count += n if keep is None else int(keep.sum())
+            return
+        bins = self._level_bins(two_sided)
+        kept = np.ones(n, dtype=bool) if keep is None else keep
+        levels, inverse = np.unique(bins[kept], return_inverse=True)
+        groups = np.full(n, -1, dtype=np.int32)
+        groups[kept] = inverse
+        sums = np.zeros((levels.size, n_bins))
+        sqs = np.zeros((levels.size, n_bins))
+        _logpower.accumulate(spec, n, n_bins, groups, levels.size, sums, sqs, self._floor_power)
+        self._merge_levels(levels, sums, sqs, np.bincount(inverse, minlength=levels.size))
+
+    def _chunk_numpy(self, spec: np.ndarray) -> None:
+        """One chunk in numpy: the reference and fallback of :meth:`_chunk_kernel` (same floor, same log)."""
+        power = spec.real * spec.real
+        power += spec.imag * spec.imag
+        two_sided = None
+        if self._gate_sum is not None or self.relative_gate_db is not None:
+            two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
+        if self._gate_sum is not None:
+            keep = two_sided >= self._gate_sum
+            n_keep = int(keep.sum())
+            if n_keep == 0:
+                return
+            if n_keep < power.shape[0]:
+                power = power[keep]
+                two_sided = two_sided[keep]
+        power += self._floor_power
+        logp = np.log(power)  # natural log: vectorised in numpy where log10 is not
+        logp *= _DB_PER_NEPER_POWER
+        if self.relative_gate_db is None:
+            self._sum += logp.sum(axis=0, dtype=np.float64)
+            self._sq += np.einsum("ij,ij->j", logp, logp, dtype=np.float64)
+            self._count += logp.shape[0]
+            return
+        bins = self._level_bins(two_sided)
         # Group frames by level bin with a sort and reduceat (no BLAS call: BLAS thread pools cost more than
         # they save on these small blocks; benchmarks/bench_profile.py).
         order = np.argsort(bins, kind="stable")
@@ -244,12 +288,14 @@ class LogPowerAccumulator:
         starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
         lp = logp[order]
         # Sums of at most CHUNK_FRAMES values in float32 (relative error ~1e-6, i.e. ~1e-5 dB on a mean), added
-        # to float64 totals below.
+        # to float64 totals.
         sums = np.add.reduceat(lp, starts, axis=0)
         lp *= lp
         sqs = np.add.reduceat(lp, starts, axis=0)
-        counts = np.diff(np.r_[starts, lp.shape[0]])
-        for j, lvl in enumerate(sorted_bins[starts].tolist()):
+        self._merge_levels(sorted_bins[starts], sums, sqs, np.diff(np.r_[starts, lp.shape[0]]))
+
+    def _merge_levels(self, levels: np.ndarray, sums: np.ndarray, sqs: np.ndarray, counts: np.ndarray) -> None:
+        for j, lvl in enumerate(levels.tolist()):
             entry = self._levels.get(lvl)
             if entry is None:
                 self._levels[lvl] = [sums[j].astype(np.float64), sqs[j].astype(np.float64), int(counts[j])]
@@ -257,7 +303,6 @@ class LogPowerAccumulator:
                 entry[0] += sums[j]
                 entry[1] += sqs[j]
                 entry[2] += int(counts[j])
-
 
 def stft(
     audio: np.ndarray,
