@@ -117,6 +117,16 @@ def _truncated_chunk(log: str) -> tuple[int, int] | None:
     return None
 
 
+def first_sample_rate(paths: Iterable[str | os.PathLike]) -> int:
+    """The sample rate of the first readable file (unreadable ones are skipped: a batch reports them later)."""
+    for p in paths:
+        try:
+            return info(p).sample_rate
+        except AudioError:
+            continue
+    raise AudioError("none of the input files can be read")
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libsndfile messages repeat the path; keep the reason only.

@@ -94,7 +94,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if not labelled:
         raise MicmatchError("no input file could be given a device label")
     if sample_rate is None:
-        sample_rate = _first_readable_rate([f for f, _ in labelled])
+        sample_rate = audio_io.first_sample_rate([f for f, _ in labelled])
     if hop_length > n_fft:
         raise click.BadParameter(f"{hop_length} must not exceed --n-fft={n_fft}", param_hint="'--hop'")
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
@@ -118,15 +118,6 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if bad:
         click.echo(f"{bad} file(s) could not be used (listed above)", err=True)
         sys.exit(1)
-
-
-def _first_readable_rate(files: list[Path]) -> int:
-    for f in files:
-        try:
-            return audio_io.info(f).sample_rate
-        except AudioError:
-            continue
-    raise AudioError("none of the input files can be read")
 
 
 def _correction_options(func):

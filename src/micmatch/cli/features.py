@@ -130,7 +130,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     for p in problems:
         _fail_line(p)
     if sample_rate is None:
-        sample_rate = _first_rate(files)
+        sample_rate = audio_io.first_sample_rate(files)
     cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                          fmax=fmax)
     offsets_db = {}
@@ -179,15 +179,6 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     if failed:
         _fail_line(f"{failed} file(s) could not be used (see above)")
         ctx.exit(1)
-
-
-def _first_rate(files) -> int:
-    for f in files:
-        try:
-            return audio_io.info(f).sample_rate
-        except AudioError:
-            continue
-    raise AudioError("none of the input files can be read")
 
 
 COMMANDS = [features]
