@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
+from micmatch import validate
 from micmatch.audio import validate_audio
-from micmatch.errors import AudioError, MicmatchError
+from micmatch.errors import AudioError, AugmentError
 from micmatch.features import DEFAULT_AMIN, LogMelConfig, hz_to_mel
 from micmatch.simulate import DeviceModel, Section, apply_ir, list_irs, load_ir
 
@@ -40,35 +41,26 @@ MIN_RMS = 1e-12
 MIXSTYLE_EPS = 1e-6
 
 
-class AugmentError(MicmatchError, ValueError):
-    """Augmentation options or parameter sets that cannot be used."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Validation helpers
 
 
 def _batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise AugmentError(f"batch_size={batch_size!r} must be a positive integer")
-    return int(batch_size)
+    return validate.positive_int(batch_size, "batch_size", error=AugmentError)
 
 
 def _probability(p, name: str = "p") -> float:
-    if not 0.0 <= p <= 1.0:
-        raise AugmentError(f"{name}={p!r} must be a probability in [0, 1]")
-    return float(p)
+    return validate.probability(p, name, error=AugmentError)
 
 
 def _positive(value, name: str) -> float:
-    if not value > 0:
-        raise AugmentError(f"{name}={value!r} must be positive")
-    return float(value)
+    return validate.positive_float(value, name, error=AugmentError)
 
 
 def _int_range(value, name: str) -> tuple[int, int]:
     lo, hi = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if not 1 <= lo <= hi:
+    if isinstance(lo, bool) or not isinstance(lo, (int, np.integer)) or not isinstance(hi, (int, np.integer)) \
+            or not 1 <= lo <= hi:
         raise AugmentError(f"{name}={value!r} must be a positive integer or a range (low, high) with 1 <= low <= high")
     return int(lo), int(hi)
 

@@ -30,7 +30,8 @@ import scipy.fft
 import scipy.signal
 
 from micmatch.audio import atomic_path, validate_audio
-from micmatch.errors import ConfigMismatchError, MicmatchError, ProfileError, UnknownDeviceError
+from micmatch import validate
+from micmatch.errors import ConfigMismatchError, FeatureError, ProfileError, UnknownDeviceError
 from micmatch.spectral import frequencies, stft
 
 #: Smallest power (linear) that enters a log: ``10 * log10(max(S, amin))``. librosa's ``power_to_db`` default,
@@ -44,10 +45,6 @@ _MIN_WEIGHT = 1e-12
 
 FORMAT = "micmatch.normalizer"
 FORMAT_VERSION = 1
-
-
-class FeatureError(MicmatchError, ValueError):
-    """Spectrogram features of the wrong shape or values for a normalization."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -133,8 +130,7 @@ def mel_filterbank(
 
 def _check_mel_options(sample_rate, n_fft, n_mels, fmin, fmax, norm) -> None:
     for name, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("n_mels", n_mels)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise FeatureError(f"{name}={value!r} must be a positive integer")
+        validate.positive_int(value, name, error=FeatureError)
     if not 0.0 <= fmin < fmax <= sample_rate / 2.0 + 1e-9:
         raise FeatureError(
             f"fmin={fmin}, fmax={fmax} must satisfy 0 <= fmin < fmax <= sample_rate / 2 = {sample_rate / 2}")
@@ -169,13 +165,10 @@ class LogMelConfig:
     def __post_init__(self) -> None:
         fmax = self.sample_rate / 2.0 if self.fmax is None else self.fmax
         _check_mel_options(self.sample_rate, self.n_fft, self.n_mels, self.fmin, fmax, self.norm)
-        if isinstance(self.hop_length, bool) or not isinstance(self.hop_length, (int, np.integer)) \
-                or not 0 < self.hop_length <= self.n_fft:
-            raise FeatureError(f"hop_length={self.hop_length!r} must be a positive integer <= n_fft={self.n_fft}")
+        validate.int_in_range(self.hop_length, "hop_length", low=1, high=self.n_fft, error=FeatureError)
         if self.power not in (1.0, 2.0):
             raise FeatureError(f"power={self.power!r} must be 1 (magnitude) or 2 (power)")
-        if not self.amin > 0:
-            raise FeatureError(f"amin={self.amin!r} must be positive (it floors the log)")
+        validate.positive_float(self.amin, "amin", error=FeatureError)
 
     @property
     def n_bins(self) -> int:
@@ -371,8 +364,7 @@ def cepstral_mean_subtraction(features: np.ndarray, *, n_ceps: int | None = None
     """
     x = _features(features)
     n_ceps = x.shape[-2] if n_ceps is None else n_ceps
-    if not 0 < n_ceps <= x.shape[-2]:
-        raise FeatureError(f"n_ceps={n_ceps} must be in 1..n_mels={x.shape[-2]}")
+    validate.int_in_range(n_ceps, "n_ceps", low=1, high=x.shape[-2], error=FeatureError)
     ceps = scipy.fft.dct(x, type=2, norm="ortho", axis=-2)[..., :n_ceps, :]
     return ceps - ceps.mean(axis=-1, keepdims=True)
 
@@ -383,13 +375,20 @@ def median_filter_residual(features: np.ndarray, *, size: tuple[int, int] = (7, 
     Matches ``scipy.signal.medfilt2d``: the window is zero padded at the edges.
     """
     x = _features(features)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or any(s <= 0 or s % 2 == 0 for s in size):
-        raise FeatureError(f"size={size} must be two odd positive integers (mel bands, frames)")
+    size = median_size(size)
     flat = x.reshape(-1, *x.shape[-2:])
     work = flat.astype(np.float64, copy=False)
     med = np.stack([scipy.signal.medfilt2d(s, size) for s in work]).astype(x.dtype, copy=False)
     return (flat - med).reshape(x.shape)
+
+
+def median_size(size) -> tuple[int, int]:
+    """Check a median-filter window ``(mel bands, frames)``: two odd positive integers."""
+    size = tuple(size)
+    if len(size) != 2:
+        raise FeatureError(f"size={size} must be two odd positive integers (mel bands, frames)")
+    return (validate.odd_size(size[0], "size[0] (mel bands)", error=FeatureError),
+            validate.odd_size(size[1], "size[1] (frames)", error=FeatureError))
 
 
 #: PCEN settings of seed 001 (Table 4): (a) T = 0.01 s, eps = 1e-6, alpha = 0.95, delta = 2, r = 0.5;
@@ -398,6 +397,18 @@ PCEN_PRESETS: dict[str, dict[str, float]] = {
     "a": {"time_constant": 0.01, "eps": 1e-6, "gain": 0.95, "bias": 2.0, "power": 0.5},
     "b": {"time_constant": 0.2, "eps": 1e-6, "gain": 1.0, "bias": 2.0, "power": 0.5},
 }
+
+
+def check_pcen_options(*, time_constant: float, eps: float, gain: float, bias: float, power: float) -> None:
+    """Refuse PCEN settings outside their ranges: ``time_constant, eps, bias, power > 0`` and ``gain >= 0``."""
+    for name, value in (("time_constant", time_constant), ("eps", eps), ("bias", bias), ("power", power)):
+        validate.positive_float(value, name, error=FeatureError)
+    validate.float_in_range(gain, "gain", low=0.0, error=FeatureError)
+
+
+def check_rasta_pole(pole: float) -> float:
+    """The RASTA pole, in [0, 1) for a stable filter."""
+    return validate.float_in_range(pole, "pole", low=0.0, high=1.0, high_inclusive=False, error=FeatureError)
 
 
 def pcen_smoothing_coefficient(sample_rate: int, hop_length: int, time_constant: float) -> float:
@@ -424,9 +435,7 @@ def pcen(mel: np.ndarray, sample_rate: int, *, hop_length: int = 512, time_const
     e = _features(mel, name="mel")
     if np.any(e < 0):
         raise FeatureError("mel contains negative values; pcen takes linear energies, not dB")
-    if not (time_constant > 0 and eps > 0 and gain >= 0 and bias > 0 and power > 0):
-        raise FeatureError(f"need time_constant > 0, eps > 0, gain >= 0, bias > 0, power > 0; got "
-                           f"time_constant={time_constant}, eps={eps}, gain={gain}, bias={bias}, power={power}")
+    check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
     b = pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
     zi = np.full(e.shape[:-1] + (1,), 1.0 - b)
     smooth, _ = scipy.signal.lfilter([b], [1.0, b - 1.0], e, axis=-1, zi=zi)
@@ -446,8 +455,7 @@ def rasta(features: np.ndarray, *, pole: float = 0.98) -> np.ndarray:
     memory and are output as 0 (the MATLAB rastamat convention). Needs at least 5 frames.
     """
     x = _features(features, min_frames=5)
-    if not 0.0 <= pole < 1.0:
-        raise FeatureError(f"pole={pole} must be in [0, 1) for a stable filter")
+    pole = check_rasta_pole(pole)
     work = x.astype(np.float64, copy=False)
     # FIR part on full windows only (frames 4..T-1), then the one-pole recursion starting from y[3] = 0.
     fir = sum(RASTA_NUMERATOR[k] * work[..., 4 - k : work.shape[-1] - k] for k in range(5))
@@ -667,8 +675,7 @@ class GlobalNormalizer(_Fitted):
     kind = "global"
 
     def __init__(self, mode: str = "gmsvn") -> None:
-        if mode not in ("gms", "gmsvn"):
-            raise FeatureError(f"mode={mode!r} must be 'gms' or 'gmsvn'")
+        validate.one_of(mode, "mode", ("gms", "gmsvn"), error=FeatureError)
         self.mode = mode
         self.stats: BandStats | None = None
         self.config: dict | None = None
