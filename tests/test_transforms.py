@@ -147,7 +147,7 @@ def test_fitted_normalizers_match_numpy(rng, device):
 
 
 def test_normalization_module_errors():
-    with pytest.raises(F.FeatureError, match="two odd positive"):
+    with pytest.raises(F.FeatureError, match="=4 must be a positive odd integer"):
         T.MedianFilterResidual((4, 21))
     with pytest.raises(F.FeatureError, match="pole=1.2"):
         T.Rasta(1.2)
@@ -226,11 +226,15 @@ def test_waveform_augmentations_match_numpy(rng, device, tmp_path):
         T.SyntheticResponse(CFG, domain="time")
 
 
-def test_augmentations_need_an_explicit_generator(rng):
-    with pytest.raises(A.AugmentError, match="no hidden global randomness"):
-        T.FilterAugment()(torch.zeros(2, 40, 5))
-    with pytest.raises(A.AugmentError, match=r"must be \(batch, ..., n_mels, n_frames\)"):
-        T.FreqMixStyle(p=1.0)(torch.zeros(2, 40), generator=torch.Generator().manual_seed(0))
+def test_augmentations_draw_from_torch_default_generator_without_one():
+    x = torch.randn(2, 40, 5, dtype=torch.float64)
+    torch.manual_seed(5)
+    a = T.FilterAugment()(x)
+    torch.manual_seed(5)
+    b = T.FilterAugment()(x)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    with pytest.raises(A.AugmentError, match="generator=3 must be"):
+        T.FilterAugment()(x, generator=3)
 
 
 def test_torch_generator_seeds_reproduce(rng):

@@ -87,8 +87,17 @@ def _check_batch(x: np.ndarray, params: Mapping, key: str, name: str) -> int:
 # mixup
 
 
-def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4) -> dict:
+def _kept(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    """Which of ``n`` items an augmentation changes (probability ``p`` each). With ``p = 1`` nothing is drawn, so
+    the generator's stream is the same as without the option."""
+    p = _probability(p)
+    return np.ones(n, dtype=bool) if p >= 1.0 else rng.random(n) < p
+
+
+def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4, p: float = 1.0) -> dict:
     """Mixing weights ``lam ~ Beta(alpha, alpha)`` (one per item) and a partner permutation.
+
+    Each item is mixed with probability ``p``; the others get ``lam = 1`` (unchanged).
 
     Returns
     -------
@@ -100,6 +109,7 @@ def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4)
     alpha = _positive(alpha, "alpha")
     lam = rng.beta(alpha, alpha, size=n)
     perm = rng.permutation(n)
+    lam = np.where(_kept(rng, n, p), lam, 1.0)
     return {"lam": [float(v) for v in lam], "perm": [int(v) for v in perm]}
 
 
@@ -190,7 +200,7 @@ def mel_position(freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_bands: int | tuple[int, int] = (4, 8),
-                            range_db: tuple[float, float] = (0.0, 10.0)) -> dict:
+                            range_db: tuple[float, float] = (0.0, 10.0), p: float = 1.0) -> dict:
     """Draw random response-difference curves as seed 002 section 3.3 describes.
 
     The frequency range (on the mel axis of :func:`mel_position`) is split into ``n_bands`` equal bands; each of the
@@ -203,6 +213,8 @@ def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_band
         Bands per curve, fixed or drawn uniformly from ``low..high`` inclusive.
     range_db : (low, high)
         Range of the boundary magnitudes in dB (``0 <= low <= high``).
+    p : float
+        Probability that an item is changed; the others get a flat 0 dB curve.
 
     Returns
     -------
@@ -219,6 +231,8 @@ def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_band
         sign = np.where(rng.random(k + 1) < 0.5, -1.0, 1.0)
         positions.append([float(v) for v in np.linspace(0.0, 1.0, k + 1)])
         values.append([float(v) for v in sign * magnitude])
+    for i in np.flatnonzero(~_kept(rng, n, p)):
+        values[i] = [0.0] * len(values[i])
     return {"positions": positions, "values_db": values}
 
 
@@ -261,12 +275,12 @@ def apply_synthetic_response_features(features: np.ndarray, params: Mapping, *, 
 
 
 def draw_filter_augment(rng: np.random.Generator, batch_size: int, *, n_bands: int | tuple[int, int] = (3, 5),
-                        gain_db: float = 6.0, mode: str = "step") -> dict:
+                        gain_db: float = 6.0, mode: str = "step", p: float = 1.0) -> dict:
     """Random per-band dB gains on the mel axis (FilterAugment).
 
     Band edges are drawn uniformly on the normalised band axis (0 = lowest mel band, 1 = highest), gains uniformly
     from ``[-gain_db, gain_db]``. ``mode="step"`` holds one gain per band; ``"linear"`` puts a gain on every edge and
-    interpolates.
+    interpolates. Each item is changed with probability ``p``; the others get 0 dB gains.
 
     Returns
     -------
@@ -285,6 +299,8 @@ def draw_filter_augment(rng: np.random.Generator, batch_size: int, *, n_bands: i
         inner = np.sort(rng.random(k - 1))
         edges.append([0.0, *(float(v) for v in inner), 1.0])
         gains.append([float(v) for v in rng.uniform(-gain_db, gain_db, size=k + (mode == "linear"))])
+    for i in np.flatnonzero(~_kept(rng, n, p)):
+        gains[i] = [0.0] * len(gains[i])
     return {"mode": mode, "edges": edges, "gains_db": gains}
 
 
@@ -318,9 +334,10 @@ def apply_filter_augment(features: np.ndarray, params: Mapping) -> np.ndarray:
 def draw_parametric_eq(rng: np.random.Generator, batch_size: int, sample_rate: int, *,
                        n_filters: int | tuple[int, int] = (1, 3), gain_db: float = 6.0,
                        freq_range_hz: tuple[float, float] = (100.0, 8000.0),
-                       q_range: tuple[float, float] = (0.5, 3.0)) -> dict:
+                       q_range: tuple[float, float] = (0.5, 3.0), p: float = 1.0) -> dict:
     """Random peaking-EQ sections: centre log-uniform in ``freq_range_hz`` (capped at 0.45 x the rate), gain
-    uniform in ``[-gain_db, gain_db]``, Q log-uniform in ``q_range``.
+    uniform in ``[-gain_db, gain_db]``, Q log-uniform in ``q_range``. Each item is filtered with probability
+    ``p``; the others get no section.
 
     Returns
     -------
@@ -342,6 +359,8 @@ def draw_parametric_eq(rng: np.random.Generator, batch_size: int, sample_rate: i
         gain = rng.uniform(-gain_db, gain_db, size=k)
         q = np.exp(rng.uniform(np.log(q_lo), np.log(q_hi), size=k))
         items.append([{"freq_hz": float(f), "gain_db": float(g), "q": float(v)} for f, g, v in zip(freq, gain, q)])
+    for i in np.flatnonzero(~_kept(rng, n, p)):
+        items[i] = []
     return {"sample_rate": int(sample_rate), "sections": items}
 
 
