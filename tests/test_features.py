@@ -320,7 +320,7 @@ def test_per_device_standardizer_errors_and_round_trip(rng, tmp_path):
     with pytest.raises(F.FeatureError, match="nothing to save"):
         F.GlobalNormalizer().save(tmp_path / "x.json")
     with pytest.raises(F.FeatureError, match="not fitted"):
-        F.GlobalNormalizer().mean
+        _ = F.GlobalNormalizer().mean
     with pytest.raises(F.FeatureError, match="mode='l2'"):
         F.GlobalNormalizer("l2")
     with pytest.raises(F.FeatureError, match="no features"):

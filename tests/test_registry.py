@@ -60,7 +60,9 @@ def _build(entry, x, params):
             def call(m, t):
                 index = module.index(DEVICES[: t.shape[0]]) if t.dim() == 3 else module.index(DEVICES[:1])[0]
                 return m(t, index)
-            return (lambda a: entry.numpy(a, config=CFG, state=state, devices=DEVICES[: len(a)], **params)), module, call
+            def numpy_fn(a):
+                return entry.numpy(a, config=CFG, state=state, devices=DEVICES[: len(a)], **params)
+            return numpy_fn, module, call
         return (lambda a: entry.numpy(a, config=CFG, state=state, **params)), module, lambda m, t: m(t)
     return (lambda a: entry.numpy(a, config=CFG, **params)), entry.torch(config=CFG, **params), lambda m, t: m(t)
 

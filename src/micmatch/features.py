@@ -40,6 +40,8 @@ DEFAULT_AMIN = 1e-10
 #: Floor of every standard deviation we divide by, in dB. Far below any real spread of log-mel values, so it only
 #: guards constant bands (digital silence, a band above a device's cut-off) against division by zero.
 MIN_STD_DB = 1e-3
+#: Bytes of float64 work per step of :func:`pcen` (it filters a few bands at a time).
+_PCEN_CHUNK = 1 << 24
 #: Floor of the summed filterbank weights when averaging a gain through a mel band (only empty bands reach it).
 _MIN_WEIGHT = 1e-12
 
@@ -437,11 +439,17 @@ def pcen(mel: np.ndarray, sample_rate: int, *, hop_length: int = 512, time_const
         raise FeatureError("mel contains negative values; pcen takes linear energies, not dB")
     check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
     b = pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
-    zi = np.full(e.shape[:-1] + (1,), 1.0 - b)
-    smooth, _ = scipy.signal.lfilter([b], [1.0, b - 1.0], e, axis=-1, zi=zi)
-    agc = np.exp(-gain * (np.log(eps) + np.log1p(smooth / eps)))
-    out = bias**power * np.expm1(power * np.log1p(e * agc / bias))
-    return out.astype(e.dtype, copy=False)
+    rows = e.reshape(-1, e.shape[-1])
+    out = np.empty(rows.shape, dtype=e.dtype)
+    # Rows (bands) are independent: a few at a time bounds the float64 temporaries of long spectrograms.
+    step = max(1, _PCEN_CHUNK // (8 * rows.shape[-1]))
+    for i in range(0, rows.shape[0], step):
+        part = rows[i : i + step]
+        zi = np.full((part.shape[0], 1), 1.0 - b)
+        smooth, _ = scipy.signal.lfilter([b], [1.0, b - 1.0], part, axis=-1, zi=zi)
+        agc = np.exp(-gain * (np.log(eps) + np.log1p(smooth / eps)))
+        out[i : i + step] = bias**power * np.expm1(power * np.log1p(part * agc / bias))
+    return out.reshape(e.shape)
 
 
 #: RASTA numerator: a 5-frame slope (regression) filter, ``-(-2..2) / sum(k**2)``.
