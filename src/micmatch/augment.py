@@ -8,7 +8,8 @@ the same result as applying the drawn dict. Batches are ``(batch, ..., n_samples
 
 * mixup (:func:`draw_mixup`, :func:`apply_mixup`, :func:`mix_labels`), in the log or the linear domain;
 * device impulse responses from a folder (:class:`DeviceIRAugment`);
-* synthetic frequency-response differences (seed 002 section 3.3; :func:`draw_synthetic_response`), applied to
+* synthetic frequency-response differences (section 3.3 of "Unified Microphone Conversion: Many-to-Many Device
+  Mapping via Feature-wise Linear Modulation"; :func:`draw_synthetic_response`), applied to
   waveforms as a zero-phase filter or to spectrograms as a log offset;
 * FilterAugment (random per-band dB gains on mel features) and a random parametric EQ on waveforms;
 * Freq-MixStyle (frequency-wise statistics mixed within a batch).
@@ -125,7 +126,7 @@ def apply_mixup(batch: np.ndarray, params: Mapping, *, domain: str = "log", amin
     domain : {"log", "linear"}
         ``"log"`` mixes the values as given (right for waveforms and for mixing log features directly);
         ``"linear"`` treats the values as dB of power, mixes ``10 ** (x / 10)`` and returns dB again, floored at
-        ``amin`` (seed 001 mixes this way, before the log).
+        ``amin`` (the Spectrum Correction paper, Interspeech 2020, mixes this way, before the log).
     """
     x = np.asarray(batch)
     n = _check_batch(x, params, "lam", "batch")
@@ -196,12 +197,13 @@ def mel_position(freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Synthetic frequency-response differences (seed 002 section 3.3)
+# Synthetic frequency-response differences (section 3.3 of the Unified Microphone Conversion paper)
 
 
 def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_bands: int | tuple[int, int] = (4, 8),
                             range_db: tuple[float, float] = (0.0, 10.0), p: float = 1.0) -> dict:
-    """Draw random response-difference curves as seed 002 section 3.3 describes.
+    """Draw random response-difference curves as section 3.3 of "Unified Microphone Conversion: Many-to-Many
+    Device Mapping via Feature-wise Linear Modulation" describes.
 
     The frequency range (on the mel axis of :func:`mel_position`) is split into ``n_bands`` equal bands; each of the
     ``n_bands + 1`` boundaries gets a magnitude drawn uniformly from ``range_db`` and a random sign; the curve

@@ -7,11 +7,16 @@ otherwise (:func:`pcen` takes linear mel power).
 * :func:`mel_filterbank` / :func:`log_mel`: librosa-compatible mel filterbank (Slaney or HTK mel scale, Slaney
   area normalisation) and log-mel spectrogram; :class:`LogMelConfig` holds the settings and travels with fitted
   statistics.
-* Normalizations (METHODS.md section 2): spectrum correction as a per-band log offset (:func:`correction_offset_db`,
-  :func:`apply_band_offset`), per-device standardization (seed 001 section 2.5, :class:`PerDeviceStandardizer`),
-  spectrogram-wise mean subtraction (seed 004), cepstral mean subtraction, median-filter residual, PCEN
-  (:data:`PCEN_PRESETS` holds seed 001's two settings), RASTA filtering, global normalization GMS / GMSVN
-  (:class:`GlobalNormalizer`).
+* Normalizations: spectrum correction as a per-band log offset (:func:`correction_offset_db`,
+  :func:`apply_band_offset`), per-device standardization (:class:`PerDeviceStandardizer`), spectrogram-wise mean
+  subtraction, cepstral mean subtraction, median-filter residual, PCEN (:data:`PCEN_PRESETS` holds two
+  settings), RASTA filtering, global normalization GMS / GMSVN (:class:`GlobalNormalizer`). The per-device
+  standardization, the PCEN settings and RASTA's pole follow "Spectrum Correction: Acoustic Scene
+  Classification with Mismatched Recording Devices" (Interspeech 2020); the mean subtraction, median filter and
+  global normalization follow the DCASE 2019 task 1B technical report that models device distortion as an
+  additive constant in log-mel features.
+
+The :mod:`micmatch.registry` lists each of them under one name with its torch twin.
 
 Fitted normalizers keep the feature configuration they were fitted on (sample rate included) and refuse features
 of another configuration with :class:`~micmatch.errors.ConfigMismatchError`.
@@ -333,7 +338,8 @@ def _features(features, *, min_frames: int = 1, name: str = "features") -> np.nd
 
 
 def spectrogram_mean_subtraction(features: np.ndarray) -> np.ndarray:
-    """Subtract each band's mean over time, per spectrogram (seed 004 eq. 5).
+    """Subtract each band's mean over time, per spectrogram (eq. 5 of the DCASE 2019 task 1B report
+    on device distortion in log-mel features).
 
     Removes any per-band constant (a device's response) and with it the recording's own long-term spectrum and
     room response.
@@ -362,7 +368,8 @@ def cepstral_mean_subtraction(features: np.ndarray, *, n_ceps: int | None = None
     -------
     np.ndarray [shape=(..., n_ceps, n_frames)]
         Mean-free cepstra. With all coefficients, the inverse DCT of the result is exactly
-        :func:`spectrogram_mean_subtraction` of the input (the DCT is linear and orthonormal; seed 001 eq. 18).
+        :func:`spectrogram_mean_subtraction` of the input (the DCT is linear and orthonormal; eq. 18 of the
+        Spectrum Correction paper, Interspeech 2020).
     """
     x = _features(features)
     n_ceps = x.shape[-2] if n_ceps is None else n_ceps
@@ -372,7 +379,8 @@ def cepstral_mean_subtraction(features: np.ndarray, *, n_ceps: int | None = None
 
 
 def median_filter_residual(features: np.ndarray, *, size: tuple[int, int] = (7, 21)) -> np.ndarray:
-    """``x - medfilt2d(x, size)`` per spectrogram (seed 004: 7 mel bands x 21 frames).
+    """``x - medfilt2d(x, size)`` per spectrogram (7 mel bands x 21 frames, as in the DCASE 2019
+    task 1B report on device distortion in log-mel features).
 
     Matches ``scipy.signal.medfilt2d``: the window is zero padded at the edges.
     """
@@ -393,7 +401,8 @@ def median_size(size) -> tuple[int, int]:
             validate.odd_size(size[1], "size[1] (frames)", error=FeatureError))
 
 
-#: PCEN settings of seed 001 (Table 4): (a) T = 0.01 s, eps = 1e-6, alpha = 0.95, delta = 2, r = 0.5;
+#: PCEN settings of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"
+#: (Table 4): (a) T = 0.01 s, eps = 1e-6, alpha = 0.95, delta = 2, r = 0.5;
 #: (b) T = 0.2 s, alpha = 1.0, the rest at librosa's defaults (eps = 1e-6, delta = 2, r = 0.5).
 PCEN_PRESETS: dict[str, dict[str, float]] = {
     "a": {"time_constant": 0.01, "eps": 1e-6, "gain": 0.95, "bias": 2.0, "power": 0.5},
@@ -457,7 +466,8 @@ RASTA_NUMERATOR = np.array([0.2, 0.1, 0.0, -0.1, -0.2])
 
 
 def rasta(features: np.ndarray, *, pole: float = 0.98) -> np.ndarray:
-    """RASTA band-pass filtering of log features along time (pole 0.98 as in seed 001; the classic value is 0.94).
+    """RASTA band-pass filtering of log features along time (pole 0.98 as in the Spectrum
+    Correction paper, Interspeech 2020; the classic value is 0.94).
 
     ``y[t] = sum_k num[k] x[t-k] + pole * y[t-1]`` for ``t >= 4``; the first four frames only fill the filter's
     memory and are output as 0 (the MATLAB rastamat convention). Needs at least 5 frames.
@@ -592,7 +602,8 @@ def load_normalizer(path: str | os.PathLike) -> PerDeviceStandardizer | GlobalNo
 
 
 class PerDeviceStandardizer(_Fitted):
-    """Per-device, per-band standardization over each device's whole set (seed 001 section 2.5, eq. 16).
+    """Per-device, per-band standardization over each device's whole set (section 2.5, eq. 16 of
+    "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices").
 
     ``fit`` collects, for every device, the mean (and spread) of each band over all its recordings and frames;
     ``transform`` subtracts the device's mean (and divides by its std when ``scale``). A per-band constant that a
@@ -675,7 +686,8 @@ class PerDeviceStandardizer(_Fitted):
 
 
 class GlobalNormalizer(_Fitted):
-    """Global normalization with statistics of a training set (seed 004 section 4.2), one value per band.
+    """Global normalization with statistics of a training set (section 4.2 of the DCASE 2019
+    task 1B report on device distortion in log-mel features), one value per band.
 
     ``mode="gmsvn"`` subtracts the mean and divides by the std; ``mode="gms"`` only subtracts the mean.
     """
