@@ -218,3 +218,21 @@ def test_unreadable_inputs_without_a_rate_are_an_error(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"not audio")
     result = _run(tmp_path / "a.wav", "-o", tmp_path / "f.npz")
     assert result.exit_code == 1 and "none of the input files can be read" in result.output
+
+
+def test_sc_alone_is_the_band_offset_and_needs_responses(corpus, tmp_path):
+    config = SpectralConfig(sample_rate=16000, n_fft=512, hop_length=128)
+    rs = ResponseSet(config, [DeviceResponse("studio", np.zeros(257), method="builtin"),
+                              DeviceResponse("phone", np.full(257, -20 * np.log10(2)), method="builtin")])
+    rs.save(tmp_path / "r.json")
+    result = _run(corpus, "-o", tmp_path / "x.npz", "--normalization", "sc", *OPTS)
+    assert result.exit_code == 1 and "--normalization sc needs --responses" in result.output
+    sc, plain = tmp_path / "sc.npz", tmp_path / "p.npz"
+    assert _run(corpus, "-o", sc, "--normalization", "sc", "--responses", tmp_path / "r.json", "--reference",
+                "studio", "--duration-s", "0.5", *OPTS).exit_code == 0
+    assert _run(corpus, "-o", plain, "--duration-s", "0.5", *OPTS).exit_code == 0
+    with np.load(sc) as a, np.load(plain) as b:
+        diff = a["features"].astype(np.float64) - b["features"]
+    # Phone clips (first two) gain 6.02 dB in every band; studio clips are unchanged.
+    np.testing.assert_allclose(diff[:2], 20 * np.log10(2), atol=1e-3)
+    np.testing.assert_allclose(diff[2:], 0.0, atol=1e-6)

@@ -192,3 +192,17 @@ def test_names_aliases_and_parameters():
     for entry in registry.entries():
         json.dumps(entry.params)  # JSON parameters, no objects
         assert entry.description and "\n" not in entry.description
+
+
+@pytest.mark.parametrize("name", [n for n in AUGMENTATIONS if "p" in registry.get(n).params])
+def test_p_zero_leaves_every_item_unchanged_in_training_mode(name, rng, ir_folder):
+    entry = registry.get(name)
+    params = {**_params(entry, ir_folder), "p": 0.0}
+    x = torch.from_numpy(_input(entry, rng))
+    module = entry.torch(config=CFG, **params).train()
+    out = module(x, generator=torch.Generator().manual_seed(1))
+    # Exact for the feature-domain ones; the zero-phase filter of a flat 0 dB curve rounds at 1e-15.
+    torch.testing.assert_close(out, x, rtol=0.0, atol=1e-12)
+    params["p"] = 1.5
+    with pytest.raises(ParameterError, match="p=1.5 must be a probability"):
+        entry.torch(config=CFG, **params)

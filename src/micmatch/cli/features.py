@@ -11,7 +11,7 @@ import numpy as np
 from micmatch import audio as audio_io
 from micmatch import extract
 from micmatch import features as F
-from micmatch import registry
+from micmatch import registry, validate
 from micmatch.errors import MicmatchError, ParameterError
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
@@ -68,9 +68,7 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
     if frames is not None:
         return extract.samples_for_frames(frames, cfg)
     if duration_s is not None:
-        if not duration_s > 0:
-            raise ParameterError(f"--duration-s={duration_s} must be positive")
-        return max(1, int(round(duration_s * cfg.sample_rate)))
+        return max(1, int(round(validate.positive_float(duration_s, "--duration-s") * cfg.sample_rate)))
     return None
 
 
@@ -189,8 +187,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
 
     if entry is not None and entry.fitted:
         norm = _fitted(entry, items, devices, cfg, normalizer_path, params)
-        items = entry.numpy(items, config=cfg, state=norm, devices=devices, **params) if entry.name == "device-std" \
-            else entry.numpy(items, config=cfg, state=norm)
+        items = entry.numpy(items, config=cfg, state=norm, devices=devices, **params)
         if save_normalizer:
             norm.save(save_normalizer)
             click.echo(f"wrote {save_normalizer}", err=True)
