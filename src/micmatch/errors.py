@@ -42,10 +42,6 @@ class AugmentError(ParameterError):
     """Augmentation options or parameter sets that cannot be used (a :class:`ParameterError`)."""
 
 
-class CheckpointError(MicmatchError, ValueError):
-    """A model checkpoint whose configuration or weights do not fit the model it describes."""
-
-
 class MeasurementError(MicmatchError, ValueError):
     """A measurement (sweep, impulse, aligned pair) that cannot be analysed."""
 
