@@ -256,3 +256,12 @@ def test_learn_package_names_the_extra_when_torch_is_missing(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"micmatch\[torch\]"):
         importlib.import_module("micmatch.learn")
     monkeypatch.delitem(sys.modules, "micmatch.learn", raising=False)
+
+
+def test_unbatched_features_keep_their_shape_and_match_the_batched_item(rng):
+    x = torch.from_numpy(_features(rng, (1, 40, 12)))
+    for module in (T.SyntheticResponse(CFG, domain="features"), T.FilterAugment(), T.Mixup(), T.FreqMixStyle(p=1.0)):
+        single = module(x[0], generator=torch.Generator().manual_seed(2))
+        assert single.shape == (40, 12), type(module).__name__
+        batched = module(x, module.last_params)
+        assert torch.equal(single, batched[0]), type(module).__name__
