@@ -199,7 +199,7 @@ def _pcen_entry(preset: str, description: str) -> Transform:
     defaults = {**feat.PCEN_PRESETS[preset], "input_scale": PCEN_INPUT_SCALE}
 
     def run(x, *, config, input_scale, **options):
-        scaled = np.multiply(x, input_scale, dtype=np.result_type(x, np.float32))
+        scaled = x if input_scale == 1.0 else np.multiply(x, input_scale, dtype=np.result_type(x, np.float32))
         return feat.pcen(scaled, config.sample_rate, hop_length=config.hop_length, **options)
 
     def module(*, config, input_scale, **options):

@@ -41,6 +41,9 @@ def _extract(path: Path, cfg: F.LogMelConfig, *, resample: bool, n_samples: int 
         mel, n_audio = extract.file_mel(path, cfg, n_samples=n_samples, resample=resample)
         if offset_db is not None:  # the correction as a power gain on linear mel energies
             mel *= np.power(10.0, offset_db / 10.0).astype(np.float32)[:, None]
+        if "input_scale" in params:  # scale our own array in place: one copy less of a long file's features
+            mel *= np.float32(params["input_scale"])
+            params = {**params, "input_scale": 1.0}
         return entry.numpy(mel, config=cfg, **params).astype(np.float32, copy=False), n_audio
     feats, n_audio = extract.file_log_mel(path, cfg, n_samples=n_samples, resample=resample)
     if offset_db is not None:
