@@ -97,8 +97,8 @@ def main() -> None:
               "frames are computed 512 at a time into one float32 array, so what remains is the interpreter, that "
               "array and the copies a normalization makes of it."]
     over = [f"{r['normalization']} ({r['code']}, {r['peak_mb']:.0f} MB)" for r in rows if r["peak_mb"] >= 300]
-    lines.append("Over the target: " + (", ".join(over) if over else "none") + ". PCEN holds the mel array, its "
-                 "scaled copy and the output at once.")
+    lines.append("Over the target: " + (", ".join(over) if over else "none") + ". The normalizations hold the "
+                 "features and their output at once (PCEN also float64 work on a few bands at a time).")
     write_results("features_memory", {"minutes": opts.minutes, "file_mb": size_mb, "startup_mb": float(startup),
                                       "runs": rows}, "\n".join(lines))
 
