@@ -1,6 +1,6 @@
 # Two commands do all the setup on a fresh machine:
 #   make demo   - install into .venv and run the main job on the built-in default
-#   make test   - install into .venv (with test extras) and run the whole test suite
+#   make test   - install into .venv (with test extras), run the linter (ruff) and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -24,6 +24,7 @@ demo: install
 	$(BIN)/micmatch demo -o demo-output
 
 test: install
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 # Re-run the speed/accuracy benchmarks; results go to benchmarks/results/ (several minutes).

@@ -78,7 +78,7 @@ def main() -> None:
     ref = rows["librosa, whole batch"]["out"]
     audio_s = args.clips * args.seconds
     best_librosa = min(rows["librosa, clip by clip"]["seconds"], rows["librosa, whole batch"]["seconds"])
-    for name, r in rows.items():
+    for r in rows.values():
         r["max_abs_diff_db_vs_librosa"] = float(np.abs(r.pop("out") - ref).max())
         r["realtime_x"] = audio_s / r["seconds"]
         r["speed_vs_best_librosa"] = best_librosa / r["seconds"]

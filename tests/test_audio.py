@@ -93,7 +93,7 @@ def test_resample_function_rejects_bad_rates_and_copies(rng):
 
 
 @pytest.mark.parametrize("subtype,dtype", [("PCM_16", "float32"), ("PCM_16", "int16"), ("FLOAT", "float32")])
-@pytest.mark.parametrize("channels", ["keep", "mix", "first"])
+@pytest.mark.parametrize("channels", ["each", "keep", "mix", "first"])
 def test_iter_blocks_concatenate_to_load(tmp_path, rng, subtype, dtype, channels):
     x = _signal(rng, 2, n=10007)
     path = audio.save(tmp_path / "b.wav", x, SR, subtype=subtype)
@@ -102,7 +102,7 @@ def test_iter_blocks_concatenate_to_load(tmp_path, rng, subtype, dtype, channels
     joined = np.concatenate(blocks, axis=-1)
     if dtype == "int16":
         raw, _ = sf.read(str(path), dtype="int16", always_2d=True)
-        expected = raw.T if channels == "keep" else raw.T[:1] if channels == "first" else raw.T.mean(axis=0)[None]
+        expected = raw.T if channels in ("each", "keep") else raw.T[:1] if channels == "first" else raw.T.mean(axis=0)[None]
         np.testing.assert_allclose(joined, expected, atol=1e-3)
     else:
         np.testing.assert_array_equal(joined, audio.load(path, channels=channels)[0])

@@ -51,31 +51,88 @@ def test_features_layout_and_values(corpus, tmp_path):
                                atol=1e-3)
 
 
-@pytest.mark.parametrize("norm", ["mean", "cms", "medfilt", "pcen-a", "rasta", "gmsvn"])
+@pytest.mark.parametrize("norm", ["spec-mean-sub", "cms", "median", "pcen-a", "rasta", "gmsvn"])
 def test_each_normalization_runs_and_matches_the_library(corpus, tmp_path, norm):
     out = tmp_path / "f.npz"
     result = _run(corpus, "-o", out, "--normalization", norm, "--duration-s", "0.5", *OPTS)
     assert result.exit_code == 0, result.output
     with np.load(out) as z:
-        feats = z["features"]
-    batch = feats.reshape(feats.shape[0], 4, -1).transpose(1, 0, 2)
-    if norm in ("mean", "cms"):
+        batch = z["features"]
+        assert json.loads(str(z["settings"]))["layout"] == "fixed"
+    assert batch.shape == (4, 32, 63)
+    if norm in ("spec-mean-sub", "cms"):
         np.testing.assert_allclose(batch.mean(axis=-1), 0.0, atol=1e-3)
     elif norm == "gmsvn":
-        flat = feats.astype(np.float64)
+        flat = batch.transpose(1, 0, 2).reshape(32, -1).astype(np.float64)
         np.testing.assert_allclose(flat.mean(axis=1), 0.0, atol=1e-3)
         np.testing.assert_allclose(flat.std(axis=1), 1.0, atol=1e-3)
     elif norm == "pcen-a":
-        assert feats.min() >= 0.0
+        assert batch.min() >= 0.0
     elif norm == "rasta":
         np.testing.assert_allclose(batch[:, :, :4], 0.0)
     else:
         assert np.abs(np.median(batch, axis=(1, 2))).max() < 3.0
 
 
+def test_fixed_layout_with_labels_from_a_metadata_csv(corpus, tmp_path):
+    (corpus / "metadata.csv").write_text("filename,label\nstudio/0.wav,dog\nstudio/1.wav,cat\nphone/0.wav,dog\n"
+                                         "phone/1.wav,cat\n")
+    out = tmp_path / "f.npz"
+    result = _run(corpus, "-o", out, "--frames", "80", "--label-from", f"csv:{corpus / 'metadata.csv'}", *OPTS)
+    assert result.exit_code == 0, result.output
+    from micmatch.audio import load
+    from micmatch.extract import load_features
+
+    fs = load_features(out)
+    assert fs.layout == "fixed" and fs.features.shape == (4, 32, 80)
+    assert fs.labels == ["dog", "cat", "dog", "cat"] and fs.classes == ["cat", "dog"]
+    assert list(fs.label_index) == [1, 0, 1, 0]
+    # Clip 0 is 0.5 s (63 frames of audio): padded with zeros to 80 frames; clip 1 (0.7 s) is cropped.
+    assert list(fs.lengths) == [63, 80, 63, 80]
+    audio, _ = load(fs.files[0], dtype="float64")
+    padded = np.pad(audio[0], (0, 79 * 128 - audio.shape[-1]))
+    np.testing.assert_allclose(fs.features[0], F.log_mel(padded, 16000, config=fs.config), atol=1e-3)
+    with np.load(out) as z:  # plain arrays only
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_label_from_dir_and_missing_labels(corpus, tmp_path):
+    out = tmp_path / "f.npz"
+    assert _run(corpus, "-o", out, "--label-from", "regex:/(\\d)\\.wav$", *OPTS).exit_code == 0
+    with np.load(out) as z:
+        assert list(z["labels"]) == ["0", "1", "0", "1"] and list(z["classes"]) == ["0", "1"]
+    (corpus / "m.csv").write_text("filename,label\n0.wav,dog\n")
+    result = _run(corpus, "-o", out, "--label-from", f"csv:{corpus / 'm.csv'}", *OPTS)
+    assert result.exit_code == 1 and "1.wav: no label from --label-from" in result.output
+    with np.load(out) as z:
+        assert len(z["files"]) == 2
+
+
+@pytest.mark.parametrize(("old", "new"), [("mean", "spec-mean-sub"), ("medfilt", "median"), ("pcen", "pcen-b")])
+def test_old_normalization_names_still_work_with_a_deprecation_line(corpus, tmp_path, old, new):
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    result = _run(corpus, "-o", a, "--normalization", old, *OPTS)
+    assert result.exit_code == 0 and f"--normalization {old} is deprecated" in result.output
+    assert f"use --normalization {new}" in result.output
+    assert _run(corpus, "-o", b, "--normalization", new, *OPTS).exit_code == 0
+    with np.load(a) as za, np.load(b) as zb:
+        assert str(za["normalization"]) == new
+        np.testing.assert_array_equal(za["features"], zb["features"])
+
+
+def test_help_lists_every_registered_normalization():
+    from micmatch import registry
+
+    text = CliRunner().invoke(main, ["features", "--help"]).output
+    for name in registry.names("normalization"):
+        assert name in text
+    result = _run(".", "-o", "x.npz", "--normalization", "bogus")
+    assert result.exit_code == 2 and "'bogus' is not one of none, sc," in result.output
+
+
 def test_per_device_standardization_removes_the_level_difference(corpus, tmp_path):
     out, saved = tmp_path / "f.npz", tmp_path / "norm.json"
-    result = _run(corpus, "-o", out, "--normalization", "per-device", "--save-normalizer", saved, *OPTS)
+    result = _run(corpus, "-o", out, "--normalization", "device-std", "--save-normalizer", saved, *OPTS)
     assert result.exit_code == 0, result.output
     norm = F.load_normalizer(saved)
     assert norm.devices == ["phone", "studio"]
@@ -87,11 +144,11 @@ def test_per_device_standardization_removes_the_level_difference(corpus, tmp_pat
     np.testing.assert_allclose(f[:, o[0] : o[2]], f[:, o[2] : o[4]], atol=1e-3)
     # Re-applying the saved normalizer gives the same features.
     again = tmp_path / "g.npz"
-    assert _run(corpus, "-o", again, "--normalization", "per-device", "--normalizer", saved, *OPTS).exit_code == 0
+    assert _run(corpus, "-o", again, "--normalization", "device-std", "--normalizer", saved, *OPTS).exit_code == 0
     with np.load(out) as a, np.load(again) as b:
         np.testing.assert_allclose(a["features"], b["features"], atol=1e-5)
     # A normalizer fitted on another configuration is refused.
-    result = _run(corpus, "-o", again, "--normalization", "per-device", "--normalizer", saved,
+    result = _run(corpus, "-o", again, "--normalization", "device-std", "--normalizer", saved,
                   "--n-fft", "512", "--hop", "256", "--n-mels", "32")
     assert result.exit_code == 1 and "hop_length=256" in result.output
 
@@ -161,3 +218,21 @@ def test_unreadable_inputs_without_a_rate_are_an_error(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"not audio")
     result = _run(tmp_path / "a.wav", "-o", tmp_path / "f.npz")
     assert result.exit_code == 1 and "none of the input files can be read" in result.output
+
+
+def test_sc_alone_is_the_band_offset_and_needs_responses(corpus, tmp_path):
+    config = SpectralConfig(sample_rate=16000, n_fft=512, hop_length=128)
+    rs = ResponseSet(config, [DeviceResponse("studio", np.zeros(257), method="builtin"),
+                              DeviceResponse("phone", np.full(257, -20 * np.log10(2)), method="builtin")])
+    rs.save(tmp_path / "r.json")
+    result = _run(corpus, "-o", tmp_path / "x.npz", "--normalization", "sc", *OPTS)
+    assert result.exit_code == 1 and "--normalization sc needs --responses" in result.output
+    sc, plain = tmp_path / "sc.npz", tmp_path / "p.npz"
+    assert _run(corpus, "-o", sc, "--normalization", "sc", "--responses", tmp_path / "r.json", "--reference",
+                "studio", "--duration-s", "0.5", *OPTS).exit_code == 0
+    assert _run(corpus, "-o", plain, "--duration-s", "0.5", *OPTS).exit_code == 0
+    with np.load(sc) as a, np.load(plain) as b:
+        diff = a["features"].astype(np.float64) - b["features"]
+    # Phone clips (first two) gain 6.02 dB in every band; studio clips are unchanged.
+    np.testing.assert_allclose(diff[:2], 20 * np.log10(2), atol=1e-3)
+    np.testing.assert_allclose(diff[2:], 0.0, atol=1e-6)

@@ -98,7 +98,7 @@ def test_stats_addition_and_moments():
     with pytest.raises(ConfigMismatchError, match="cannot merge statistics of 2 and 3 bins"):
         s + LogSpectrumStats.empty(3)
     with pytest.raises(ValueError, match="below the silence gate"):
-        LogSpectrumStats.empty(2).mean_db
+        _ = LogSpectrumStats.empty(2).mean_db
     with pytest.raises(ValueError, match="1-D arrays of the same length"):
         LogSpectrumStats(np.zeros(2), np.zeros(3), 1)
 

@@ -147,7 +147,7 @@ def test_fitted_normalizers_match_numpy(rng, device):
 
 
 def test_normalization_module_errors():
-    with pytest.raises(F.FeatureError, match="two odd positive"):
+    with pytest.raises(F.FeatureError, match="=4 must be a positive odd integer"):
         T.MedianFilterResidual((4, 21))
     with pytest.raises(F.FeatureError, match="pole=1.2"):
         T.Rasta(1.2)
@@ -226,11 +226,15 @@ def test_waveform_augmentations_match_numpy(rng, device, tmp_path):
         T.SyntheticResponse(CFG, domain="time")
 
 
-def test_augmentations_need_an_explicit_generator(rng):
-    with pytest.raises(A.AugmentError, match="no hidden global randomness"):
-        T.FilterAugment()(torch.zeros(2, 40, 5))
-    with pytest.raises(A.AugmentError, match=r"must be \(batch, ..., n_mels, n_frames\)"):
-        T.FreqMixStyle(p=1.0)(torch.zeros(2, 40), generator=torch.Generator().manual_seed(0))
+def test_augmentations_draw_from_torch_default_generator_without_one():
+    x = torch.randn(2, 40, 5, dtype=torch.float64)
+    torch.manual_seed(5)
+    a = T.FilterAugment()(x)
+    torch.manual_seed(5)
+    b = T.FilterAugment()(x)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    with pytest.raises(A.AugmentError, match="generator=3 must be"):
+        T.FilterAugment()(x, generator=3)
 
 
 def test_torch_generator_seeds_reproduce(rng):
@@ -252,3 +256,12 @@ def test_learn_package_names_the_extra_when_torch_is_missing(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"micmatch\[torch\]"):
         importlib.import_module("micmatch.learn")
     monkeypatch.delitem(sys.modules, "micmatch.learn", raising=False)
+
+
+def test_unbatched_features_keep_their_shape_and_match_the_batched_item(rng):
+    x = torch.from_numpy(_features(rng, (1, 40, 12)))
+    for module in (T.SyntheticResponse(CFG, domain="features"), T.FilterAugment(), T.Mixup(), T.FreqMixStyle(p=1.0)):
+        single = module(x[0], generator=torch.Generator().manual_seed(2))
+        assert single.shape == (40, 12), type(module).__name__
+        batched = module(x, module.last_params)
+        assert torch.equal(single, batched[0]), type(module).__name__

@@ -6,8 +6,10 @@ The numpy/scipy core imports without torch or dask; ``micmatch.learn`` needs the
 
 from micmatch.errors import (
     AudioError,
+    AugmentError,
     ConfigMismatchError,
     CorpusError,
+    FeatureError,
     MeasurementError,
     MicmatchError,
     MissingDependencyError,
@@ -20,8 +22,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioError",
+    "AugmentError",
     "ConfigMismatchError",
     "CorpusError",
+    "FeatureError",
     "MeasurementError",
     "MicmatchError",
     "MissingDependencyError",

@@ -14,7 +14,8 @@ tens of ppm). :func:`estimate_alignment` finds both:
 :func:`align` resamples the device recording onto the reference's clock (soxr, with the drift as rate ratio, then
 a fractional shift), so the two agree to a fraction of a sample along the whole file.
 
-:func:`estimate_pair` then applies seed 001 equation 8 (aligned spectrum correction): the geometric mean over
+:func:`estimate_pair` then applies equation 8 of "Spectrum Correction: Acoustic Scene Classification with
+Mismatched Recording Devices" (Interspeech 2020), aligned spectrum correction: the geometric mean over
 aligned frames of ``|X_dev| / |X_ref|``, frames gated where either recording is silent or where the two disagree.
 
 Sign convention (the same as :meth:`ResponseSet.relative_db`): the device's ``response_db`` is
@@ -392,7 +393,8 @@ def estimate_pair(
     max_offset_s: float | None = None,
     max_drift_ppm: float = MAX_DRIFT_PPM,
 ) -> PairResult:
-    """Aligned spectrum correction from one pair of recordings of the same sound (seed 001, eq. 8).
+    """Aligned spectrum correction from one pair of recordings of the same sound (eq. 8 of the Spectrum
+    Correction paper, Interspeech 2020).
 
     Parameters
     ----------

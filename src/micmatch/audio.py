@@ -22,8 +22,9 @@ import soundfile as sf
 from micmatch.errors import AudioError, ParameterError
 
 #: Channel handling options shared by the API and the CLI.
-#: ``mix``: average all channels into one; ``first``: keep channel 0; ``keep``: return every channel.
-CHANNEL_MODES = ("mix", "first", "keep")
+#: ``mix``: average all channels into one; ``first``: keep channel 0; ``each``: return every channel (``keep`` is
+#: the older spelling of ``each`` and still accepted).
+CHANNEL_MODES = ("mix", "first", "each")
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _reason(exc: BaseException) -> str:
 
 def _channels(block: np.ndarray, channels: str) -> np.ndarray:
     """(frames, ch) -> (ch', frames) according to the channel mode."""
-    if channels == "keep":
+    if channels in ("each", "keep"):
         return np.ascontiguousarray(block.T)
     if channels == "first":
         return np.ascontiguousarray(block[:, :1].T)
@@ -151,7 +152,7 @@ def load(
     path: str | os.PathLike,
     *,
     sample_rate: int | None = None,
-    channels: str = "keep",
+    channels: str = "each",
     dtype: str | np.dtype = "float32",
 ) -> tuple[np.ndarray, int]:
     """Load a whole file as ``(channels, n_samples)`` floats in [-1, 1] (PCM) or as stored (float files).
@@ -162,7 +163,7 @@ def load(
         Any file libsndfile reads.
     sample_rate : int, optional
         Resample to this rate (soxr, high quality). By default the file's own rate is kept.
-    channels : {"keep", "mix", "first"}
+    channels : {"each", "mix", "first"}
         Keep every channel, average them, or keep the first.
     dtype : float dtype
         ``float32`` (default) or ``float64``.
@@ -177,7 +178,7 @@ def load(
     AudioError
         Unreadable, truncated or empty file, or NaN/inf samples; the message names the file.
     """
-    if channels not in CHANNEL_MODES:
+    if channels not in CHANNEL_MODES and channels != "keep":
         raise ParameterError(f"channels={channels!r} must be one of {CHANNEL_MODES}")
     meta = info(path)
     try:

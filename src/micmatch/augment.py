@@ -8,7 +8,8 @@ the same result as applying the drawn dict. Batches are ``(batch, ..., n_samples
 
 * mixup (:func:`draw_mixup`, :func:`apply_mixup`, :func:`mix_labels`), in the log or the linear domain;
 * device impulse responses from a folder (:class:`DeviceIRAugment`);
-* synthetic frequency-response differences (seed 002 section 3.3; :func:`draw_synthetic_response`), applied to
+* synthetic frequency-response differences (section 3.3 of "Unified Microphone Conversion: Many-to-Many Device
+  Mapping via Feature-wise Linear Modulation"; :func:`draw_synthetic_response`), applied to
   waveforms as a zero-phase filter or to spectrograms as a log offset;
 * FilterAugment (random per-band dB gains on mel features) and a random parametric EQ on waveforms;
 * Freq-MixStyle (frequency-wise statistics mixed within a batch).
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
+from micmatch import validate
 from micmatch.audio import validate_audio
-from micmatch.errors import AudioError, MicmatchError
+from micmatch.errors import AudioError, AugmentError
 from micmatch.features import DEFAULT_AMIN, LogMelConfig, hz_to_mel
 from micmatch.simulate import DeviceModel, Section, apply_ir, list_irs, load_ir
 
@@ -40,35 +42,26 @@ MIN_RMS = 1e-12
 MIXSTYLE_EPS = 1e-6
 
 
-class AugmentError(MicmatchError, ValueError):
-    """Augmentation options or parameter sets that cannot be used."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Validation helpers
 
 
 def _batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise AugmentError(f"batch_size={batch_size!r} must be a positive integer")
-    return int(batch_size)
+    return validate.positive_int(batch_size, "batch_size", error=AugmentError)
 
 
 def _probability(p, name: str = "p") -> float:
-    if not 0.0 <= p <= 1.0:
-        raise AugmentError(f"{name}={p!r} must be a probability in [0, 1]")
-    return float(p)
+    return validate.probability(p, name, error=AugmentError)
 
 
 def _positive(value, name: str) -> float:
-    if not value > 0:
-        raise AugmentError(f"{name}={value!r} must be positive")
-    return float(value)
+    return validate.positive_float(value, name, error=AugmentError)
 
 
 def _int_range(value, name: str) -> tuple[int, int]:
     lo, hi = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if not 1 <= lo <= hi:
+    if isinstance(lo, bool) or not isinstance(lo, (int, np.integer)) or not isinstance(hi, (int, np.integer)) \
+            or not 1 <= lo <= hi:
         raise AugmentError(f"{name}={value!r} must be a positive integer or a range (low, high) with 1 <= low <= high")
     return int(lo), int(hi)
 
@@ -95,8 +88,17 @@ def _check_batch(x: np.ndarray, params: Mapping, key: str, name: str) -> int:
 # mixup
 
 
-def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4) -> dict:
+def _kept(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    """Which of ``n`` items an augmentation changes (probability ``p`` each). With ``p = 1`` nothing is drawn, so
+    the generator's stream is the same as without the option."""
+    p = _probability(p)
+    return np.ones(n, dtype=bool) if p >= 1.0 else rng.random(n) < p
+
+
+def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4, p: float = 1.0) -> dict:
     """Mixing weights ``lam ~ Beta(alpha, alpha)`` (one per item) and a partner permutation.
+
+    Each item is mixed with probability ``p``; the others get ``lam = 1`` (unchanged).
 
     Returns
     -------
@@ -108,6 +110,7 @@ def draw_mixup(rng: np.random.Generator, batch_size: int, *, alpha: float = 0.4)
     alpha = _positive(alpha, "alpha")
     lam = rng.beta(alpha, alpha, size=n)
     perm = rng.permutation(n)
+    lam = np.where(_kept(rng, n, p), lam, 1.0)
     return {"lam": [float(v) for v in lam], "perm": [int(v) for v in perm]}
 
 
@@ -123,7 +126,7 @@ def apply_mixup(batch: np.ndarray, params: Mapping, *, domain: str = "log", amin
     domain : {"log", "linear"}
         ``"log"`` mixes the values as given (right for waveforms and for mixing log features directly);
         ``"linear"`` treats the values as dB of power, mixes ``10 ** (x / 10)`` and returns dB again, floored at
-        ``amin`` (seed 001 mixes this way, before the log).
+        ``amin`` (the Spectrum Correction paper, Interspeech 2020, mixes this way, before the log).
     """
     x = np.asarray(batch)
     n = _check_batch(x, params, "lam", "batch")
@@ -194,12 +197,13 @@ def mel_position(freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Synthetic frequency-response differences (seed 002 section 3.3)
+# Synthetic frequency-response differences (section 3.3 of the Unified Microphone Conversion paper)
 
 
 def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_bands: int | tuple[int, int] = (4, 8),
-                            range_db: tuple[float, float] = (0.0, 10.0)) -> dict:
-    """Draw random response-difference curves as seed 002 section 3.3 describes.
+                            range_db: tuple[float, float] = (0.0, 10.0), p: float = 1.0) -> dict:
+    """Draw random response-difference curves as section 3.3 of "Unified Microphone Conversion: Many-to-Many
+    Device Mapping via Feature-wise Linear Modulation" describes.
 
     The frequency range (on the mel axis of :func:`mel_position`) is split into ``n_bands`` equal bands; each of the
     ``n_bands + 1`` boundaries gets a magnitude drawn uniformly from ``range_db`` and a random sign; the curve
@@ -211,6 +215,8 @@ def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_band
         Bands per curve, fixed or drawn uniformly from ``low..high`` inclusive.
     range_db : (low, high)
         Range of the boundary magnitudes in dB (``0 <= low <= high``).
+    p : float
+        Probability that an item is changed; the others get a flat 0 dB curve.
 
     Returns
     -------
@@ -227,6 +233,8 @@ def draw_synthetic_response(rng: np.random.Generator, batch_size: int, *, n_band
         sign = np.where(rng.random(k + 1) < 0.5, -1.0, 1.0)
         positions.append([float(v) for v in np.linspace(0.0, 1.0, k + 1)])
         values.append([float(v) for v in sign * magnitude])
+    for i in np.flatnonzero(~_kept(rng, n, p)):
+        values[i] = [0.0] * len(values[i])
     return {"positions": positions, "values_db": values}
 
 
@@ -269,12 +277,12 @@ def apply_synthetic_response_features(features: np.ndarray, params: Mapping, *, 
 
 
 def draw_filter_augment(rng: np.random.Generator, batch_size: int, *, n_bands: int | tuple[int, int] = (3, 5),
-                        gain_db: float = 6.0, mode: str = "step") -> dict:
+                        gain_db: float = 6.0, mode: str = "step", p: float = 1.0) -> dict:
     """Random per-band dB gains on the mel axis (FilterAugment).
 
     Band edges are drawn uniformly on the normalised band axis (0 = lowest mel band, 1 = highest), gains uniformly
     from ``[-gain_db, gain_db]``. ``mode="step"`` holds one gain per band; ``"linear"`` puts a gain on every edge and
-    interpolates.
+    interpolates. Each item is changed with probability ``p``; the others get 0 dB gains.
 
     Returns
     -------
@@ -293,6 +301,8 @@ def draw_filter_augment(rng: np.random.Generator, batch_size: int, *, n_bands: i
         inner = np.sort(rng.random(k - 1))
         edges.append([0.0, *(float(v) for v in inner), 1.0])
         gains.append([float(v) for v in rng.uniform(-gain_db, gain_db, size=k + (mode == "linear"))])
+    for i in np.flatnonzero(~_kept(rng, n, p)):
+        gains[i] = [0.0] * len(gains[i])
     return {"mode": mode, "edges": edges, "gains_db": gains}
 
 
@@ -326,9 +336,10 @@ def apply_filter_augment(features: np.ndarray, params: Mapping) -> np.ndarray:
 def draw_parametric_eq(rng: np.random.Generator, batch_size: int, sample_rate: int, *,
                        n_filters: int | tuple[int, int] = (1, 3), gain_db: float = 6.0,
                        freq_range_hz: tuple[float, float] = (100.0, 8000.0),
-                       q_range: tuple[float, float] = (0.5, 3.0)) -> dict:
+                       q_range: tuple[float, float] = (0.5, 3.0), p: float = 1.0) -> dict:
     """Random peaking-EQ sections: centre log-uniform in ``freq_range_hz`` (capped at 0.45 x the rate), gain
-    uniform in ``[-gain_db, gain_db]``, Q log-uniform in ``q_range``.
+    uniform in ``[-gain_db, gain_db]``, Q log-uniform in ``q_range``. Each item is filtered with probability
+    ``p``; the others get no section.
 
     Returns
     -------
@@ -350,6 +361,8 @@ def draw_parametric_eq(rng: np.random.Generator, batch_size: int, sample_rate: i
         gain = rng.uniform(-gain_db, gain_db, size=k)
         q = np.exp(rng.uniform(np.log(q_lo), np.log(q_hi), size=k))
         items.append([{"freq_hz": float(f), "gain_db": float(g), "q": float(v)} for f, g, v in zip(freq, gain, q)])
+    for i in np.flatnonzero(~_kept(rng, n, p)):
+        items[i] = []
     return {"sample_rate": int(sample_rate), "sections": items}
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from micmatch import validate
 from micmatch.errors import CorpusError
 
 #: Columns a metadata CSV must have.
@@ -108,8 +110,8 @@ def stratified_split(labels, *, test_fraction: float = 0.2, seed: int = 0) -> np
     -------
     is_test : np.ndarray [shape=(n_clips,), dtype=bool]
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise CorpusError(f"test_fraction={test_fraction} must lie strictly between 0 and 1")
+    validate.float_in_range(test_fraction, "test_fraction", low=0.0, high=1.0, low_inclusive=False,
+                            high_inclusive=False, error=CorpusError)
     labels = list(labels)
     rng = np.random.default_rng(seed)
     is_test = np.zeros(len(labels), dtype=bool)
@@ -133,6 +135,82 @@ def _inside(root: Path, filename: str, row: int) -> Path:
         raise CorpusError(f"metadata row {row}: filename={filename!r} escapes the corpus folder {root}; "
                           "keep every file inside it")
     return root / normal
+
+
+def label_files(paths, label_from: str, *, what: str = "label") -> tuple[list[str | None], list[str]]:
+    """A label for each file, from ``dir``, ``regex:PATTERN``, ``csv:FILE`` or ``name:LABEL``.
+
+    ``dir`` is the name of the file's folder; ``regex:PATTERN`` the first group (or the group named after
+    ``what``) of a match on the path; ``csv:FILE`` the ``what`` column of a metadata CSV with a ``filename``
+    (or ``path``) column, relative to the CSV's folder or a bare file name (the corpus format of
+    :func:`load_corpus`); ``name:LABEL`` one label for every file.
+
+    Returns
+    -------
+    labels : list of str or None
+        None where no label was found; the reason is in ``problems``.
+    problems : list of str
+        One line per unlabelled file.
+    """
+    paths = [Path(p) for p in paths]
+    forms = f"'dir', 'regex:PATTERN', 'csv:FILE' or 'name:{what.upper()}'"
+    if label_from == "dir":
+        labels = [p.resolve().parent.name or None for p in paths]
+        return labels, [f"{p}: its folder gives no {what}" for p, lab in zip(paths, labels) if lab is None]
+    if label_from.startswith("name:"):
+        if not label_from[5:]:
+            raise CorpusError(f"{what}_from='name:' needs a value, e.g. name:{'phone' if what == 'device' else 'dog'}")
+        return [label_from[5:]] * len(paths), []
+    labels: list[str | None] = []
+    problems: list[str] = []
+    if label_from.startswith("regex:"):
+        pattern = label_from[6:]
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise CorpusError(f"regex {pattern!r} is invalid: {exc}") from None
+        if rx.groups == 0:
+            raise CorpusError(f"regex {pattern!r} needs a group that captures the {what}, e.g. '([^/]+)/[^/]+$'")
+        for p in paths:
+            m = rx.search(p.as_posix())
+            value = (m.group(what) if what in rx.groupindex else m.group(1)) if m else None
+            labels.append(value or None)
+            if not value:
+                problems.append(f"{p}: regex {pattern!r} does not match this path")
+        return labels, problems
+    if label_from.startswith("csv:"):
+        table = _read_label_csv(Path(label_from[4:]), what)
+        for p in paths:
+            value = table.get(str(p.resolve())) or table.get(p.name)
+            labels.append(value)
+            if value is None:
+                problems.append(f"{p}: not listed in {label_from[4:]}")
+        return labels, problems
+    raise CorpusError(f"{what}_from={label_from!r} must be {forms}")
+
+
+def _read_label_csv(path: Path, column: str) -> dict[str, str]:
+    """``{resolved path or bare file name: value}`` from a CSV with ``filename`` (or ``path``) and ``column``."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip() for c in (reader.fieldnames or [])]
+            key = "filename" if "filename" in fields else "path" if "path" in fields else None
+            if key is None or column not in fields:
+                raise CorpusError(f"{path}: needs columns 'filename' (or 'path') and {column!r}; found "
+                                  f"{', '.join(fields) or 'none'}")
+            table: dict[str, str] = {}
+            for row in reader:
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                name, value = row.get(key, ""), row.get(column, "")
+                if not name or not value:
+                    continue
+                full = Path(name) if Path(name).is_absolute() else path.parent / name
+                table[str(full.resolve())] = value
+                table.setdefault(Path(name).name, value)
+            return table
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read {column} CSV ({exc.strerror or exc})") from None
 
 
 def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", test_fraction: float = 0.2,
@@ -166,7 +244,8 @@ def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", te
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
-            raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'}); "
+            found = ", ".join(columns) or "none"
+            raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {found}); "
                               f"add them: filename = path relative to the folder, label = class name")
         rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
     if not rows:
@@ -207,4 +286,5 @@ def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", te
     return Corpus(root, clips, sorted_labels(labels))
 
 
-__all__ = ["Clip", "Corpus", "REQUIRED_COLUMNS", "SPLITS", "load_corpus", "sorted_labels", "stratified_split"]
+__all__ = ["Clip", "Corpus", "REQUIRED_COLUMNS", "SPLITS", "label_files", "load_corpus", "sorted_labels",
+           "stratified_split"]

@@ -34,6 +34,14 @@ class ParameterError(MicmatchError, ValueError):
     """An option or parameter value outside its valid range (``n_fft=0``, ``jobs=0``, an unknown mode...)."""
 
 
+class FeatureError(ParameterError):
+    """Spectrogram features, or feature options, of the wrong shape or values (a :class:`ParameterError`)."""
+
+
+class AugmentError(ParameterError):
+    """Augmentation options or parameter sets that cannot be used (a :class:`ParameterError`)."""
+
+
 class MeasurementError(MicmatchError, ValueError):
     """A measurement (sweep, impulse, aligned pair) that cannot be analysed."""
 

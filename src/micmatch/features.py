@@ -7,11 +7,16 @@ otherwise (:func:`pcen` takes linear mel power).
 * :func:`mel_filterbank` / :func:`log_mel`: librosa-compatible mel filterbank (Slaney or HTK mel scale, Slaney
   area normalisation) and log-mel spectrogram; :class:`LogMelConfig` holds the settings and travels with fitted
   statistics.
-* Normalizations (METHODS.md section 2): spectrum correction as a per-band log offset (:func:`correction_offset_db`,
-  :func:`apply_band_offset`), per-device standardization (seed 001 section 2.5, :class:`PerDeviceStandardizer`),
-  spectrogram-wise mean subtraction (seed 004), cepstral mean subtraction, median-filter residual, PCEN
-  (:data:`PCEN_PRESETS` holds seed 001's two settings), RASTA filtering, global normalization GMS / GMSVN
-  (:class:`GlobalNormalizer`).
+* Normalizations: spectrum correction as a per-band log offset (:func:`correction_offset_db`,
+  :func:`apply_band_offset`), per-device standardization (:class:`PerDeviceStandardizer`), spectrogram-wise mean
+  subtraction, cepstral mean subtraction, median-filter residual, PCEN (:data:`PCEN_PRESETS` holds two
+  settings), RASTA filtering, global normalization GMS / GMSVN (:class:`GlobalNormalizer`). The per-device
+  standardization, the PCEN settings and RASTA's pole follow "Spectrum Correction: Acoustic Scene
+  Classification with Mismatched Recording Devices" (Interspeech 2020); the mean subtraction, median filter and
+  global normalization follow the DCASE 2019 task 1B technical report that models device distortion as an
+  additive constant in log-mel features.
+
+The :mod:`micmatch.registry` lists each of them under one name with its torch twin.
 
 Fitted normalizers keep the feature configuration they were fitted on (sample rate included) and refuse features
 of another configuration with :class:`~micmatch.errors.ConfigMismatchError`.
@@ -30,7 +35,8 @@ import scipy.fft
 import scipy.signal
 
 from micmatch.audio import atomic_path, validate_audio
-from micmatch.errors import ConfigMismatchError, MicmatchError, ProfileError, UnknownDeviceError
+from micmatch import validate
+from micmatch.errors import ConfigMismatchError, FeatureError, ProfileError, UnknownDeviceError
 from micmatch.spectral import frequencies, stft
 
 #: Smallest power (linear) that enters a log: ``10 * log10(max(S, amin))``. librosa's ``power_to_db`` default,
@@ -39,15 +45,13 @@ DEFAULT_AMIN = 1e-10
 #: Floor of every standard deviation we divide by, in dB. Far below any real spread of log-mel values, so it only
 #: guards constant bands (digital silence, a band above a device's cut-off) against division by zero.
 MIN_STD_DB = 1e-3
+#: Bytes of float64 work per step of :func:`pcen` (it filters a few bands at a time).
+_PCEN_CHUNK = 1 << 24
 #: Floor of the summed filterbank weights when averaging a gain through a mel band (only empty bands reach it).
 _MIN_WEIGHT = 1e-12
 
 FORMAT = "micmatch.normalizer"
 FORMAT_VERSION = 1
-
-
-class FeatureError(MicmatchError, ValueError):
-    """Spectrogram features of the wrong shape or values for a normalization."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -133,8 +137,7 @@ def mel_filterbank(
 
 def _check_mel_options(sample_rate, n_fft, n_mels, fmin, fmax, norm) -> None:
     for name, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("n_mels", n_mels)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise FeatureError(f"{name}={value!r} must be a positive integer")
+        validate.positive_int(value, name, error=FeatureError)
     if not 0.0 <= fmin < fmax <= sample_rate / 2.0 + 1e-9:
         raise FeatureError(
             f"fmin={fmin}, fmax={fmax} must satisfy 0 <= fmin < fmax <= sample_rate / 2 = {sample_rate / 2}")
@@ -169,13 +172,10 @@ class LogMelConfig:
     def __post_init__(self) -> None:
         fmax = self.sample_rate / 2.0 if self.fmax is None else self.fmax
         _check_mel_options(self.sample_rate, self.n_fft, self.n_mels, self.fmin, fmax, self.norm)
-        if isinstance(self.hop_length, bool) or not isinstance(self.hop_length, (int, np.integer)) \
-                or not 0 < self.hop_length <= self.n_fft:
-            raise FeatureError(f"hop_length={self.hop_length!r} must be a positive integer <= n_fft={self.n_fft}")
+        validate.int_in_range(self.hop_length, "hop_length", low=1, high=self.n_fft, error=FeatureError)
         if self.power not in (1.0, 2.0):
             raise FeatureError(f"power={self.power!r} must be 1 (magnitude) or 2 (power)")
-        if not self.amin > 0:
-            raise FeatureError(f"amin={self.amin!r} must be positive (it floors the log)")
+        validate.positive_float(self.amin, "amin", error=FeatureError)
 
     @property
     def n_bins(self) -> int:
@@ -338,7 +338,8 @@ def _features(features, *, min_frames: int = 1, name: str = "features") -> np.nd
 
 
 def spectrogram_mean_subtraction(features: np.ndarray) -> np.ndarray:
-    """Subtract each band's mean over time, per spectrogram (seed 004 eq. 5).
+    """Subtract each band's mean over time, per spectrogram (eq. 5 of the DCASE 2019 task 1B report
+    on device distortion in log-mel features).
 
     Removes any per-band constant (a device's response) and with it the recording's own long-term spectrum and
     room response.
@@ -367,37 +368,58 @@ def cepstral_mean_subtraction(features: np.ndarray, *, n_ceps: int | None = None
     -------
     np.ndarray [shape=(..., n_ceps, n_frames)]
         Mean-free cepstra. With all coefficients, the inverse DCT of the result is exactly
-        :func:`spectrogram_mean_subtraction` of the input (the DCT is linear and orthonormal; seed 001 eq. 18).
+        :func:`spectrogram_mean_subtraction` of the input (the DCT is linear and orthonormal; eq. 18 of the
+        Spectrum Correction paper, Interspeech 2020).
     """
     x = _features(features)
     n_ceps = x.shape[-2] if n_ceps is None else n_ceps
-    if not 0 < n_ceps <= x.shape[-2]:
-        raise FeatureError(f"n_ceps={n_ceps} must be in 1..n_mels={x.shape[-2]}")
+    validate.int_in_range(n_ceps, "n_ceps", low=1, high=x.shape[-2], error=FeatureError)
     ceps = scipy.fft.dct(x, type=2, norm="ortho", axis=-2)[..., :n_ceps, :]
     return ceps - ceps.mean(axis=-1, keepdims=True)
 
 
 def median_filter_residual(features: np.ndarray, *, size: tuple[int, int] = (7, 21)) -> np.ndarray:
-    """``x - medfilt2d(x, size)`` per spectrogram (seed 004: 7 mel bands x 21 frames).
+    """``x - medfilt2d(x, size)`` per spectrogram (7 mel bands x 21 frames, as in the DCASE 2019
+    task 1B report on device distortion in log-mel features).
 
     Matches ``scipy.signal.medfilt2d``: the window is zero padded at the edges.
     """
     x = _features(features)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or any(s <= 0 or s % 2 == 0 for s in size):
-        raise FeatureError(f"size={size} must be two odd positive integers (mel bands, frames)")
+    size = median_size(size)
     flat = x.reshape(-1, *x.shape[-2:])
     work = flat.astype(np.float64, copy=False)
     med = np.stack([scipy.signal.medfilt2d(s, size) for s in work]).astype(x.dtype, copy=False)
     return (flat - med).reshape(x.shape)
 
 
-#: PCEN settings of seed 001 (Table 4): (a) T = 0.01 s, eps = 1e-6, alpha = 0.95, delta = 2, r = 0.5;
+def median_size(size) -> tuple[int, int]:
+    """Check a median-filter window ``(mel bands, frames)``: two odd positive integers."""
+    size = tuple(size)
+    if len(size) != 2:
+        raise FeatureError(f"size={size} must be two odd positive integers (mel bands, frames)")
+    return (validate.odd_size(size[0], "size[0] (mel bands)", error=FeatureError),
+            validate.odd_size(size[1], "size[1] (frames)", error=FeatureError))
+
+
+#: PCEN settings of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"
+#: (Table 4): (a) T = 0.01 s, eps = 1e-6, alpha = 0.95, delta = 2, r = 0.5;
 #: (b) T = 0.2 s, alpha = 1.0, the rest at librosa's defaults (eps = 1e-6, delta = 2, r = 0.5).
 PCEN_PRESETS: dict[str, dict[str, float]] = {
     "a": {"time_constant": 0.01, "eps": 1e-6, "gain": 0.95, "bias": 2.0, "power": 0.5},
     "b": {"time_constant": 0.2, "eps": 1e-6, "gain": 1.0, "bias": 2.0, "power": 0.5},
 }
+
+
+def check_pcen_options(*, time_constant: float, eps: float, gain: float, bias: float, power: float) -> None:
+    """Refuse PCEN settings outside their ranges: ``time_constant, eps, bias, power > 0`` and ``gain >= 0``."""
+    for name, value in (("time_constant", time_constant), ("eps", eps), ("bias", bias), ("power", power)):
+        validate.positive_float(value, name, error=FeatureError)
+    validate.float_in_range(gain, "gain", low=0.0, error=FeatureError)
+
+
+def check_rasta_pole(pole: float) -> float:
+    """The RASTA pole, in [0, 1) for a stable filter."""
+    return validate.float_in_range(pole, "pole", low=0.0, high=1.0, high_inclusive=False, error=FeatureError)
 
 
 def pcen_smoothing_coefficient(sample_rate: int, hop_length: int, time_constant: float) -> float:
@@ -424,15 +446,19 @@ def pcen(mel: np.ndarray, sample_rate: int, *, hop_length: int = 512, time_const
     e = _features(mel, name="mel")
     if np.any(e < 0):
         raise FeatureError("mel contains negative values; pcen takes linear energies, not dB")
-    if not (time_constant > 0 and eps > 0 and gain >= 0 and bias > 0 and power > 0):
-        raise FeatureError(f"need time_constant > 0, eps > 0, gain >= 0, bias > 0, power > 0; got "
-                           f"time_constant={time_constant}, eps={eps}, gain={gain}, bias={bias}, power={power}")
+    check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
     b = pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
-    zi = np.full(e.shape[:-1] + (1,), 1.0 - b)
-    smooth, _ = scipy.signal.lfilter([b], [1.0, b - 1.0], e, axis=-1, zi=zi)
-    agc = np.exp(-gain * (np.log(eps) + np.log1p(smooth / eps)))
-    out = bias**power * np.expm1(power * np.log1p(e * agc / bias))
-    return out.astype(e.dtype, copy=False)
+    rows = e.reshape(-1, e.shape[-1])
+    out = np.empty(rows.shape, dtype=e.dtype)
+    # Rows (bands) are independent: a few at a time bounds the float64 temporaries of long spectrograms.
+    step = max(1, _PCEN_CHUNK // (8 * rows.shape[-1]))
+    for i in range(0, rows.shape[0], step):
+        part = rows[i : i + step]
+        zi = np.full((part.shape[0], 1), 1.0 - b)
+        smooth, _ = scipy.signal.lfilter([b], [1.0, b - 1.0], part, axis=-1, zi=zi)
+        agc = np.exp(-gain * (np.log(eps) + np.log1p(smooth / eps)))
+        out[i : i + step] = bias**power * np.expm1(power * np.log1p(part * agc / bias))
+    return out.reshape(e.shape)
 
 
 #: RASTA numerator: a 5-frame slope (regression) filter, ``-(-2..2) / sum(k**2)``.
@@ -440,14 +466,14 @@ RASTA_NUMERATOR = np.array([0.2, 0.1, 0.0, -0.1, -0.2])
 
 
 def rasta(features: np.ndarray, *, pole: float = 0.98) -> np.ndarray:
-    """RASTA band-pass filtering of log features along time (pole 0.98 as in seed 001; the classic value is 0.94).
+    """RASTA band-pass filtering of log features along time (pole 0.98 as in the Spectrum
+    Correction paper, Interspeech 2020; the classic value is 0.94).
 
     ``y[t] = sum_k num[k] x[t-k] + pole * y[t-1]`` for ``t >= 4``; the first four frames only fill the filter's
     memory and are output as 0 (the MATLAB rastamat convention). Needs at least 5 frames.
     """
     x = _features(features, min_frames=5)
-    if not 0.0 <= pole < 1.0:
-        raise FeatureError(f"pole={pole} must be in [0, 1) for a stable filter")
+    pole = check_rasta_pole(pole)
     work = x.astype(np.float64, copy=False)
     # FIR part on full windows only (frames 4..T-1), then the one-pole recursion starting from y[3] = 0.
     fir = sum(RASTA_NUMERATOR[k] * work[..., 4 - k : work.shape[-1] - k] for k in range(5))
@@ -576,7 +602,8 @@ def load_normalizer(path: str | os.PathLike) -> PerDeviceStandardizer | GlobalNo
 
 
 class PerDeviceStandardizer(_Fitted):
-    """Per-device, per-band standardization over each device's whole set (seed 001 section 2.5, eq. 16).
+    """Per-device, per-band standardization over each device's whole set (section 2.5, eq. 16 of
+    "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices").
 
     ``fit`` collects, for every device, the mean (and spread) of each band over all its recordings and frames;
     ``transform`` subtracts the device's mean (and divides by its std when ``scale``). A per-band constant that a
@@ -659,7 +686,8 @@ class PerDeviceStandardizer(_Fitted):
 
 
 class GlobalNormalizer(_Fitted):
-    """Global normalization with statistics of a training set (seed 004 section 4.2), one value per band.
+    """Global normalization with statistics of a training set (section 4.2 of the DCASE 2019
+    task 1B report on device distortion in log-mel features), one value per band.
 
     ``mode="gmsvn"`` subtracts the mean and divides by the std; ``mode="gms"`` only subtracts the mean.
     """
@@ -667,8 +695,7 @@ class GlobalNormalizer(_Fitted):
     kind = "global"
 
     def __init__(self, mode: str = "gmsvn") -> None:
-        if mode not in ("gms", "gmsvn"):
-            raise FeatureError(f"mode={mode!r} must be 'gms' or 'gmsvn'")
+        validate.one_of(mode, "mode", ("gms", "gmsvn"), error=FeatureError)
         self.mode = mode
         self.stats: BandStats | None = None
         self.config: dict | None = None

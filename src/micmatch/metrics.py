@@ -19,7 +19,8 @@ def lsd_from_power_db(reference_db: np.ndarray, estimate_db: np.ndarray, *, floo
                       bins: np.ndarray | None = None, frame_weights: np.ndarray | None = None) -> float:
     """Log spectral distance (dB) between two log-power spectrograms ``(n_bins, n_frames)``.
 
-    ``LSD = mean over frames of sqrt(mean over bins of (P_ref_dB - P_est_dB)^2)``, the definition used by seed 000.
+    ``LSD = mean over frames of sqrt(mean over bins of (P_ref_dB - P_est_dB)^2)``, the definition used by
+    "A Frequency Response Normalization Method based on Deep Neural Networks for IoT Devices".
     Both are floored at the reference's maximum minus ``floor_db``. ``bins`` (a boolean mask or indices) restricts
     the bins compared.
     """
@@ -135,7 +136,8 @@ def per_device_accuracy(y_true, y_pred, devices) -> dict[str, float]:
 
 
 def device_gap(accuracy: dict[str, float], reference: str) -> float:
-    """Reference accuracy minus the mean accuracy of every other device (seed 004's device gap)."""
+    """Reference accuracy minus the mean accuracy of every other device (the device gap of the DCASE 2019
+    task 1B report on device distortion in log-mel features)."""
     if reference not in accuracy:
         raise KeyError(f"reference {reference!r} is not among the devices {sorted(accuracy)}")
     others = [v for k, v in accuracy.items() if k != reference]

@@ -101,19 +101,6 @@ def log_power_frames(
     return (10.0 * np.log10(power + 10.0 ** (floor_db / 10.0))).T
 
 
-def _frame_level_db(power: np.ndarray, n_fft: int, window: np.ndarray) -> np.ndarray:
-    """RMS level (dB re full scale) of each windowed frame, from its one-sided power spectrum (Parseval).
-
-    ``power`` was computed with the normalised window ``w * 2/sum(w)``; undo that normalisation so the level is
-    the RMS of the windowed frame divided by the window's RMS.
-    """
-    two_sided = 2.0 * power.sum(axis=-1) - power[..., 0] - power[..., -1]
-    w = window.astype(np.float64)
-    # sum_n (w x)^2 = two_sided / n_fft;  divide by sum w^2 to get the mean square of x under the window.
-    mean_square = two_sided / n_fft / np.sum(w * w)
-    return 10.0 * np.log10(np.maximum(mean_square, 1e-30))
-
-
 @dataclass
 class LogPowerAccumulator:
     """Streaming per-bin sums of log power over frames: the hot path of device estimation.

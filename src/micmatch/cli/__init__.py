@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 import traceback
 
 import click
@@ -55,7 +54,3 @@ for _name in COMMAND_MODULES:
     if importlib.util.find_spec(_full) is not None:
         for _cmd in importlib.import_module(_full).COMMANDS:
             main.add_command(_cmd)
-
-
-def run() -> None:  # pragma: no cover - thin wrapper for python -m
-    sys.exit(main())

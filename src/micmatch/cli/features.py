@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,73 +9,79 @@ import click
 import numpy as np
 
 from micmatch import audio as audio_io
+from micmatch import extract
 from micmatch import features as F
-from micmatch.errors import AudioError, MicmatchError
+from micmatch import registry, validate
+from micmatch.errors import MicmatchError, ParameterError
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
-
-#: Normalizations applied to each recording on its own.
-PER_RECORDING = ("none", "mean", "cms", "medfilt", "pcen-a", "pcen-b", "rasta")
-#: Normalizations fitted on a set of recordings (or loaded with --normalizer).
-FITTED = ("per-device", "gms", "gmsvn")
 
 
 def _fail_line(message: str) -> None:
     click.echo(f"micmatch: error: {message}", err=True)
 
 
-def _extract(path: Path, cfg: F.LogMelConfig, *, resample: bool, duration_s: float | None, normalization: str,
-             n_ceps: int | None, offset_db: np.ndarray | None) -> np.ndarray:
-    """One file's features ``(n_bands, n_frames)`` with its per-recording normalization applied."""
-    info = audio_io.info(path)
-    if info.sample_rate != cfg.sample_rate and not resample:
-        raise AudioError(f"{path}: sample_rate={info.sample_rate} differs from the feature rate {cfg.sample_rate}; "
-                         "pass --resample or --sample-rate")
-    audio, sr = audio_io.load(path, sample_rate=cfg.sample_rate, channels="mix", dtype="float64")
-    x = audio[0]
-    if duration_s is not None:
-        n = int(round(duration_s * sr))
-        x = np.pad(x[:n], (0, max(0, n - x.size)))
-    if normalization.startswith("pcen"):
-        mel = F.mel_spectrogram(x, sr, config=cfg)
+def _normalization(ctx, param, value: str) -> str:
+    """Resolve a --normalization name through the registry; old names print one deprecation line."""
+    if value == "none":
+        return value
+    new = registry.canonical(value, warn=False)
+    if new != value:
+        click.echo(f"micmatch: warning: --normalization {value} is deprecated and will be removed in the next "
+                   f"release; use --normalization {new}", err=True)
+    if new not in registry.names("normalization"):
+        raise click.BadParameter(f"{value!r} is not one of none, {', '.join(registry.names('normalization'))}")
+    return new
+
+
+def _extract(path: Path, cfg: F.LogMelConfig, *, resample: bool, n_samples: int | None, entry, params: dict,
+             offset_db: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """One file's features ``(n_bands, n_frames)`` with its per-recording normalization, and its audio frames."""
+    if entry is not None and entry.input == "mel":
+        mel, n_audio = extract.file_mel(path, cfg, n_samples=n_samples, resample=resample)
         if offset_db is not None:  # the correction as a power gain on linear mel energies
-            mel = mel * np.power(10.0, offset_db / 10.0)[:, None]
-        # librosa's advice: PCEN expects integer-like magnitudes; scale full scale to 2**31.
-        return F.pcen(mel * 2.0**31, sr, hop_length=cfg.hop_length, **F.PCEN_PRESETS[normalization[-1]])
-    feats = F.log_mel(x, sr, config=cfg)
+            mel *= np.power(10.0, offset_db / 10.0).astype(np.float32)[:, None]
+        if "input_scale" in params:  # scale our own array in place: one copy less of a long file's features
+            mel *= np.float32(params["input_scale"])
+            params = {**params, "input_scale": 1.0}
+        return entry.numpy(mel, config=cfg, **params).astype(np.float32, copy=False), n_audio
+    feats, n_audio = extract.file_log_mel(path, cfg, n_samples=n_samples, resample=resample)
     if offset_db is not None:
-        feats = F.apply_band_offset(feats, offset_db)
-    if normalization == "mean":
-        return F.spectrogram_mean_subtraction(feats)
-    if normalization == "cms":
-        return F.cepstral_mean_subtraction(feats, n_ceps=n_ceps)
-    if normalization == "medfilt":
-        return F.median_filter_residual(feats)
-    if normalization == "rasta":
-        return F.rasta(feats)
-    return feats
+        feats += offset_db.astype(np.float32)[:, None]
+    if entry is not None and not entry.fitted and entry.name != "sc":
+        feats = entry.numpy(feats, config=cfg, **params).astype(np.float32, copy=False)
+    return feats, n_audio
 
 
-def _fitted(normalization: str, items, devices, cfg, normalizer_path):
+def _fitted(entry, items, devices, cfg, normalizer_path, params):
     if normalizer_path is not None:
         norm = F.load_normalizer(normalizer_path)
-        wanted = F.PerDeviceStandardizer if normalization == "per-device" else F.GlobalNormalizer
-        if not isinstance(norm, wanted) or (normalization != "per-device" and norm.mode != normalization):
-            raise MicmatchError(f"{normalizer_path}: holds a {norm.kind} normalizer, not {normalization!r}; fit one "
-                                f"with --normalization {normalization} --save-normalizer PATH")
+        wanted = F.PerDeviceStandardizer if entry.name == "device-std" else F.GlobalNormalizer
+        if not isinstance(norm, wanted) or (entry.name != "device-std" and norm.mode != entry.name):
+            raise MicmatchError(f"{normalizer_path}: holds a {norm.kind} normalizer, not {entry.name!r}; fit one "
+                                f"with --normalization {entry.name} --save-normalizer PATH")
         return norm
-    if normalization == "per-device":
-        return F.PerDeviceStandardizer().fit(items, devices, config=cfg)
-    return F.GlobalNormalizer(normalization).fit(items, config=cfg)
+    return entry.fit(items, config=cfg, devices=devices, **params)
+
+
+def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -> int | None:
+    """Samples per clip for the fixed layout, from --frames or --duration-s (None: ragged)."""
+    if frames is not None and duration_s is not None:
+        raise ParameterError("pass --frames or --duration-s, not both")
+    if frames is not None:
+        return extract.samples_for_frames(frames, cfg)
+    if duration_s is not None:
+        return max(1, int(round(validate.positive_float(duration_s, "--duration-s") * cfg.sample_rate)))
+    return None
 
 
 @click.command(**COMMON)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Features file (.npz) to write.")
-@click.option("--normalization", type=click.Choice(PER_RECORDING + FITTED), default="none", show_default=True,
-              help="none; mean (spectrogram-wise mean subtraction); cms (mean-free cepstra); medfilt (minus a 7x21 "
-                   "median filter); pcen-a / pcen-b (seed 001's PCEN settings); rasta (pole 0.98); per-device "
-                   "(per-device standardization); gms / gmsvn (global mean / mean-and-variance normalization).")
+@click.option("--normalization", default="none", show_default=True, callback=_normalization, metavar="NAME",
+              help="none; " + registry.help_text("normalization") + ". Old names (mean, medfilt, per-device, pcen) "
+                   "still work for one release. sc needs --responses and --reference (which also combine with any "
+                   "other normalization).")
 @click.option("--sample-rate", type=int, default=None, help="Feature rate in Hz. Default: the first file's rate.")
 @click.option("--resample", is_flag=True, help="Resample files at other rates (otherwise they are reported).")
 @click.option("--n-fft", default=2048, show_default=True, help="FFT size (samples).")
@@ -85,54 +90,75 @@ def _fitted(normalization: str, items, devices, cfg, normalizer_path):
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")
 @click.option("--fmax", type=float, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
 @click.option("--n-ceps", type=int, default=None, help="Cepstral coefficients kept by --normalization cms.")
+@click.option("--frames", type=int, default=None,
+              help="Crop or zero-pad every clip to this many frames: features of shape (N, n_mels, FRAMES).")
 @click.option("--duration-s", type=float, default=None,
-              help="Crop or zero-pad every clip to this duration, so every item has the same number of frames.")
+              help="Crop or zero-pad every clip to this duration (s): features of shape (N, n_mels, T).")
 @click.option("--device-from", default="dir", show_default=True,
-              help="Device label of each file (stored; used by per-device and --responses): 'dir', "
+              help="Device label of each file (stored; used by device-std and --responses): 'dir', "
                    "'regex:PATTERN', 'csv:FILE' or 'name:DEVICE'.")
+@click.option("--label-from", default=None,
+              help="Class label of each file, stored for training: 'dir', 'regex:PATTERN', 'csv:FILE' (a metadata "
+                   "CSV with columns filename and label) or 'name:LABEL'. Default: no labels.")
 @click.option("--responses", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Responses JSON: spectrum-correct each file's features from its device towards --reference.")
 @click.option("--reference", default=None, help="Reference device for --responses.")
 @click.option("--normalizer", "normalizer_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Use this fitted normalizer (per-device, gms, gmsvn) instead of fitting on INPUTS (test sets).")
+              help="Use this fitted normalizer (device-std, gms, gmsvn) instead of fitting on INPUTS (test sets).")
 @click.option("--save-normalizer", type=click.Path(dir_okay=False), default=None,
               help="Write the normalizer fitted on INPUTS here (JSON), to apply it to other sets later.")
 @click.pass_context
 def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, hop_length, n_mels, fmin, fmax,
-             n_ceps, duration_s, device_from, responses, reference, normalizer_path, save_normalizer):
+             n_ceps, frames, duration_s, device_from, label_from, responses, reference, normalizer_path,
+             save_normalizer):
     """Compute log-mel features of audio files with one normalization and save them in one .npz file.
 
-    The .npz holds 'features' (float32, all files concatenated along time: (n_bands, total_frames)),
-    'offsets' (file i is features[:, offsets[i]:offsets[i+1]]), 'files', 'devices', 'config' (the feature
-    configuration as JSON) and 'normalization'. It loads with numpy.load(path) (no pickle). With --duration-s
-    every file has the same number of frames T, and features.reshape(n_bands, n_files, T) gives a batch.
-    Files that cannot be used are reported and skipped; the exit code is then 1.
+    With --frames or --duration-s every clip is cropped or zero-padded to one length and 'features' is
+    (N, n_mels, T) float32 with 'lengths' (frames holding audio). Otherwise 'features' is (n_mels, total_frames),
+    the clips one after another, and clip i is features[:, offsets[i]:offsets[i+1]]. Both layouts hold 'files',
+    'devices', 'labels' and 'label_index' (with --label-from; -1 where none), 'classes', 'config' (the feature
+    configuration as JSON), 'normalization' and 'settings' (JSON). numpy.load(path) reads it (no pickle);
+    micmatch.extract.load_features too. Long files are read in blocks, so memory stays near the size of the
+    features. Files that cannot be used are reported and skipped; the exit code is then 1.
 
     \b
     Example:
       micmatch features recordings/ -o train.npz --normalization gms --save-normalizer gms.json
       micmatch features test/ -o test.npz --normalization gms --normalizer gms.json
-      micmatch features clips/ -o feats.npz --sample-rate 22050 --resample --n-mels 80 --duration-s 1
+      micmatch features clips/ -o feats.npz --sample-rate 22050 --resample --n-mels 80 --duration-s 1 \\
+          --label-from csv:clips/metadata.csv
     """
     from tqdm.auto import tqdm
 
-    from micmatch.estimate import label_devices
+    from micmatch.corpus import label_files
 
     files = audio_io.find_audio_files(inputs)
     if not files:
-        raise AudioError(f"no audio files found in: {', '.join(inputs)}")
+        raise MicmatchError(f"no audio files found in: {', '.join(inputs)}")
     if (responses is None) != (reference is None):
         raise MicmatchError("--responses and --reference go together: pass both to spectrum-correct, or neither")
-    if normalizer_path and normalization not in FITTED:
-        raise MicmatchError(f"--normalizer applies to {', '.join(FITTED)}, not --normalization {normalization}")
-    labels, problems = label_devices(files, device_from)
+    if normalization == "sc" and responses is None:
+        raise MicmatchError("--normalization sc needs --responses and --reference (the measured device responses)")
+    entry = None if normalization == "none" else registry.get(normalization, kind="normalization")
+    fitted_names = [e.name for e in registry.entries("normalization") if e.fitted]
+    if normalizer_path and (entry is None or not entry.fitted):
+        raise MicmatchError(f"--normalizer applies to {', '.join(fitted_names)}, not --normalization {normalization}")
+    params = {} if entry is None else entry.parameters({"n_ceps": n_ceps} if "n_ceps" in entry.params else None)
+    labels, problems = label_files(files, device_from, what="device")
+    classes = label_files(files, label_from)[0] if label_from else [None] * len(files)
     failed = len(problems)
     for p in problems:
         _fail_line(p)
+    if label_from:
+        for path, lab, dev in zip(files, classes, labels):
+            if lab is None and dev is not None:
+                failed += 1
+                _fail_line(f"{path}: no label from --label-from {label_from}")
     if sample_rate is None:
         sample_rate = audio_io.first_sample_rate(files)
     cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                          fmax=fmax)
+    n_samples = _frames(frames, duration_s, cfg)
     offsets_db = {}
     if responses is not None:
         from micmatch.response import ResponseSet
@@ -141,41 +167,44 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         for d in sorted({lab for lab in labels if lab}):
             offsets_db[d] = F.correction_offset_db(responses=rs, device=d, reference=reference, config=cfg)
 
-    kept, items, devices = [], [], []
-    progress = tqdm(list(zip(files, labels)), desc="features", unit="file", file=sys.stderr,
+    kept, items, devices, kept_labels, lengths = [], [], [], [], []
+    progress = tqdm(list(zip(files, labels, classes)), desc="features", unit="file", file=sys.stderr,
                     disable=not sys.stderr.isatty())
-    for path, label in progress:
-        if label is None:
+    for path, device, label in progress:
+        if device is None or (label_from and label is None):
             continue
         try:
-            x = _extract(path, cfg, resample=resample, duration_s=duration_s, normalization=normalization,
-                         n_ceps=n_ceps, offset_db=offsets_db.get(label))
+            x, n_audio = _extract(path, cfg, resample=resample, n_samples=n_samples, entry=entry, params=params,
+                                  offset_db=offsets_db.get(device))
         except MicmatchError as exc:
             failed += 1
             _fail_line(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
             continue
         kept.append(path)
         items.append(x)
-        devices.append(label)
+        devices.append(device)
+        kept_labels.append(label)
+        lengths.append(min(x.shape[-1], extract.n_frames_for(n_audio, cfg)))
     if not items:
         raise MicmatchError("no input file could be turned into features")
 
-    config_doc = cfg.to_json()
-    if normalization in FITTED:
-        norm = _fitted(normalization, items, devices, cfg, normalizer_path)
-        items = norm.transform(items, devices, config=cfg) if normalization == "per-device" \
-            else norm.transform(items, config=cfg)
+    if entry is not None and entry.fitted:
+        norm = _fitted(entry, items, devices, cfg, normalizer_path, params)
+        items = entry.numpy(items, config=cfg, state=norm, devices=devices, **params)
         if save_normalizer:
             norm.save(save_normalizer)
             click.echo(f"wrote {save_normalizer}", err=True)
 
-    offsets = np.concatenate([[0], np.cumsum([x.shape[-1] for x in items])]).astype(np.int64)
-    with audio_io.atomic_path(output) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, features=np.concatenate(items, axis=-1).astype(np.float32), offsets=offsets,
-                     files=np.array([str(p) for p in kept]), devices=np.array(devices),
-                     config=np.array(json.dumps(config_doc)), normalization=np.array(normalization))
-    click.echo(f"wrote {output}: {len(items)} files, {items[0].shape[0]} bands, {offsets[-1]} frames", err=True)
+    layout = "ragged" if n_samples is None else "fixed"
+    settings = {"normalization_params": params, "n_samples": n_samples, "frames": None if n_samples is None
+                else items[0].shape[-1], "responses": responses, "reference": reference,
+                "device_from": device_from, "label_from": label_from}
+    extract.save_features(output, items, layout=layout, files=[str(p) for p in kept], devices=devices,
+                          labels=kept_labels if label_from else None, config=cfg, normalization=normalization,
+                          settings=settings, lengths=lengths)
+    shape = f"({len(items)}, {items[0].shape[0]}, {items[0].shape[-1]})" if layout == "fixed" \
+        else f"({items[0].shape[0]}, {sum(x.shape[-1] for x in items)})"
+    click.echo(f"wrote {output}: {len(items)} files, features {shape}, layout {layout}", err=True)
     if failed:
         _fail_line(f"{failed} file(s) could not be used (see above)")
         ctx.exit(1)

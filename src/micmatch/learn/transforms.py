@@ -4,16 +4,20 @@ Each module gives the same result as its numpy function on the same input (tests
 works on any ``torch.device``: the fitted statistics and filterbanks are buffers that move with ``.to(device)``.
 Buffers are built in float64 (so ``module.double()`` matches numpy to rounding) and cast to the input's dtype.
 
-Shapes (batch first, time last):
+Shapes (time last), batched or not, as torchaudio's transforms take them:
 
-* waveforms ``(batch, ..., n_samples)``;
-* log-mel features ``(batch, ..., n_mels, n_frames)`` in dB.
+* waveforms ``(..., n_samples)``;
+* log-mel features ``(..., n_mels, n_frames)`` in dB.
 
-Augmentations take the parameters that the numpy ``draw_*`` functions return, so a logged parameter set replays
-a batch exactly on either side. ``module.draw(batch_size, generator=...)`` draws them from a ``torch.Generator``
-(which seeds a numpy generator; the parameters are tiny, the work stays on the device) or from a
-``numpy.random.Generator``; ``module(x, generator=g)`` draws and applies in one step and keeps the parameters in
-``module.last_params`` for logging.
+Every module returns the shape it is given (or the documented one: ``LogMel`` adds the mel axis, cepstral mean
+subtraction keeps ``n_ceps`` rows) and composes with ``nn.Sequential``, ``.to(device)`` and ``.apply(fn)``.
+
+Augmentations are identity in ``.eval()`` mode. They take the parameters that the numpy ``draw_*`` functions
+return, so a logged parameter set replays a batch exactly on either side: ``module(x, params)``.
+``module(x)`` draws them from torch's default generator (``torch.manual_seed`` makes the run repeatable),
+``module(x, generator=g)`` from an explicit ``torch.Generator`` (which seeds a numpy generator; the parameters are
+tiny, the work stays on the device) or ``numpy.random.Generator``; the parameters used are kept in
+``module.last_params`` for logging. ``module.apply_params(batch, params)`` applies given parameters to a batch.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch.nn import functional as tf
 
 from micmatch import augment as aug
 from micmatch import features as feat
+from micmatch import validate
 from micmatch.features import LogMelConfig
 from micmatch.simulate import load_ir
 
@@ -38,15 +43,17 @@ __all__ = [
 ]
 
 
-def numpy_generator(generator: torch.Generator | np.random.Generator | None) -> np.random.Generator:
-    """A numpy generator from an explicit ``torch.Generator`` (one 62-bit draw seeds it) or a numpy one."""
+def numpy_generator(generator: torch.Generator | np.random.Generator | None = None) -> np.random.Generator:
+    """A numpy generator from a ``torch.Generator`` (one 62-bit draw seeds it), a numpy one (returned as is), or
+    torch's default generator when ``generator`` is None (so ``torch.manual_seed`` makes a run repeatable)."""
     if isinstance(generator, np.random.Generator):
         return generator
+    if generator is None:
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
     if isinstance(generator, torch.Generator):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device).item())
         return np.random.default_rng(seed)
-    raise aug.AugmentError("pass generator=torch.Generator().manual_seed(seed) or a numpy Generator; micmatch "
-                           "draws no hidden global randomness")
+    raise aug.AugmentError(f"generator={generator!r} must be a torch.Generator, a numpy Generator or None")
 
 
 def _per_item(values: np.ndarray, x: torch.Tensor, *, trailing: int) -> torch.Tensor:
@@ -65,7 +72,7 @@ class LogMel(nn.Module):
     Centred frames with zero padding, periodic Hann window, ``torch.fft.rfft`` of unfolded frames, power through
     the mel filterbank (a buffer), ``(20 / power) * log10(max(mel, amin))``.
 
-    Shape: ``(batch, ..., n_samples)`` -> ``(batch, ..., n_mels, 1 + n_samples // hop_length)``.
+    Shape: ``(..., n_samples)`` -> ``(..., n_mels, 1 + n_samples // hop_length)``.
     """
 
     def __init__(self, config: LogMelConfig) -> None:
@@ -100,7 +107,10 @@ class LogMel(nn.Module):
 
 class BandOffset(nn.Module):
     """Add one dB value per mel band: spectrum correction on features (twin of
-    :func:`micmatch.features.apply_band_offset`). Build it with :meth:`from_correction`."""
+    :func:`micmatch.features.apply_band_offset`). Build it with :meth:`from_correction`.
+
+    Shape: ``(..., n_mels, n_frames)`` -> same.
+    """
 
     def __init__(self, offset_db: np.ndarray | torch.Tensor) -> None:
         super().__init__()
@@ -116,17 +126,26 @@ class BandOffset(nn.Module):
 
 
 class SpectrogramMeanSubtraction(nn.Module):
-    """Each band minus its mean over time, per spectrogram (twin of ``spectrogram_mean_subtraction``)."""
+    """Each band minus its mean over time, per spectrogram (twin of ``spectrogram_mean_subtraction``).
+
+    Shape: ``(..., n_mels, n_frames)`` -> same.
+    """
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features - features.mean(dim=-1, keepdim=True)
 
 
 class CepstralMeanSubtraction(nn.Module):
-    """Mean-free cepstra ``(batch, ..., n_ceps, n_frames)`` (twin of ``cepstral_mean_subtraction``)."""
+    """Mean-free cepstra (twin of ``cepstral_mean_subtraction``).
+
+    Shape: ``(..., n_mels, n_frames)`` -> ``(..., n_ceps, n_frames)``.
+    """
 
     def __init__(self, n_mels: int, n_ceps: int | None = None) -> None:
         super().__init__()
+        validate.positive_int(n_mels, "n_mels", error=feat.FeatureError)
+        if n_ceps is not None:
+            validate.int_in_range(n_ceps, "n_ceps", low=1, high=n_mels, error=feat.FeatureError)
         self.register_buffer("dct", torch.from_numpy(feat.dct_matrix(n_mels, n_ceps)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -138,13 +157,13 @@ class MedianFilterResidual(nn.Module):
     """``x - medfilt2d(x, size)`` with zero padding (twin of ``median_filter_residual``).
 
     Uses ``unfold``: memory is ``size[0] * size[1]`` times the batch, so feed moderate batches.
+
+    Shape: ``(..., n_mels, n_frames)`` -> same.
     """
 
     def __init__(self, size: tuple[int, int] = (7, 21)) -> None:
         super().__init__()
-        if len(size) != 2 or any(s <= 0 or s % 2 == 0 for s in size):
-            raise feat.FeatureError(f"size={tuple(size)} must be two odd positive integers (mel bands, frames)")
-        self.size = (int(size[0]), int(size[1]))
+        self.size = feat.median_size(size)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         kb, kt = self.size
@@ -158,29 +177,33 @@ class MedianFilterResidual(nn.Module):
 class PCEN(nn.Module):
     """Per-channel energy normalization of linear mel energies (twin of :func:`micmatch.features.pcen`).
 
-    ``PCEN.preset("a", sample_rate, hop_length)`` gives seed 001's settings. The smoother runs frame by frame.
+    ``PCEN.preset("a", sample_rate, hop_length)`` gives the two settings compared in "Spectrum Correction:
+    Acoustic Scene Classification with Mismatched Recording Devices". The smoother runs frame by frame. The input
+    is multiplied by ``input_scale`` first (librosa advises integer-like magnitudes: ``2 ** 31`` for full scale).
+
+    Shape: ``(..., n_mels, n_frames)`` -> same.
     """
 
     def __init__(self, sample_rate: int, *, hop_length: int = 512, time_constant: float = 0.4, eps: float = 1e-6,
-                 gain: float = 0.98, bias: float = 2.0, power: float = 0.5) -> None:
+                 gain: float = 0.98, bias: float = 2.0, power: float = 0.5, input_scale: float = 1.0) -> None:
         super().__init__()
-        if not (time_constant > 0 and eps > 0 and gain >= 0 and bias > 0 and power > 0):
-            raise feat.FeatureError(
-                f"need time_constant > 0, eps > 0, gain >= 0, bias > 0, power > 0; got time_constant={time_constant},"
-                f" eps={eps}, gain={gain}, bias={bias}, power={power}")
+        feat.check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
         self.b = feat.pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
         self.eps, self.gain, self.bias, self.power = eps, gain, bias, power
+        self.input_scale = validate.positive_float(input_scale, "input_scale", error=feat.FeatureError)
 
     @classmethod
-    def preset(cls, name: str, sample_rate: int, hop_length: int = 512) -> PCEN:
+    def preset(cls, name: str, sample_rate: int, hop_length: int = 512, *, input_scale: float = 1.0) -> PCEN:
         try:
             params = feat.PCEN_PRESETS[name]
         except KeyError:
             raise feat.FeatureError(f"PCEN preset {name!r} unknown; known: {sorted(feat.PCEN_PRESETS)}") from None
-        return cls(sample_rate, hop_length=hop_length, **params)
+        return cls(sample_rate, hop_length=hop_length, input_scale=input_scale, **params)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         b = self.b
+        if self.input_scale != 1.0:
+            mel = mel * self.input_scale
         state = torch.ones(mel.shape[:-1], dtype=mel.dtype, device=mel.device)
         smooth = []
         for t in range(mel.shape[-1]):
@@ -192,13 +215,14 @@ class PCEN(nn.Module):
 
 
 class Rasta(nn.Module):
-    """RASTA filtering of log features along time (twin of :func:`micmatch.features.rasta`)."""
+    """RASTA filtering of log features along time (twin of :func:`micmatch.features.rasta`).
+
+    Shape: ``(..., n_mels, n_frames)`` -> same (``n_frames >= 5``).
+    """
 
     def __init__(self, pole: float = 0.98) -> None:
         super().__init__()
-        if not 0.0 <= pole < 1.0:
-            raise feat.FeatureError(f"pole={pole} must be in [0, 1) for a stable filter")
-        self.pole = float(pole)
+        self.pole = feat.check_rasta_pole(pole)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         n = features.shape[-1]
@@ -215,7 +239,10 @@ class Rasta(nn.Module):
 
 
 class GlobalNormalize(nn.Module):
-    """GMS / GMSVN with a fitted :class:`~micmatch.features.GlobalNormalizer` (its mean and std as buffers)."""
+    """GMS / GMSVN with a fitted :class:`~micmatch.features.GlobalNormalizer` (its mean and std as buffers).
+
+    Shape: ``(..., n_mels, n_frames)`` -> same.
+    """
 
     def __init__(self, normalizer: feat.GlobalNormalizer) -> None:
         super().__init__()
@@ -232,6 +259,9 @@ class PerDeviceStandardize(nn.Module):
 
     ``forward(features, device_index)`` with ``device_index`` a ``(batch,)`` integer tensor into
     :attr:`devices` (use :meth:`index` to turn names into it).
+
+    Shape: features ``(batch, ..., n_mels, n_frames)`` and ``device_index`` ``(batch,)`` -> features' shape; one
+    item ``(n_mels, n_frames)`` takes a 0-d ``device_index``.
     """
 
     def __init__(self, standardizer: feat.PerDeviceStandardizer) -> None:
@@ -253,6 +283,8 @@ class PerDeviceStandardize(nn.Module):
         return torch.tensor([lookup[d] for d in devices], device=self.mean.device)
 
     def forward(self, features: torch.Tensor, device_index: torch.Tensor) -> torch.Tensor:
+        if features.dim() == 2:
+            return self.forward(features.unsqueeze(0), device_index.reshape(1)).squeeze(0)
         mean = _per_item_tensor(self.mean[device_index], features)
         std = _per_item_tensor(self.std[device_index], features)
         return (features - mean) / std
@@ -268,31 +300,74 @@ def _per_item_tensor(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class _Augmentation(nn.Module):
-    """Draw (numpy, from an explicit generator) then apply (torch). Subclasses define ``draw`` and ``apply``."""
+    """Draw the parameters (numpy, from a generator) then apply them (torch).
 
-    last_params: dict | None = None
+    Subclasses define ``draw(batch_size, *, generator)`` and ``apply_params(x, params)`` on batched input, and
+    set :attr:`item_dims` (the number of dimensions of one unbatched item). ``forward`` adds and removes the batch
+    axis for unbatched input, returns the input unchanged in ``.eval()`` mode, and keeps the parameters it used
+    in :attr:`last_params` (JSON types: log them to replay the batch with ``module(x, params)``).
+    """
+
+    #: Dimensions of one item without a batch axis: 2 for features ``(n_mels, n_frames)``, 1 for waveforms.
+    item_dims = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_params: dict | None = None
 
     def forward(self, x: torch.Tensor, params: Mapping | None = None, *,
                 generator: torch.Generator | np.random.Generator | None = None) -> torch.Tensor:
+        """Augment ``x`` (identity in eval mode).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            A batch, or one item without the batch axis.
+        params : dict, optional
+            Parameters drawn earlier (by :meth:`draw`, the numpy ``draw_*`` function or a logged run): replays
+            them exactly. Drawn from ``generator`` when omitted.
+        generator : torch.Generator or numpy.random.Generator, optional
+            Source of the draw; torch's default generator when omitted (``torch.manual_seed`` reproduces it).
+        """
+        if not self.training:
+            return x
+        unbatched = x.dim() == self.item_dims
+        batch = x.unsqueeze(0) if unbatched else x
         if params is None:
-            params = self.draw(x.shape[0], generator=generator)
+            params = self.draw(batch.shape[0], generator=generator)
         self.last_params = dict(params)
-        return self.apply(x, params)
+        out = self.apply_params(batch, params)
+        return out.squeeze(0) if unbatched else out
+
+    def draw(self, batch_size: int, *, generator=None) -> dict:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
 
 
 class Mixup(_Augmentation):
-    """mixup (twin of :func:`micmatch.augment.apply_mixup`); :meth:`mix_labels` mixes the targets alike."""
+    """mixup (twin of :func:`micmatch.augment.apply_mixup`); :meth:`mix_labels` mixes the targets alike.
 
-    def __init__(self, alpha: float = 0.4, *, domain: str = "log", amin: float = feat.DEFAULT_AMIN) -> None:
+    Each item is mixed with probability ``p`` (the others keep ``lam = 1``).
+
+    Shape: ``(batch, ...)`` -> same; one item without the batch axis (``item_dims`` dimensions: 2 for
+    ``(n_mels, n_frames)``, 1 for a waveform) comes back unchanged.
+    """
+
+    def __init__(self, alpha: float = 0.4, *, domain: str = "log", amin: float = feat.DEFAULT_AMIN, p: float = 1.0,
+                 item_dims: int = 2) -> None:
         super().__init__()
-        if domain not in ("log", "linear"):
-            raise aug.AugmentError(f"domain={domain!r} must be 'log' or 'linear'")
-        self.alpha, self.domain, self.amin = alpha, domain, amin
+        self.domain = validate.one_of(domain, "domain", ("log", "linear"), error=aug.AugmentError)
+        self.alpha = validate.positive_float(alpha, "alpha", error=aug.AugmentError)
+        self.amin = validate.positive_float(amin, "amin", error=aug.AugmentError)
+        self.p = validate.probability(p, error=aug.AugmentError)
+        self.item_dims = validate.positive_int(item_dims, "item_dims", error=aug.AugmentError)
 
-    def draw(self, batch_size: int, *, generator) -> dict:
-        return aug.draw_mixup(numpy_generator(generator), batch_size, alpha=self.alpha)
+    def draw(self, batch_size: int, *, generator=None) -> dict:
+        return aug.draw_mixup(numpy_generator(generator), batch_size, alpha=self.alpha, p=self.p)
 
-    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         lam = torch.as_tensor(params["lam"], dtype=x.dtype, device=x.device).reshape((-1,) + (1,) * (x.dim() - 1))
         perm = torch.as_tensor(params["perm"], dtype=torch.long, device=x.device)
         if self.domain == "log":
@@ -302,7 +377,7 @@ class Mixup(_Augmentation):
 
     @staticmethod
     def mix_labels(labels: torch.Tensor, params: Mapping, *, n_classes: int | None = None) -> torch.Tensor:
-        """Soft targets ``(batch, n_classes)`` from class indices or one-hot labels."""
+        """Soft targets ``(batch, n_classes)`` from class indices ``(batch,)`` or one-hot labels."""
         y = labels
         if y.dim() == 1:
             if n_classes is None:
@@ -324,24 +399,29 @@ def _filter_waveforms(x: torch.Tensor, gain_db: np.ndarray, n_fft: int) -> torch
 
 
 class SyntheticResponse(_Augmentation):
-    """Seed 002's synthetic frequency-response differences (twin of the numpy functions).
+    """Synthetic frequency-response differences (twin of the numpy functions), the augmentation of "Unified
+    Microphone Conversion: Many-to-Many Device Mapping via Feature-wise Linear Modulation".
 
     ``domain="features"`` adds the curves to log-mel features of ``config``; ``domain="waveform"`` filters
-    waveforms at ``config.sample_rate`` (zero phase).
+    waveforms at ``config.sample_rate`` (zero phase). Each item is changed with probability ``p``.
+
+    Shape: features ``(batch, ..., n_mels, n_frames)`` or ``(n_mels, n_frames)``; waveforms
+    ``(batch, ..., n_samples)`` or ``(n_samples,)``; the output has the input's shape.
     """
 
     def __init__(self, config: LogMelConfig, *, domain: str = "features", n_bands=(4, 8),
-                 range_db=(0.0, 10.0)) -> None:
+                 range_db=(0.0, 10.0), p: float = 1.0) -> None:
         super().__init__()
-        if domain not in ("features", "waveform"):
-            raise aug.AugmentError(f"domain={domain!r} must be 'features' or 'waveform'")
-        self.config, self.domain, self.n_bands, self.range_db = config, domain, n_bands, range_db
+        self.domain = validate.one_of(domain, "domain", ("features", "waveform"), error=aug.AugmentError)
+        self.config, self.n_bands, self.range_db = config, n_bands, range_db
+        self.p = validate.probability(p, error=aug.AugmentError)
+        self.item_dims = 2 if domain == "features" else 1
 
-    def draw(self, batch_size: int, *, generator) -> dict:
+    def draw(self, batch_size: int, *, generator=None) -> dict:
         return aug.draw_synthetic_response(numpy_generator(generator), batch_size, n_bands=self.n_bands,
-                                           range_db=self.range_db)
+                                           range_db=self.range_db, p=self.p)
 
-    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         if self.domain == "features":
             return x + _per_item(aug.synthetic_response_offsets(params, self.config), x, trailing=1)
         sr = self.config.sample_rate
@@ -350,34 +430,49 @@ class SyntheticResponse(_Augmentation):
 
 
 class FilterAugment(_Augmentation):
-    """Random per-band dB gains on log-mel features (twin of :func:`micmatch.augment.apply_filter_augment`)."""
+    """Random per-band dB gains on log-mel features (twin of :func:`micmatch.augment.apply_filter_augment`).
 
-    def __init__(self, *, n_bands=(3, 5), gain_db: float = 6.0, mode: str = "step") -> None:
+    Each item is changed with probability ``p``.
+
+    Shape: ``(batch, ..., n_mels, n_frames)`` or ``(n_mels, n_frames)`` -> same.
+    """
+
+    def __init__(self, *, n_bands=(3, 5), gain_db: float = 6.0, mode: str = "step", p: float = 1.0) -> None:
         super().__init__()
-        self.n_bands, self.gain_db, self.mode = n_bands, gain_db, mode
+        self.mode = validate.one_of(mode, "mode", ("step", "linear"), error=aug.AugmentError)
+        self.gain_db = validate.positive_float(gain_db, "gain_db", error=aug.AugmentError)
+        self.n_bands = n_bands
+        self.p = validate.probability(p, error=aug.AugmentError)
 
-    def draw(self, batch_size: int, *, generator) -> dict:
+    def draw(self, batch_size: int, *, generator=None) -> dict:
         return aug.draw_filter_augment(numpy_generator(generator), batch_size, n_bands=self.n_bands,
-                                       gain_db=self.gain_db, mode=self.mode)
+                                       gain_db=self.gain_db, mode=self.mode, p=self.p)
 
-    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         return x + _per_item(aug.filter_augment_offsets(params, x.shape[-2]), x, trailing=1)
 
 
 class ParametricEQ(_Augmentation):
-    """Random peaking EQs on waveforms (twin of :func:`micmatch.augment.apply_parametric_eq`)."""
+    """Random peaking EQs on waveforms (twin of :func:`micmatch.augment.apply_parametric_eq`).
+
+    Each item is changed with probability ``p``.
+
+    Shape: ``(batch, ..., n_samples)`` or ``(n_samples,)`` -> same.
+    """
+
+    item_dims = 1
 
     def __init__(self, sample_rate: int, *, n_filters=(1, 3), gain_db: float = 6.0,
-                 freq_range_hz=(100.0, 8000.0), q_range=(0.5, 3.0)) -> None:
+                 freq_range_hz=(100.0, 8000.0), q_range=(0.5, 3.0), p: float = 1.0) -> None:
         super().__init__()
-        self.sample_rate = sample_rate
+        self.sample_rate = validate.positive_int(sample_rate, "sample_rate", error=aug.AugmentError)
         self.options = {"n_filters": n_filters, "gain_db": gain_db, "freq_range_hz": freq_range_hz,
-                        "q_range": q_range}
+                        "q_range": q_range, "p": validate.probability(p, error=aug.AugmentError)}
 
-    def draw(self, batch_size: int, *, generator) -> dict:
+    def draw(self, batch_size: int, *, generator=None) -> dict:
         return aug.draw_parametric_eq(numpy_generator(generator), batch_size, self.sample_rate, **self.options)
 
-    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         if int(params["sample_rate"]) != self.sample_rate:
             raise aug.AugmentError(f"the EQ was drawn for sample_rate={params['sample_rate']} but this module runs "
                                    f"at {self.sample_rate}; draw it again for this rate")
@@ -389,18 +484,24 @@ class DeviceIR(_Augmentation):
     """Device impulse-response augmentation (twin of :class:`micmatch.augment.DeviceIRAugment`).
 
     IRs are loaded at ``sample_rate`` (resampled once, cached) on first use; convolution runs on the batch's
-    device via FFT; the delay is compensated and each item keeps its length and RMS level.
+    device via FFT; the delay is compensated and each item keeps its length and RMS level. Each item is
+    convolved with probability ``p``.
+
+    Shape: ``(batch, ..., n_samples)`` or ``(n_samples,)`` -> same.
     """
+
+    item_dims = 1
 
     def __init__(self, irs, sample_rate: int, *, p: float = 0.5) -> None:
         super().__init__()
         self.numpy = aug.DeviceIRAugment(irs, p=p)
-        self.sample_rate = sample_rate
+        self.sample_rate = validate.positive_int(sample_rate, "sample_rate", error=aug.AugmentError)
+        self.p = self.numpy.p
 
-    def draw(self, batch_size: int, *, generator) -> dict:
+    def draw(self, batch_size: int, *, generator=None) -> dict:
         return self.numpy.draw(numpy_generator(generator), batch_size)
 
-    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         out = x.clone()
         n = x.shape[-1]
         for i, path in enumerate(params["ir"]):
@@ -419,16 +520,23 @@ class DeviceIR(_Augmentation):
 
 
 class FreqMixStyle(_Augmentation):
-    """Freq-MixStyle (twin of :func:`micmatch.augment.apply_freq_mixstyle`)."""
+    """Freq-MixStyle (twin of :func:`micmatch.augment.apply_freq_mixstyle`); the batch is mixed with probability
+    ``p``.
+
+    Shape: ``(batch, ..., n_mels, n_frames)`` -> same; one item ``(n_mels, n_frames)`` comes back unchanged
+    (it has no partner to mix with).
+    """
 
     def __init__(self, *, p: float = 0.5, alpha: float = 0.3, eps: float = aug.MIXSTYLE_EPS) -> None:
         super().__init__()
-        self.p, self.alpha, self.eps = p, alpha, eps
+        self.p = validate.probability(p, error=aug.AugmentError)
+        self.alpha = validate.positive_float(alpha, "alpha", error=aug.AugmentError)
+        self.eps = validate.positive_float(eps, "eps", error=aug.AugmentError)
 
-    def draw(self, batch_size: int, *, generator) -> dict:
+    def draw(self, batch_size: int, *, generator=None) -> dict:
         return aug.draw_freq_mixstyle(numpy_generator(generator), batch_size, p=self.p, alpha=self.alpha)
 
-    def apply(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         if not params["apply"]:
             return x
         if x.dim() < 3:
