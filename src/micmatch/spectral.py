@@ -156,9 +156,11 @@ class LogPowerAccumulator:
         self._window = analysis_window(self.n_fft, scale=self.scale)
         self._tail: np.ndarray | None = None
         self._floor_power = float(np.float32(10.0 ** (self.floor_db / 10.0)))
-        # Level of a frame from its power sum: level_db = 10 log10(two_sided * self._level_k).
+        # Level of a frame from its power sum: level_db = 10 log10(two_sided * self._level_k). The spectrum is
+        # already in full-scale units (the sample format's scale is folded into the window), so the level constant
+        # uses the normalised window alone: dividing by scale**2 again would put a 16-bit file's gate ~90 dB off.
         w = self._window.astype(np.float64) / self.scale
-        self._level_k = 1.0 / (self.n_fft * np.sum(w * w) * self.scale**2)
+        self._level_k = 1.0 / (self.n_fft * np.sum(w * w))
         self._gate_sum = None if self.gate_db is None else 10.0 ** (self.gate_db / 10.0) / self._level_k
         self._n_seen = 0
         if self.relative_gate_db is None:
