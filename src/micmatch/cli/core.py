@@ -11,6 +11,7 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, MicmatchError
+from micmatch.outputs import locked, prepare_output, prepare_output_dir
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
 
@@ -24,6 +25,15 @@ def _collect_files(inputs: tuple[str, ...]) -> list[Path]:
     if not files:
         raise AudioError(f"no audio files found in: {', '.join(inputs)}")
     return files
+
+
+def _file_error(path, exc: BaseException) -> str:
+    """One line for a file that failed: the project's message, or the OS's reason, naming the file once."""
+    if isinstance(exc, MicmatchError):
+        message = str(exc)
+    else:
+        message = getattr(exc, "strerror", None) or str(exc)
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def _progress_enabled() -> bool:
@@ -86,6 +96,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     from micmatch.estimate import label_devices, profile_files
     from micmatch.response import ResponseSet, SpectralConfig
 
+    prepare_output(output, inputs)
     files = _collect_files(inputs)
     labels, problems = label_devices(files, device_from)
     for p in problems:
@@ -104,11 +115,12 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
                                         progress=_progress_enabled())
     for fail in failures:
         _fail_line(str(fail))
-    if merge_into:
-        responses = ResponseSet.load(merge_into).merge(responses)
-    if len(responses) == 0:
+    if len(responses) == 0 and not merge_into:
         raise MicmatchError("no usable recordings: nothing was written")
-    responses.save(output)
+    with locked(*([output, merge_into] if merge_into else [output])):  # no concurrent writer's update is lost
+        if merge_into:
+            responses = ResponseSet.load(merge_into).merge(responses)
+        responses.save(output)
     n_files = Counter(d for _, d in labelled)
     click.echo(f"wrote {output}: {len(responses)} device(s) at {sample_rate} Hz, n_fft={n_fft}, hop={hop_length}")
     for name, dev in responses.items():
@@ -160,13 +172,18 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
               help="If the corrected audio exceeds full scale in an integer format: write 32-bit float instead "
                    "(with a warning), scale the file down to -0.1 dBFS, or clip (with a count).")
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the corrected files (same names as the inputs; subfolders of input folders kept).")
+              help="Folder for the corrected files (same names as the inputs; subfolders of input folders kept). "
+                   "It may lie inside an input folder: it is then left out of the input walk.")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume an interrupted batch: keep outputs that already exist (outputs appear only when "
+                   "complete) and correct only the missing ones.")
 def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, method, n_taps, phase,
-            overs, output_dir):
+            overs, output_dir, skip_existing):
     """Correct recordings of one device so they sound as if the reference device made them.
 
     Outputs keep the input's format and subtype. Inputs are never modified; each output appears only when
-    complete. Files that fail are reported and skipped; the exit code is then 1.
+    complete, so an interrupted batch rerun with --skip-existing corrects only what is missing. Files that fail
+    are reported and skipped; the exit code is then 1.
 
     \b
     Example:
@@ -174,33 +191,41 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     """
     from micmatch.correct import correct_file
 
+    exclude = prepare_output_dir(output_dir, inputs)
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
-    targets = _output_paths(inputs, Path(output_dir))
+    targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
     failures = 0
     from tqdm.auto import tqdm
 
-    for src, dst in tqdm(targets, desc="correcting", unit="file", disable=not _progress_enabled(), file=sys.stderr):
+    n_skipped = 0
+    if skip_existing:
+        todo = [(src, dst) for src, dst in targets if not dst.is_file()]
+        n_skipped = len(targets) - len(todo)
+    else:
+        todo = targets
+    for src, dst in tqdm(todo, desc="correcting", unit="file", disable=not _progress_enabled(), file=sys.stderr):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 correct_file(src, dst, corr, method=method, n_taps=n_taps, phase=phase, overs=overs)
             for w in caught:
                 click.echo(f"micmatch: warning: {w.message}", err=True)
-        except MicmatchError as exc:
+        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
             failures += 1
-            _fail_line(str(exc))
-    click.echo(f"corrected {len(targets) - failures}/{len(targets)} file(s) from {device} to {reference} "
-               f"({method}) into {output_dir}")
+            _fail_line(_file_error(src, exc))
+    skipped = f" ({n_skipped} already there, skipped)" if n_skipped else ""
+    click.echo(f"corrected {len(todo) - failures}/{len(targets)} file(s) from {device} to {reference} "
+               f"({method}) into {output_dir}{skipped}")
     if failures:
         sys.exit(1)
 
 
-def _output_paths(inputs: tuple[str, ...], outdir: Path) -> list[tuple[Path, Path]]:
+def _output_paths(inputs: tuple[str, ...], outdir: Path, *, exclude=()) -> list[tuple[Path, Path]]:
     pairs: list[tuple[Path, Path]] = []
     seen: dict[Path, Path] = {}
     for item in inputs:
         root = Path(item)
-        files = audio_io.find_audio_files([root])
+        files = audio_io.find_audio_files([root], exclude=exclude)
         for f in files:
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
             dst = outdir / rel
@@ -238,6 +263,7 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
     """
     from micmatch.correct import export
 
+    prepare_output(output, [responses_path])
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
     options = {"n_taps": n_taps, "phase": phase} if fmt == "wav" else {}
     path = export(corr, output, fmt, **options)
@@ -263,6 +289,7 @@ def plot_cmd(responses_path, output, reference, smoothing):
 
     if Path(output).suffix.lower() not in PLOT_SUFFIXES:
         raise click.BadParameter(f"{output}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint="'-o'")
+    prepare_output(output, [responses_path])
     responses = ResponseSet.load(responses_path)
     if reference is not None:
         responses[reference]  # unknown names fail here with the list of known ones
@@ -289,6 +316,7 @@ def demo(output_dir, clips, seed):
     """
     from micmatch.demo import run_demo
 
+    prepare_output_dir(output_dir, [])
     report = run_demo(Path(output_dir), n_clips=clips, seed=seed, progress=_progress_enabled(),
                       echo=lambda s: click.echo(s))
     click.echo(f"report: {report}")

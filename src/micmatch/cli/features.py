@@ -85,7 +85,7 @@ def _fitted(normalization: str, items, devices, cfg, normalizer_path):
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")
 @click.option("--fmax", type=float, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
 @click.option("--n-ceps", type=int, default=None, help="Cepstral coefficients kept by --normalization cms.")
-@click.option("--duration-s", type=float, default=None,
+@click.option("--duration-s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Crop or zero-pad every clip to this duration, so every item has the same number of frames.")
 @click.option("--device-from", default="dir", show_default=True,
               help="Device label of each file (stored; used by per-device and --responses): 'dir', "
@@ -97,9 +97,12 @@ def _fitted(normalization: str, items, devices, cfg, normalizer_path):
               help="Use this fitted normalizer (per-device, gms, gmsvn) instead of fitting on INPUTS (test sets).")
 @click.option("--save-normalizer", type=click.Path(dir_okay=False), default=None,
               help="Write the normalizer fitted on INPUTS here (JSON), to apply it to other sets later.")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume: if the output file already exists (outputs appear only when complete), do nothing.")
 @click.pass_context
 def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, hop_length, n_mels, fmin, fmax,
-             n_ceps, duration_s, device_from, responses, reference, normalizer_path, save_normalizer):
+             n_ceps, duration_s, device_from, responses, reference, normalizer_path, save_normalizer,
+             skip_existing):
     """Compute log-mel features of audio files with one normalization and save them in one .npz file.
 
     The .npz holds 'features' (float32, all files concatenated along time: (n_bands, total_frames)),
@@ -117,7 +120,15 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     from tqdm.auto import tqdm
 
     from micmatch.estimate import label_devices
+    from micmatch.outputs import prepare_output
 
+    read = [*inputs, *(p for p in (responses, normalizer_path) if p)]
+    prepare_output(output, read)
+    if save_normalizer:
+        prepare_output(save_normalizer, read, option="--save-normalizer")
+    if skip_existing and Path(output).is_file() and (not save_normalizer or Path(save_normalizer).is_file()):
+        click.echo(f"{output} exists: skipped (--skip-existing)", err=True)
+        return
     files = audio_io.find_audio_files(inputs)
     if not files:
         raise AudioError(f"no audio files found in: {', '.join(inputs)}")
@@ -150,9 +161,10 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         try:
             x = _extract(path, cfg, resample=resample, duration_s=duration_s, normalization=normalization,
                          n_ceps=n_ceps, offset_db=offsets_db.get(label))
-        except MicmatchError as exc:
+        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
             failed += 1
-            _fail_line(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            msg = str(exc) if isinstance(exc, MicmatchError) else (exc.strerror or str(exc))
+            _fail_line(msg if str(path) in msg else f"{path}: {msg}")
             continue
         kept.append(path)
         items.append(x)
