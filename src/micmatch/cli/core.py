@@ -11,7 +11,7 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, MicmatchError
-from micmatch.outputs import locked, prepare_output, prepare_output_dir
+from micmatch.outputs import prepare_output, prepare_output_dir, save_responses
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
 
@@ -94,7 +94,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
       micmatch profile takes/ -o responses.json --device-from 'regex:_(?P<device>[a-z]+)\\.wav$'
     """
     from micmatch.estimate import label_devices, profile_files
-    from micmatch.response import ResponseSet, SpectralConfig
+    from micmatch.response import SpectralConfig
 
     prepare_output(output, inputs)
     files = _collect_files(inputs)
@@ -117,10 +117,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         _fail_line(str(fail))
     if len(responses) == 0 and not merge_into:
         raise MicmatchError("no usable recordings: nothing was written")
-    with locked(*([output, merge_into] if merge_into else [output])):  # no concurrent writer's update is lost
-        if merge_into:
-            responses = ResponseSet.load(merge_into).merge(responses)
-        responses.save(output)
+    responses = save_responses(responses, output, merge_from=merge_into)  # locked: no concurrent update is lost
     n_files = Counter(d for _, d in labelled)
     click.echo(f"wrote {output}: {len(responses)} device(s) at {sample_rate} Hz, n_fft={n_fft}, hop={hop_length}")
     for name, dev in responses.items():

@@ -10,7 +10,7 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
-from micmatch.outputs import locked, prepare_output
+from micmatch.outputs import prepare_output, save_responses
 from micmatch.response import ResponseSet
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
@@ -23,12 +23,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 def _write_responses(responses: ResponseSet, output: str, append: bool) -> ResponseSet:
     """Merge into an existing file when asked, then save atomically; the read-merge-write holds the file's lock,
     so concurrent ``--append`` writers all keep their devices."""
-    out = Path(output)
-    with locked(out):
-        if append and out.exists():
-            responses = ResponseSet.load(out).merge(responses)
-        responses.save(out)
-    return responses
+    return save_responses(responses, output, merge_from=output if append else None)
 
 
 def _check_plot_path(plot_path: str | None, inputs) -> None:
