@@ -123,7 +123,6 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    import os
 
     try:
         with open(f"/proc/{pid}/stat") as fh:
