@@ -82,10 +82,10 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], *,
             found.append(path)
         else:
             raise AudioError(f"{path}: no such file or directory")
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique = []
     for p in found:
-        key = p.resolve()
+        key = os.path.abspath(p)  # the same path named twice; a symlink is its own entry (its folder is its label)
         if key not in seen:
             seen.add(key)
             unique.append(p)
@@ -98,7 +98,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     try:
         i = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot read audio ({_reason(exc)})") from None
+        raise AudioError(f"{path}: cannot read audio ({_reason(exc, path)})") from None
     if i.frames <= 0:
         raise AudioError(f"{path}: file holds no samples")
     if i.samplerate <= 0:
@@ -129,18 +129,27 @@ def _truncated_chunk(log: str) -> tuple[int, int] | None:
 
 def first_sample_rate(paths: Iterable[str | os.PathLike]) -> int:
     """The sample rate of the first readable file (unreadable ones are skipped: a batch reports them later)."""
+    first = None
     for p in paths:
         try:
             return info(p).sample_rate
-        except AudioError:
+        except AudioError as exc:
+            first = first or exc
             continue
-    raise AudioError("none of the input files can be read")
+    raise AudioError("none of the input files can be read" + (f"; the first: {first}" if first else ""))
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, path: Path | None = None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libsndfile messages repeat the path; keep the reason only.
-    return text.split(": ", 1)[-1] if "Error opening" in text else text
+    text = text.split(": ", 1)[-1] if "Error opening" in text else text
+    if path is not None and "System error" in text:  # libsndfile hides the OS's reason (permission, a folder...)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as os_exc:
+            return os_exc.strerror or text
+    return text
 
 
 def _channels(block: np.ndarray, channels: str) -> np.ndarray:

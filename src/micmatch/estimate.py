@@ -235,7 +235,9 @@ def label_devices(paths: Sequence[str | os.PathLike], device_from: str) -> tuple
     problems: list[str] = []
     if device_from == "dir":
         for p in paths:
-            labels.append(p.resolve().parent.name or None)
+            # The folder as the path names it (made absolute, not resolved): a symlink in laptop/ pointing into
+            # studio/ is a laptop file, as the user laid it out.
+            labels.append(Path(os.path.abspath(p)).parent.name or None)
     elif device_from.startswith("name:"):
         name = device_from[5:]
         if not name:

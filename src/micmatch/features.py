@@ -563,6 +563,11 @@ def _read_normalizer(path: str | os.PathLike) -> dict:
     if doc.get("format_version") != FORMAT_VERSION:
         raise ProfileError(f"{path}: format_version={doc.get('format_version')!r} is not supported "
                            f"(this micmatch reads version {FORMAT_VERSION})")
+    from micmatch.jsoncheck import first_non_finite
+
+    where = first_non_finite(doc)
+    if where is not None:  # NaN statistics would silently turn every feature into NaN
+        raise ProfileError(f"{path}: {where} is NaN, infinite or too large; refit the normalizer")
     return doc
 
 

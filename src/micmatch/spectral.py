@@ -152,6 +152,12 @@ class LogPowerAccumulator:
     use_kernel: bool = True
 
     def __post_init__(self) -> None:
+        if self.gate_db is not None and not np.isfinite(self.gate_db):
+            raise ParameterError(f"gate_db={self.gate_db} must be a finite level in dB (or None to disable it)")
+        if self.relative_gate_db is not None and not (np.isfinite(self.relative_gate_db)
+                                                      and self.relative_gate_db >= 0):
+            raise ParameterError(f"relative_gate_db={self.relative_gate_db} must be a finite number of dB >= 0 "
+                                 f"(or None to disable it)")
         n_bins = self.n_fft // 2 + 1
         self._window = analysis_window(self.n_fft, scale=self.scale)
         self._tail: np.ndarray | None = None

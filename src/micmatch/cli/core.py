@@ -41,15 +41,51 @@ def _progress_enabled() -> bool:
 
 
 # Option checks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
+#: Largest FFT size and FIR length accepted (far beyond any use; larger ones only exhaust memory).
+MAX_N_FFT = 1 << 24
+MAX_N_TAPS = (1 << 20) + 1
+
+
 def _even_n_fft(ctx, param, value: int) -> int:
-    if value < 16 or value % 2:
-        raise click.BadParameter(f"{value} must be an even integer >= 16")
+    from micmatch.resources import check_memory, stats_bytes
+
+    if value < 16 or value % 2 or value > MAX_N_FFT:
+        raise click.BadParameter(f"{value} must be an even integer between 16 and {MAX_N_FFT}")
+    try:
+        check_memory(stats_bytes(value), f"--n-fft {value}")
+    except MicmatchError as exc:
+        raise click.BadParameter(str(exc)) from None
     return value
 
 
 def _odd_n_taps(ctx, param, value: int) -> int:
-    if value < 3 or value % 2 == 0:
-        raise click.BadParameter(f"{value} must be an odd integer >= 3 (a linear-phase type I filter)")
+    if value < 3 or value % 2 == 0 or value > MAX_N_TAPS:
+        raise click.BadParameter(f"{value} must be an odd integer between 3 and {MAX_N_TAPS} (a linear-phase "
+                                 f"type I filter)")
+    return value
+
+
+def _check_fir_memory(n_taps: int, corr, method: str = "fir") -> None:
+    """The FIR design's memory grows with n_taps times the number of bins: check before designing."""
+    from micmatch.resources import check_memory, fir_design_bytes
+
+    if method == "fir":
+        check_memory(fir_design_bytes(n_taps, corr.gain_db.size), f"--n-taps {n_taps}")
+
+
+def _finite_level(ctx, param, value: float) -> float:
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} must be a finite level in dB")
+    return value
+
+
+def _relative_gate(ctx, param, value: float) -> float:
+    import math
+
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value} must be a finite number of dB >= 0 (0 disables the relative gate)")
     return value
 
 
@@ -71,9 +107,9 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 @click.option("--resample", is_flag=True, help="Resample files at other rates to the analysis rate (soxr).")
 @click.option("--channels", type=click.Choice(["mix", "first", "each"]), default="mix", show_default=True,
               help="Multichannel files: average the channels, take the first, or count each channel's frames.")
-@click.option("--gate-db", default=-80.0, show_default=True,
+@click.option("--gate-db", default=-80.0, show_default=True, callback=_finite_level,
               help="Frames quieter than this (windowed RMS, dB re full scale) are not counted.")
-@click.option("--relative-gate-db", default=30.0, show_default=True,
+@click.option("--relative-gate-db", default=30.0, show_default=True, callback=_relative_gate,
               help="Frames more than this many dB below a file's loudest frame are not counted (keeps pauses, "
                    "which hold only the device's noise, out of the estimate); 0 disables it.")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
@@ -190,6 +226,7 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
 
     exclude = prepare_output_dir(output_dir, inputs)
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
+    _check_fir_memory(n_taps, corr, method)
     targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
     failures = 0
     from tqdm.auto import tqdm
@@ -262,6 +299,7 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
 
     prepare_output(output, [responses_path])
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
+    _check_fir_memory(n_taps, corr, "fir" if fmt == "wav" else "none")
     options = {"n_taps": n_taps, "phase": phase} if fmt == "wav" else {}
     path = export(corr, output, fmt, **options)
     click.echo(f"wrote {path} ({fmt}, {device} -> {reference})")

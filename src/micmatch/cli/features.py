@@ -79,7 +79,7 @@ def _fitted(normalization: str, items, devices, cfg, normalizer_path):
                    "(per-device standardization); gms / gmsvn (global mean / mean-and-variance normalization).")
 @click.option("--sample-rate", type=int, default=None, help="Feature rate in Hz. Default: the first file's rate.")
 @click.option("--resample", is_flag=True, help="Resample files at other rates (otherwise they are reported).")
-@click.option("--n-fft", default=2048, show_default=True, help="FFT size (samples).")
+@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24), help="FFT size (samples).")
 @click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
 @click.option("--n-mels", default=128, show_default=True, help="Mel bands.")
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")

@@ -3,6 +3,7 @@ recordings of the same sound)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import click
 from micmatch import audio as audio_io
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
 from micmatch.outputs import prepare_output, save_responses
+from micmatch.resources import check_memory
 from micmatch.response import ResponseSet
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
@@ -37,11 +39,13 @@ def _check_plot_path(plot_path: str | None, inputs) -> None:
 
 @click.command(**COMMON)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="WAV file to write.")
-@click.option("--duration", "duration_s", default=5.0, show_default=True, help="Sweep length (s), silences excluded.")
+@click.option("--duration", "duration_s", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Sweep length (s), silences excluded.")
 @click.option("--f-start", "f_start_hz", default=20.0, show_default=True, help="Start frequency (Hz).")
 @click.option("--f-end", "f_end_hz", type=float, default=None, help="End frequency (Hz). Default: 0.48 x sample rate.")
 @click.option("--level", "level_db", default=-6.0, show_default=True, help="Peak level (dB re full scale).")
-@click.option("--sample-rate", default=48000, show_default=True, help="Sample rate (Hz).")
+@click.option("--sample-rate", default=48000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Sample rate (Hz).")
 @click.option("--fade-in", "fade_in_s", default=0.05, show_default=True, help="Fade-in (s).")
 @click.option("--fade-out", "fade_out_s", default=0.01, show_default=True, help="Fade-out (s).")
 @click.option("--silence-before", "silence_before_s", default=0.0, show_default=True, help="Leading silence (s).")
@@ -60,6 +64,10 @@ def sweep(output, duration_s, f_start_hz, f_end_hz, level_db, sample_rate, fade_
     from micmatch.measure import exponential_sweep
 
     prepare_output(output)
+    total_s = duration_s + max(silence_before_s, 0.0) + max(silence_after_s, 0.0)
+    if not math.isfinite(total_s):
+        raise click.BadParameter(f"{total_s} s is not a finite length", param_hint="'--duration'")
+    check_memory(total_s * sample_rate * 8 * 6, f"--duration {duration_s:g} at {sample_rate} Hz")
     signal = exponential_sweep(sample_rate, duration_s=duration_s, f_start_hz=f_start_hz, f_end_hz=f_end_hz,
                                level_db=level_db, fade_in_s=fade_in_s, fade_out_s=fade_out_s,
                                silence_before_s=silence_before_s, silence_after_s=silence_after_s)
@@ -74,7 +82,7 @@ def sweep(output, duration_s, f_start_hz, f_end_hz, level_db, sample_rate, fade_
 @click.option("--impulse", is_flag=True, help="The recording holds one or more clicks/impulses instead of a sweep.")
 @click.option("--device", required=True, help="Device name to store the response under.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Responses JSON to write.")
-@click.option("--n-fft", default=2048, show_default=True,
+@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24),
               help="FFT size of the response; use the n_fft of the responses you combine it with.")
 @click.option("--pre-ms", default=5.0, show_default=True, help="Time kept before the response peak (ms).")
 @click.option("--append", is_flag=True, help="Merge into the existing output file instead of replacing it.")
@@ -126,7 +134,7 @@ def measure(recording, sweep_path, impulse, device, output, n_fft, pre_ms, appen
 @click.option("--device-name", "device_names", multiple=True,
               help="Device name: once (every DEVICE file is that device) or once per DEVICE file. "
                    "Default: each file's name without extension.")
-@click.option("--n-fft", default=2048, show_default=True, help="FFT size (samples).")
+@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24), help="FFT size (samples).")
 @click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
 @click.option("--max-offset", "max_offset_s", type=float, default=None, help="Largest offset searched for (s).")
 @click.option("--resample", is_flag=True, help="Resample device files at another rate to the reference's.")
