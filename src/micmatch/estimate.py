@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import warnings
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -51,8 +52,15 @@ def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, conf
     n_seen = n_frames + sum(r[3] for r in results)
     if n_seen == 0:
         raise AudioError(f"{name}: {n_samples} samples is shorter than one analysis frame (n_fft={config.n_fft})")
+    n_dc = sum(a.n_dc for a in accs)
+    if n_frames == 0 and n_dc:
+        raise AudioError(f"{name}: DC only: {n_dc} of {n_seen} frames are a constant offset (0 Hz) and the rest "
+                         f"is below the silence gate; nothing to estimate from")
     if n_frames == 0:
         raise AudioError(f"{name}: silent: no frame is above the silence gate ({config.gate_db} dBFS)")
+    if n_dc:
+        warnings.warn(f"{name}: {n_dc} of {n_seen} frames are dominated by a DC offset (0 Hz) and were not "
+                      f"counted; remove the offset (high-pass) to use them", stacklevel=3)
     return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1)
 
 

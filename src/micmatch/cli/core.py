@@ -151,6 +151,8 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
                                         progress=_progress_enabled())
     for fail in failures:
         _fail_line(str(fail))
+    if resample:
+        _mark_device_bands(responses, labelled, sample_rate)
     if len(responses) == 0 and not merge_into:
         raise MicmatchError("no usable recordings: nothing was written")
     responses = save_responses(responses, output, merge_from=merge_into)  # locked: no concurrent update is lost
@@ -163,6 +165,38 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if bad:
         click.echo(f"{bad} file(s) could not be used (listed above)", err=True)
         sys.exit(1)
+
+
+def _mark_device_bands(responses, labelled, sample_rate: int) -> None:
+    """Store each device's recorded band (``meta['band_hz']``: half its lowest source rate) when it ends below the
+    analysis band, and warn: above it the estimate holds only resampling silence, and corrections stay at 0 dB."""
+    lowest: dict[str, int] = {}
+    for path, device in labelled:
+        try:
+            rate = audio_io.info(path).sample_rate
+        except MicmatchError:
+            continue  # already reported by the batch
+        lowest[device] = min(rate, lowest.get(device, rate))
+    for device, rate in lowest.items():
+        if device in responses and rate < sample_rate:
+            responses[device].meta["band_hz"] = rate / 2
+            click.echo(f"micmatch: warning: {device}: recorded at {rate} Hz, so its band ends at {rate / 2:g} Hz, "
+                       f"below the analysis band ({sample_rate / 2:g} Hz); corrections are 0 dB above it", err=True)
+
+
+def _band_limited(corr, responses):
+    """0 dB correction above the narrower recorded band of the two devices (``meta['band_hz']``), not a boost of
+    resampling silence up to the clamp."""
+    import dataclasses
+
+    import numpy as np
+
+    bands = [float(responses[name].meta["band_hz"]) for name in (corr.device, corr.reference)
+             if name in responses and "band_hz" in responses[name].meta]
+    if not bands or min(bands) >= corr.sample_rate / 2:
+        return corr
+    gain = np.where(corr.frequencies > min(bands), 0.0, corr.gain_db)
+    return dataclasses.replace(corr, gain_db=gain)
 
 
 def _correction_options(func):
@@ -189,8 +223,9 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
     from micmatch.response import ResponseSet
 
     responses = ResponseSet.load(responses_path)
-    return correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
+    corr = correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
                             smoothing_octaves=smoothing)
+    return _band_limited(corr, responses)
 
 
 @click.command(**COMMON)
