@@ -21,8 +21,8 @@ from __future__ import annotations
 import csv
 import functools
 import os
-import warnings
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,8 +31,18 @@ import numpy as np
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, CorpusError, ParameterError
 from micmatch.parallel import FileFailure, map_files
-from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
+from micmatch.response import (
+    DeviceResponse,
+    LogSpectrumStats,
+    ResponseSet,
+    SpectralConfig,
+)
+from micmatch.spectral import (
+    DEFAULT_FLOOR_DB,
+    DEFAULT_GATE_DB,
+    DEFAULT_RELATIVE_GATE_DB,
+    LogPowerAccumulator,
+)
 
 #: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first
 #: (``first``), or every channel's frames counted as frames of the device (``each``).
