@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def run(*args):
 class Workspace:
     """Recordings of two devices, their responses file and a sweep, plus builders of the bad inputs."""
 
-    fast = ["--n-fft", 256, "--hop", 64]
+    fast: ClassVar[list] = ["--n-fft", 256, "--hop", 64]
 
     def __init__(self, root):
         self.root = root
