@@ -503,8 +503,11 @@ class BandStats:
 
     @classmethod
     def from_json(cls, doc: Mapping) -> BandStats:
-        return cls(np.asarray(doc["sum"], dtype=np.float64), np.asarray(doc["sum_sq"], dtype=np.float64),
-                   int(doc["count"]))
+        from micmatch.jsoncheck import as_float_array, as_int
+
+        total = as_float_array(doc["sum"], "sum", lo=-np.inf, hi=np.inf)
+        squares = as_float_array(doc["sum_sq"], "sum_sq", size=total.size, lo=0.0, hi=np.inf)
+        return cls(total, squares, as_int(doc["count"], "count", lo=1, hi=10**15))
 
 
 def _config_dict(config: LogMelConfig | Mapping) -> dict:
