@@ -1,7 +1,7 @@
 """Checks on numbers read from JSON files (responses, normalizers): type, integrality, finiteness and range.
 
 Python's ``json`` accepts ``NaN``, ``Infinity`` and integers of any size, and a list may hold objects where numbers
-belong. Each check here raises ``ValueError`` with a message naming the field, which the loader turns into its
+belong. Each check here raises ``TypeError`` (wrong type) or ``ValueError`` (wrong value) with a message naming the field, which the loader turns into its
 own error naming the file (``ProfileError`` and the like), so a bad file is one line, never a traceback or a
 silent wrong answer.
 """
@@ -19,11 +19,9 @@ MAX_ABS_DB = 1000.0
 
 def as_int(value: object, field: str, *, lo: int, hi: int) -> int:
     """An integer in ``[lo, hi]``; a float is accepted only when integral (``16000.0``), never ``16000.7``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{field}={value!r} must be an integer")
-    if isinstance(value, Integral):
-        number = int(value)
-    elif isinstance(value, Real) and math.isfinite(float(value)) and float(value).is_integer():
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{field}={_short(value)} must be an integer")
+    if isinstance(value, Integral) or (math.isfinite(float(value)) and float(value).is_integer()):
         number = int(value)
     else:
         raise ValueError(f"{field}={_short(value)} must be an integer")
@@ -35,7 +33,7 @@ def as_int(value: object, field: str, *, lo: int, hi: int) -> int:
 def as_float(value: object, field: str, *, lo: float = -MAX_ABS_DB, hi: float = MAX_ABS_DB) -> float:
     """A finite real number in ``[lo, hi]``."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{field}={_short(value)} must be a number")
+        raise TypeError(f"{field}={_short(value)} must be a number")
     try:
         number = float(value)
     except OverflowError:
@@ -51,9 +49,9 @@ def as_float_array(value: object, field: str, *, size: int | None = None, lo: fl
                    hi: float = MAX_ABS_DB) -> np.ndarray:
     """A 1-D list of finite numbers in ``[lo, hi]`` (of ``size`` items when given), as float64."""
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"{field} must be a list of numbers")
+        raise TypeError(f"{field} must be a list of numbers")
     if any(isinstance(v, bool) or not isinstance(v, Real) for v in value):
-        raise ValueError(f"{field} must hold only numbers")
+        raise TypeError(f"{field} must hold only numbers")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except OverflowError:

@@ -29,8 +29,18 @@ import numpy as np
 
 from micmatch import jsoncheck as jc
 from micmatch.audio import atomic_path
-from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError, UnknownDeviceError
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, frequencies
+from micmatch.errors import (
+    ConfigMismatchError,
+    ParameterError,
+    ProfileError,
+    UnknownDeviceError,
+)
+from micmatch.spectral import (
+    DEFAULT_FLOOR_DB,
+    DEFAULT_GATE_DB,
+    DEFAULT_RELATIVE_GATE_DB,
+    frequencies,
+)
 
 FORMAT = "micmatch.responses"
 FORMAT_VERSION = 1
@@ -335,7 +345,7 @@ class ResponseSet(Mapping):
         if freqs is not None:
             try:
                 f = jc.as_float_array(freqs, "frequencies_hz", lo=0.0, hi=config.sample_rate / 2 + 1)
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 raise bad(str(exc)) from None
             if f.shape != (config.n_bins,) or not np.allclose(f, config.frequencies, atol=1e-3):
                 raise bad("frequencies_hz does not match sample_rate and n_fft")
