@@ -263,3 +263,19 @@ def test_interrupted_batch_resumes_with_identical_outputs(batch, tmp_path, sig):
     assert r.exit_code == 0, r.output
     assert f"({len(done)} already there, skipped)" in r.stdout
     assert _tree(out) == reference  # identical outputs, and no stray file (a SIGKILL's staging file is removed)
+
+
+def test_features_skip_existing_keeps_a_complete_output(recordings, tmp_path):
+    out = tmp_path / "f.npz"
+    args = ("features", recordings, "-o", out, "--n-fft", 256, "--hop", 64, "--n-mels", 16)
+    assert run(*args).exit_code == 0
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    r = run(*args, "--skip-existing")
+    assert r.exit_code == 0 and "skipped (--skip-existing)" in r.stderr
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+
+
+def test_a_command_restores_the_sigterm_handler():
+    before = signal.getsignal(signal.SIGTERM)
+    run("sweep", "--help")
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -158,10 +158,22 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised through subproce
     raise Terminated(f"terminated by signal {signum}")
 
 
-def handle_termination() -> None:
-    """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) in the main thread, as SIGINT does."""
-    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-        signal.signal(signal.SIGTERM, _on_sigterm)
+def handle_termination():
+    """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) in the main thread, as SIGINT does.
+
+    Returns the previous handler (for :func:`restore_termination`), or None outside the main thread, where
+    signals are left alone."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        return None
+
+
+def restore_termination(previous) -> None:
+    """Put back the SIGTERM handler that :func:`handle_termination` replaced."""
+    if previous is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)
 
 
 # Where outputs may go -------------------------------------------------------------------------------------------

@@ -17,7 +17,12 @@ import click
 
 from micmatch import __version__
 from micmatch.errors import MicmatchError
-from micmatch.outputs import Terminated, handle_termination, remove_live_staging
+from micmatch.outputs import (
+    Terminated,
+    handle_termination,
+    remove_live_staging,
+    restore_termination,
+)
 
 #: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
 COMMAND_MODULES = ("core", "measure", "features", "bench")
@@ -25,7 +30,7 @@ COMMAND_MODULES = ("core", "measure", "features", "bench")
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
-        handle_termination()  # SIGTERM, like SIGINT, unwinds: partial outputs are removed on the way out
+        previous = handle_termination()  # SIGTERM, like SIGINT, unwinds: partial outputs are removed on the way out
         try:
             return super().invoke(ctx)
         except MicmatchError as exc:
@@ -45,6 +50,8 @@ class _Group(click.Group):
             click.echo("micmatch: interrupted; finished outputs are complete, unfinished ones were removed",
                        err=True)
             ctx.exit(code)
+        finally:
+            restore_termination(previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
