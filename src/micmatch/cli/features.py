@@ -142,6 +142,10 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         _fail_line(p)
     if sample_rate is None:
         sample_rate = audio_io.first_sample_rate(files)
+    from micmatch.resources import check_memory
+
+    # The mel filterbank alone is n_mels x (n_fft / 2 + 1) float64 values: check before building it.
+    check_memory(16.0 * n_mels * (n_fft // 2 + 1), f"--n-fft {n_fft} with --n-mels {n_mels}")
     cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                          fmax=fmax)
     offsets_db = {}
