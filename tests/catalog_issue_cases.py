@@ -154,6 +154,9 @@ CASES = [
     # 5. No upper bounds
     Case("n-fft-huge", lambda ws: ["profile", ws.rec, "-o", ws.root / "x.json", "--n-fft", 1073741824], 2,
          r"'--n-fft': 1073741824 must be an even integer between 16 and"),
+    Case("n-fft-longer-than-every-input", lambda ws: ["profile", ws.rec, "-o", ws.root / "x.json", "--n-fft", 65536],
+         2, r"'--n-fft': 65536 is longer than every input \(the longest has 4000 samples at 8000 Hz\)",
+         _no_output("x.json")),
     Case("n-taps-huge",
          lambda ws: ["correct", ws.rec / "phone", "--responses", ws.responses, "--device", "phone", "--reference",
                      "studio", "--method", "fir", "--n-taps", 10000001, "-o", ws.root / "out"], 2,

@@ -144,6 +144,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         sample_rate = audio_io.first_sample_rate([f for f, _ in labelled])
     if hop_length > n_fft:
         raise click.BadParameter(f"{hop_length} must not exceed --n-fft={n_fft}", param_hint="'--hop'")
+    _check_n_fft_fits_an_input([f for f, _ in labelled], n_fft, sample_rate)
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
                             relative_gate_db=relative_gate_db or None)
     responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
@@ -165,6 +166,24 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if bad:
         click.echo(f"{bad} file(s) could not be used (listed above)", err=True)
         sys.exit(1)
+
+
+def _check_n_fft_fits_an_input(files, n_fft: int, sample_rate: int) -> None:
+    """Refuse an FFT size longer than every input (at the analysis rate): no file could give a single frame.
+    Stops at the first file long enough, so a normal batch costs one header read."""
+    longest = 0
+    for f in files:
+        try:
+            meta = audio_io.info(f)
+        except MicmatchError:
+            continue  # reported by the batch
+        frames = meta.frames * sample_rate / meta.sample_rate
+        if frames >= n_fft:
+            return
+        longest = max(longest, int(frames))
+    if longest:
+        raise click.BadParameter(f"{n_fft} is longer than every input (the longest has {longest} samples at "
+                                 f"{sample_rate} Hz); use a smaller --n-fft", param_hint="'--n-fft'")
 
 
 def _mark_device_bands(responses, labelled, sample_rate: int) -> None:
