@@ -88,3 +88,91 @@ def test_dask_scheduler_gives_the_same_result_as_jobs_1(wav_files):
         else:
             np.testing.assert_array_equal(a.sum_db, b.sum_db)
             assert a.n_frames == b.n_frames
+
+
+def _sleepy(item: int) -> int:
+    import time
+
+    time.sleep(0.2)
+    return item
+
+
+_POOL_SCRIPT = """
+import sys
+from micmatch.outputs import handle_termination
+from micmatch.parallel import map_files
+from test_parallel import _sleepy
+handle_termination()
+print("started", flush=True)
+try:
+    for _ in map_files(_sleepy, list(range(400)), jobs=2):
+        pass
+except KeyboardInterrupt:
+    sys.exit(143)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    import glob
+
+    kids = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        with open(path) as fh:
+            kids += [int(k) for k in fh.read().split()]
+    return kids
+
+
+def _alive(pid: int) -> bool:
+
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc to find the workers")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_worker_pool_stops_on_termination_without_orphans(signame):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parent / "src"), str(here)]))
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline:  # the pool's workers (and its helper, if any)
+        workers = [k for k in _children(proc.pid) if _alive(k)]
+        time.sleep(0.05)
+    assert len(workers) >= 2
+    time.sleep(0.5)  # the workers are busy
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "worker processes outlived the interrupted batch"
+    assert "Traceback" not in err
+
+
+def test_unreachable_dask_scheduler_is_one_quick_line(monkeypatch):
+    pytest.importorskip("distributed")
+    import time
+
+    from micmatch import parallel
+    from micmatch.errors import ParameterError
+
+    monkeypatch.setattr(parallel, "CONNECT_TIMEOUT_S", 1.0)  # nothing listens on port 1: refused or timed out
+    t0 = time.monotonic()
+    with pytest.raises(ParameterError, match=r"--scheduler tcp://127.0.0.1:1: cannot connect") as info:
+        list(map_files(_sleepy, [1, 2], scheduler="tcp://127.0.0.1:1"))
+    assert "\n" not in str(info.value)
+    assert time.monotonic() - t0 < 20  # distributed's own default waits 30 s and then prints a long traceback

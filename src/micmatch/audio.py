@@ -7,10 +7,8 @@ Nothing here resamples unless a target ``sample_rate`` is passed explicitly.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from micmatch.errors import AudioError, ParameterError
+from micmatch.outputs import atomic_path, is_staging
 
 #: Channel handling options shared by the API and the CLI.
 #: ``mix``: average all channels into one; ``first``: keep channel 0; ``each``: return every channel (``keep`` is
@@ -58,25 +57,36 @@ def audio_extensions() -> set[str]:
     return exts
 
 
-def find_audio_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+def find_audio_files(inputs: Iterable[str | os.PathLike], *,
+                     exclude: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """Expand files and directories (walked recursively) into a sorted, de-duplicated list of audio files.
 
     A path that does not exist raises :class:`AudioError`; files given explicitly are kept whatever their extension.
+    Staging files of unfinished writes (:mod:`micmatch.outputs`) are never returned, and folders in ``exclude``
+    (e.g. an output folder inside an input folder) are not walked. Paths are kept as given (symlinks are not
+    resolved), so labels taken from folder names follow the path the user sees.
     """
     exts = audio_extensions()
+    skip = [Path(e).resolve() for e in exclude]
+
+    def excluded(p: Path) -> bool:
+        parent = p.parent.resolve()
+        return any(parent == s or s in parent.parents for s in skip)
+
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts))
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and not is_staging(p)
+                                and p.is_file() and not excluded(p)))
         elif path.exists():
             found.append(path)
         else:
             raise AudioError(f"{path}: no such file or directory")
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique = []
     for p in found:
-        key = p.resolve()
+        key = os.path.abspath(p)  # the same path named twice; a symlink is its own entry (its folder is its label)
         if key not in seen:
             seen.add(key)
             unique.append(p)
@@ -89,7 +99,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     try:
         i = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot read audio ({_reason(exc)})") from None
+        raise AudioError(f"{path}: cannot read audio ({_reason(exc, path)})") from None
     if i.frames <= 0:
         raise AudioError(f"{path}: file holds no samples")
     if i.samplerate <= 0:
@@ -120,18 +130,27 @@ def _truncated_chunk(log: str) -> tuple[int, int] | None:
 
 def first_sample_rate(paths: Iterable[str | os.PathLike]) -> int:
     """The sample rate of the first readable file (unreadable ones are skipped: a batch reports them later)."""
+    first = None
     for p in paths:
         try:
             return info(p).sample_rate
-        except AudioError:
+        except AudioError as exc:
+            first = first or exc
             continue
-    raise AudioError("none of the input files can be read")
+    raise AudioError("none of the input files can be read" + (f"; the first: {first}" if first else ""))
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, path: Path | None = None) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # libsndfile messages repeat the path; keep the reason only.
-    return text.split(": ", 1)[-1] if "Error opening" in text else text
+    text = text.split(": ", 1)[-1] if "Error opening" in text else text
+    if path is not None and "System error" in text:  # libsndfile hides the OS's reason (permission, a folder...)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as os_exc:
+            return os_exc.strerror or text
+    return text
 
 
 def _channels(block: np.ndarray, channels: str) -> np.ndarray:
@@ -301,33 +320,6 @@ def validate_audio(
     if not np.isfinite(x).all():
         raise AudioError(f"{name} contains NaN or infinite values")
     return x
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.
-
-    If the block raises (or the process is interrupted), the temporary file is removed and ``path`` is untouched,
-    so no half-written output is ever left under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.open with mode 0o666 applies the umask, so the output gets the permissions a plain write would give it
-    # (tempfile.mkstemp would leave it private, 0o600). O_EXCL: never reuse another writer's temporary file.
-    while True:
-        tmp_path = path.parent / f".{path.name}.{secrets.token_hex(4)}.part{path.suffix}"
-        try:
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    os.close(fd)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def save(

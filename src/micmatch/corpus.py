@@ -155,11 +155,14 @@ def label_files(paths, label_from: str, *, what: str = "label") -> tuple[list[st
     paths = [Path(p) for p in paths]
     forms = f"'dir', 'regex:PATTERN', 'csv:FILE' or 'name:{what.upper()}'"
     if label_from == "dir":
-        labels = [p.resolve().parent.name or None for p in paths]
-        return labels, [f"{p}: its folder gives no {what}" for p, lab in zip(paths, labels) if lab is None]
+        # The folder as the path names it (made absolute, not resolved): a symlink in laptop/ pointing into
+        # studio/ is a laptop file, as the user laid it out.
+        labels = [Path(os.path.abspath(p)).parent.name or None for p in paths]
+        return labels, [f"{p}: has no parent folder to name its {what}" for p, lab in zip(paths, labels) if lab is None]
     if label_from.startswith("name:"):
         if not label_from[5:]:
-            raise CorpusError(f"{what}_from='name:' needs a value, e.g. name:{'phone' if what == 'device' else 'dog'}")
+            example = "phone" if what == "device" else "dog"
+            raise CorpusError(f"{what}_from='name:' needs a {what} name, e.g. name:{example}")
         return [label_from[5:]] * len(paths), []
     labels: list[str | None] = []
     problems: list[str] = []

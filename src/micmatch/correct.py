@@ -25,7 +25,6 @@ import csv
 import io
 import math
 import os
-import secrets
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import soundfile as sf
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
+from micmatch.outputs import staging_path
 from micmatch.response import ResponseSet
 from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
 
@@ -436,7 +436,7 @@ def correct_file(
     # The corrected float signal is staged in a hidden file beside the output (its peak decides what happens to
     # overs before the final file is written) and always removed afterwards.
     output.parent.mkdir(parents=True, exist_ok=True)
-    stage = output.parent / f".{output.name}.{secrets.token_hex(4)}.stage.wav"
+    stage = staging_path(output.with_name(output.name + ".float"))  # a staging name: find_audio_files skips it
     try:
         with sf.SoundFile(str(stage), "w", samplerate=meta.sample_rate, channels=meta.channels,
                           format="WAV", subtype="FLOAT") as tmp:

@@ -72,3 +72,8 @@ def require(module: str, extra: str):
         raise MissingDependencyError(
             f"{module} is not installed; install it with: pip install 'micmatch[{extra}]'"
         ) from exc
+
+
+class OutputError(MicmatchError, OSError):
+    """An output that cannot or must not be written: it is an input, lies inside an input folder, lies under a
+    file, or the system refused it (permission, disk full)."""

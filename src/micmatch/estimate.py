@@ -18,20 +18,28 @@ expression on the path (``regex:PATTERN``, first group or the group named ``devi
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
-import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from micmatch import audio as audio_io
-from micmatch.errors import AudioError, ConfigMismatchError, CorpusError, ParameterError
+from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
 from micmatch.parallel import FileFailure, map_files
-from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
+from micmatch.response import (
+    DeviceResponse,
+    LogSpectrumStats,
+    ResponseSet,
+    SpectralConfig,
+)
+from micmatch.spectral import (
+    DEFAULT_FLOOR_DB,
+    DEFAULT_GATE_DB,
+    DEFAULT_RELATIVE_GATE_DB,
+    LogPowerAccumulator,
+)
 
 #: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first
 #: (``first``), or every channel's frames counted as frames of the device (``each``).
@@ -51,8 +59,15 @@ def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, conf
     n_seen = n_frames + sum(r[3] for r in results)
     if n_seen == 0:
         raise AudioError(f"{name}: {n_samples} samples is shorter than one analysis frame (n_fft={config.n_fft})")
+    n_dc = sum(a.n_dc for a in accs)
+    if n_frames == 0 and n_dc:
+        raise AudioError(f"{name}: DC only: {n_dc} of {n_seen} frames are a constant offset (0 Hz) and the rest "
+                         f"is below the silence gate; nothing to estimate from")
     if n_frames == 0:
         raise AudioError(f"{name}: silent: no frame is above the silence gate ({config.gate_db} dBFS)")
+    if n_dc:
+        warnings.warn(f"{name}: {n_dc} of {n_seen} frames are dominated by a DC offset (0 Hz) and were not "
+                      f"counted; remove the offset (high-pass) to use them", stacklevel=3)
     return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1)
 
 
@@ -223,6 +238,8 @@ def profile_files(
 def label_devices(paths: Sequence[str | os.PathLike], device_from: str) -> tuple[list[str | None], list[str]]:
     """Device label for each path, from ``dir``, ``regex:PATTERN``, ``csv:FILE`` or ``name:DEVICE``.
 
+    The same rules as :func:`micmatch.corpus.label_files` with ``what="device"``.
+
     Returns
     -------
     labels : list of str or None
@@ -230,63 +247,8 @@ def label_devices(paths: Sequence[str | os.PathLike], device_from: str) -> tuple
     problems : list of str
         One line per unlabeled path.
     """
-    paths = [Path(p) for p in paths]
-    labels: list[str | None] = []
-    problems: list[str] = []
-    if device_from == "dir":
-        for p in paths:
-            labels.append(p.resolve().parent.name or None)
-    elif device_from.startswith("name:"):
-        name = device_from[5:]
-        if not name:
-            raise CorpusError("device_from='name:' needs a device name, e.g. name:phone")
-        labels = [name] * len(paths)
-    elif device_from.startswith("regex:"):
-        pattern = device_from[6:]
-        try:
-            rx = re.compile(pattern)
-        except re.error as exc:
-            raise CorpusError(f"regex {pattern!r} is invalid: {exc}") from None
-        if rx.groups == 0:
-            raise CorpusError(f"regex {pattern!r} needs a group that captures the device, e.g. '([^/]+)/[^/]+$'")
-        for p in paths:
-            m = rx.search(p.as_posix())
-            value = None
-            if m:
-                value = m.group("device") if "device" in rx.groupindex else m.group(1)
-            labels.append(value or None)
-            if not value:
-                problems.append(f"{p}: regex {pattern!r} does not match this path")
-    elif device_from.startswith("csv:"):
-        table = _read_device_csv(Path(device_from[4:]))
-        for p in paths:
-            value = table.get(str(p.resolve())) or table.get(p.name)
-            labels.append(value)
-            if value is None:
-                problems.append(f"{p}: not listed in {device_from[4:]}")
-    else:
-        raise CorpusError(f"device_from={device_from!r} must be 'dir', 'regex:PATTERN', 'csv:FILE' or 'name:DEVICE'")
-    if device_from == "dir":
-        problems.extend(f"{p}: has no parent folder to name its device" for p, v in zip(paths, labels) if v is None)
-    return labels, problems
+    from micmatch.corpus import label_files
+
+    return label_files(paths, device_from, what="device")
 
 
-def _read_device_csv(path: Path) -> dict[str, str]:
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            fields = reader.fieldnames or []
-            key = "filename" if "filename" in fields else "path" if "path" in fields else None
-            if key is None or "device" not in fields:
-                raise CorpusError(f"{path}: needs columns 'filename' (or 'path') and 'device'; found {fields}")
-            table: dict[str, str] = {}
-            for row in reader:
-                name, device = (row.get(key) or "").strip(), (row.get("device") or "").strip()
-                if not name or not device:
-                    continue
-                full = Path(name) if Path(name).is_absolute() else path.parent / name
-                table[str(full.resolve())] = device
-                table.setdefault(Path(name).name, device)
-            return table
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read device CSV ({exc.strerror or exc})") from None

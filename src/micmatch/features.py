@@ -529,8 +529,11 @@ class BandStats:
 
     @classmethod
     def from_json(cls, doc: Mapping) -> BandStats:
-        return cls(np.asarray(doc["sum"], dtype=np.float64), np.asarray(doc["sum_sq"], dtype=np.float64),
-                   int(doc["count"]))
+        from micmatch.jsoncheck import as_float_array, as_int
+
+        total = as_float_array(doc["sum"], "sum", lo=-np.inf, hi=np.inf)
+        squares = as_float_array(doc["sum_sq"], "sum_sq", size=total.size, lo=0.0, hi=np.inf)
+        return cls(total, squares, as_int(doc["count"], "count", lo=1, hi=10**15))
 
 
 def _config_dict(config: LogMelConfig | Mapping) -> dict:
@@ -589,6 +592,11 @@ def _read_normalizer(path: str | os.PathLike) -> dict:
     if doc.get("format_version") != FORMAT_VERSION:
         raise ProfileError(f"{path}: format_version={doc.get('format_version')!r} is not supported "
                            f"(this micmatch reads version {FORMAT_VERSION})")
+    from micmatch.jsoncheck import first_non_finite
+
+    where = first_non_finite(doc)
+    if where is not None:  # NaN statistics would silently turn every feature into NaN
+        raise ProfileError(f"{path}: {where} is NaN, infinite or too large; refit the normalizer")
     return doc
 
 

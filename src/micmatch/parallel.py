@@ -2,6 +2,11 @@
 
 Results come back in input order, so reductions done by the caller (e.g. adding per-file statistics) are the
 same whatever the number of workers. A file that fails becomes a :class:`FileFailure` and the batch goes on.
+
+Interruption: when the caller stops (SIGINT, SIGTERM under :func:`micmatch.outputs.handle_termination`, or any
+exception), pending work is cancelled and worker processes are terminated and joined: none is left behind. Workers
+ignore SIGINT (a terminal's Ctrl-C reaches the whole process group; the parent decides) and, on Linux, ask the
+kernel to end them if the parent dies without cleaning up (SIGKILL).
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from micmatch.errors import MicmatchError, ParameterError, require
+
+#: Seconds to wait for a dask scheduler to answer before giving up with one line.
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,9 @@ def _guarded(func: Callable[[Any], Any], item: Any) -> Any:
         return func(item)
     except MicmatchError as exc:
         return FileFailure(str(item), str(exc))
-    except (OSError, ValueError, RuntimeError, MemoryError) as exc:  # unexpected, but keep the batch going
+    except OSError as exc:  # permission, disk full, not a folder: one line naming the file
+        return FileFailure(str(item), exc.strerror or str(exc))
+    except (ValueError, RuntimeError, MemoryError) as exc:  # unexpected, but keep the batch going
         return FileFailure(str(item), f"unexpected {type(exc).__name__}: {exc}")
 
 
@@ -89,18 +99,59 @@ def map_files(
                 bar.update(1)
                 yield item, result
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(jobs, len(items)), initializer=_worker_init)
+            try:
                 chunksize = max(1, min(16, len(items) // (jobs * 8)))
                 for item, result in zip(items, pool.map(call, items, chunksize=chunksize)):
                     bar.update(1)
                     yield item, result
+            except BaseException:  # interrupted (or the consumer stopped): no worker may outlive this call
+                _stop_pool(pool)
+                raise
+            pool.shutdown(wait=True)
     finally:
         bar.close()
 
 
+def _worker_init() -> None:
+    """Worker processes: leave SIGINT to the parent, and end with the parent even if it is killed."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM when the parent dies
+        except (OSError, AttributeError):  # pragma: no cover - no prctl here
+            pass
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel pending work, terminate the workers and wait for them (so none is left as an orphan)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():  # pragma: no cover - a worker stuck in uninterruptible I/O
+            proc.kill()
+            proc.join(timeout=5)
+
+
 def _map_dask(call: _Call, items: Sequence[Any], scheduler: str, bar) -> Iterator[tuple[Any, Any]]:
     distributed = require("distributed", "dask")
-    with distributed.Client(scheduler) as client:
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ParameterError(f"--scheduler {scheduler}: cannot connect to the dask scheduler within "
+                             f"{CONNECT_TIMEOUT_S:.0f} s ({reason})") from None
+    with client:
         futures = client.map(call, list(items), pure=False)
         results: dict[int, Any] = {}
         index = {f.key: i for i, f in enumerate(futures)}

@@ -27,13 +27,28 @@ from pathlib import Path
 
 import numpy as np
 
+from micmatch import jsoncheck as jc
 from micmatch.audio import atomic_path
-from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError, UnknownDeviceError
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, frequencies
+from micmatch.errors import (
+    ConfigMismatchError,
+    ParameterError,
+    ProfileError,
+    UnknownDeviceError,
+)
+from micmatch.spectral import (
+    DEFAULT_FLOOR_DB,
+    DEFAULT_GATE_DB,
+    DEFAULT_RELATIVE_GATE_DB,
+    frequencies,
+)
 
 FORMAT = "micmatch.responses"
 FORMAT_VERSION = 1
 METHODS = ("unaligned", "aligned", "sweep", "impulse", "builtin", "model")
+#: Bounds on numbers read from a responses file (well beyond any real analysis, well inside what fits in memory).
+MAX_JSON_SAMPLE_RATE = 10_000_000
+MAX_JSON_N_FFT = 1 << 24
+MAX_JSON_COUNT = 10**15
 
 
 @dataclass(frozen=True)
@@ -308,38 +323,66 @@ class ResponseSet(Mapping):
             raise bad(f"format_version={version!r} is not supported by this micmatch (reads version {FORMAT_VERSION})")
         try:
             cfg = doc["config"]
+            if not isinstance(cfg, dict):
+                raise TypeError("'config' must be an object")
+            n_fft = jc.as_int(cfg["n_fft"], "config.n_fft", lo=2, hi=MAX_JSON_N_FFT)
+
+            def level(key, default):
+                value = cfg.get(key, default)
+                return None if value is None else jc.as_float(value, f"config.{key}")
+
             config = SpectralConfig(
-                sample_rate=int(cfg["sample_rate"]), n_fft=int(cfg["n_fft"]), hop_length=int(cfg["hop_length"]),
-                window=str(cfg.get("window", "hann")), floor_db=float(cfg.get("floor_db", DEFAULT_FLOOR_DB)),
-                gate_db=None if cfg.get("gate_db") is None else float(cfg["gate_db"]),
-                relative_gate_db=None if cfg.get("relative_gate_db") is None else float(cfg["relative_gate_db"]),
+                sample_rate=jc.as_int(cfg["sample_rate"], "config.sample_rate", lo=1, hi=MAX_JSON_SAMPLE_RATE),
+                n_fft=n_fft, hop_length=jc.as_int(cfg["hop_length"], "config.hop_length", lo=1, hi=n_fft),
+                window=str(cfg.get("window", "hann")), floor_db=level("floor_db", DEFAULT_FLOOR_DB),
+                gate_db=level("gate_db", None), relative_gate_db=level("relative_gate_db", None),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise bad(f"invalid config (missing {exc})") from None
+        except (TypeError, ValueError) as exc:
             raise bad(f"invalid config ({exc})") from None
         freqs = doc.get("frequencies_hz")
         if freqs is not None:
-            f = np.asarray(freqs, dtype=np.float64)
+            try:
+                f = jc.as_float_array(freqs, "frequencies_hz", lo=0.0, hi=config.sample_rate / 2 + 1)
+            except (TypeError, ValueError) as exc:
+                raise bad(str(exc)) from None
             if f.shape != (config.n_bins,) or not np.allclose(f, config.frequencies, atol=1e-3):
                 raise bad("frequencies_hz does not match sample_rate and n_fft")
         devices = doc.get("devices")
         if not isinstance(devices, dict):
             raise bad("missing 'devices' object")
         out = cls(config)
+        n_bins = config.n_bins
         for name, d in devices.items():
             try:
+                if not isinstance(d, dict):
+                    raise TypeError("must be an object")
                 stats = None
                 if d.get("stats") is not None:
                     s = d["stats"]
-                    stats = LogSpectrumStats(s["sum_db"], s["sum_sq_db"], int(s["n_frames"]), int(s.get("n_files", 0)),
-                                             s.get("bin_counts"))
-                response = np.asarray(d["response_db"], dtype=np.float64)
+                    if not isinstance(s, dict):
+                        raise TypeError("stats must be an object")
+                    n_frames = jc.as_int(s["n_frames"], "stats.n_frames", lo=0, hi=MAX_JSON_COUNT)
+                    top = jc.MAX_ABS_DB * max(n_frames, 1)
+                    counts = s.get("bin_counts")
+                    stats = LogSpectrumStats(
+                        jc.as_float_array(s["sum_db"], "stats.sum_db", size=n_bins, lo=-top, hi=top),
+                        jc.as_float_array(s["sum_sq_db"], "stats.sum_sq_db", size=n_bins, lo=0.0,
+                                          hi=jc.MAX_ABS_DB * top),
+                        n_frames, jc.as_int(s.get("n_files", 0), "stats.n_files", lo=0, hi=MAX_JSON_COUNT),
+                        None if counts is None else jc.as_float_array(counts, "stats.bin_counts", size=n_bins,
+                                                                     lo=0.0, hi=float(MAX_JSON_COUNT)))
+                response = jc.as_float_array(d["response_db"], "response_db")
                 if stats is not None and stats.n_frames > 0 and not np.allclose(stats.mean_db, response, atol=1e-4):
                     raise ParameterError("response_db disagrees with its statistics")
                 dev = DeviceResponse(name, response, method=d.get("method", "unaligned"), stats=stats,
                                      meta=dict(d.get("meta") or {}))
                 if dev.response_db.shape != (config.n_bins,):
                     raise ParameterError(f"{dev.response_db.size} bins, expected {config.n_bins}")
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except KeyError as exc:
+                raise bad(f"device {name!r} is invalid (missing {exc})") from None
+            except (TypeError, ValueError, AttributeError) as exc:
                 raise bad(f"device {name!r} is invalid ({exc})") from None
             out.add(dev)
         return out

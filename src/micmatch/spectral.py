@@ -34,6 +34,10 @@ CHUNK_FRAMES = 96
 DEFAULT_RELATIVE_GATE_DB = 30.0
 #: Resolution of the frame-level bins used by the relative gate (dB).
 LEVEL_STEP_DB = 0.5
+#: A frame with less than this share of its power outside 0 Hz and the first bin (where the Hann window spreads a
+#: constant offset) is a constant offset (DC), not sound: it is not counted. Counting it would put every other bin
+#: at the floor and drag the device's estimate down by tens of dB. 1e-3: sound 30 dB below an offset still counts.
+DC_REST_SHARE = 1e-3
 #: 10 / ln(10): dB of power per neper of power.
 _DB_PER_NEPER_POWER = np.float32(10.0 / np.log(10.0))
 
@@ -139,15 +143,24 @@ class LogPowerAccumulator:
     use_kernel: bool = True
 
     def __post_init__(self) -> None:
+        if self.gate_db is not None and not np.isfinite(self.gate_db):
+            raise ParameterError(f"gate_db={self.gate_db} must be a finite level in dB (or None to disable it)")
+        if self.relative_gate_db is not None and not (np.isfinite(self.relative_gate_db)
+                                                      and self.relative_gate_db >= 0):
+            raise ParameterError(f"relative_gate_db={self.relative_gate_db} must be a finite number of dB >= 0 "
+                                 f"(or None to disable it)")
         n_bins = self.n_fft // 2 + 1
         self._window = analysis_window(self.n_fft, scale=self.scale)
         self._tail: np.ndarray | None = None
         self._floor_power = float(np.float32(10.0 ** (self.floor_db / 10.0)))
-        # Level of a frame from its power sum: level_db = 10 log10(two_sided * self._level_k).
+        # Level of a frame from its power sum: level_db = 10 log10(two_sided * self._level_k). The spectrum is
+        # already in full-scale units (the sample format's scale is folded into the window), so the level constant
+        # uses the normalised window alone: dividing by scale**2 again would put a 16-bit file's gate ~90 dB off.
         w = self._window.astype(np.float64) / self.scale
-        self._level_k = 1.0 / (self.n_fft * np.sum(w * w) * self.scale**2)
+        self._level_k = 1.0 / (self.n_fft * np.sum(w * w))
         self._gate_sum = None if self.gate_db is None else 10.0 ** (self.gate_db / 10.0) / self._level_k
         self._n_seen = 0
+        self._n_dc = 0
         if self.relative_gate_db is None:
             self._sum = np.zeros(n_bins)
             self._sq = np.zeros(n_bins)
@@ -187,6 +200,11 @@ class LogPowerAccumulator:
     def n_gated(self) -> int:
         return self._n_seen - self.n_frames
 
+    @property
+    def n_dc(self) -> int:
+        """Frames not counted because a constant offset (0 Hz) held most of their power."""
+        return self._n_dc
+
     def result(self) -> tuple[np.ndarray, np.ndarray, int, int]:
         """``(sum_db, sum_sq_db, n_frames, n_gated)`` in one call."""
         total, sq, count = self._selected()
@@ -216,18 +234,27 @@ class LogPowerAccumulator:
         level = 10.0 * np.log10(np.maximum(two_sided * self._level_k, 1e-30))
         return np.floor(level / LEVEL_STEP_DB).astype(np.int64)
 
+    def _keep(self, two_sided: np.ndarray, low_power: np.ndarray) -> np.ndarray | None:
+        """Frames to count: above the absolute gate and not a constant offset (None: all of them).
+
+        ``low_power``: two-sided power of bins 0 and 1 of each frame."""
+        dc = (two_sided - low_power < DC_REST_SHARE * two_sided) & (two_sided > 0)
+        n_dc = int(dc.sum())
+        self._n_dc += n_dc
+        if self._gate_sum is None:
+            return ~dc if n_dc else None
+        return (two_sided >= self._gate_sum) & ~dc
+
     def _chunk_kernel(self, spec: np.ndarray) -> None:
         """One chunk through the C kernel (micmatch._logpower): power, floor, log and sums in one pass."""
         spec = np.ascontiguousarray(spec, dtype=np.complex64)
         n, n_bins = spec.shape
-        keep = None
-        if self._gate_sum is not None or self.relative_gate_db is not None:
-            two_sided = np.empty(n)
-            _logpower.frame_power(spec, n, n_bins, two_sided)
-            if self._gate_sum is not None:
-                keep = two_sided >= self._gate_sum
-                if not keep.any():
-                    return
+        two_sided = np.empty(n)
+        _logpower.frame_power(spec, n, n_bins, two_sided)
+        low = np.abs(spec[:, :2].astype(np.complex128)) ** 2
+        keep = self._keep(two_sided, low[:, 0] + 2.0 * low[:, 1])
+        if keep is not None and not keep.any():
+            return
         if self.relative_gate_db is None:
             groups = None if keep is None or keep.all() else np.where(keep, 0, -1).astype(np.int32)
             _logpower.accumulate(spec, n, n_bins, groups, 1, self._sum.reshape(1, -1), self._sq.reshape(1, -1),
@@ -248,11 +275,9 @@ class LogPowerAccumulator:
         """One chunk in numpy: the reference and fallback of :meth:`_chunk_kernel` (same floor, same log)."""
         power = spec.real * spec.real
         power += spec.imag * spec.imag
-        two_sided = None
-        if self._gate_sum is not None or self.relative_gate_db is not None:
-            two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
-        if self._gate_sum is not None:
-            keep = two_sided >= self._gate_sum
+        two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
+        keep = self._keep(two_sided, power[:, 0].astype(np.float64) + 2.0 * power[:, 1])
+        if keep is not None:
             n_keep = int(keep.sum())
             if n_keep == 0:
                 return

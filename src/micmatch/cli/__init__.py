@@ -16,6 +16,12 @@ import click
 
 from micmatch import __version__
 from micmatch.errors import MicmatchError
+from micmatch.outputs import (
+    Terminated,
+    handle_termination,
+    remove_live_staging,
+    restore_termination,
+)
 
 #: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
 COMMAND_MODULES = ("core", "measure", "features", "bench")
@@ -23,6 +29,7 @@ COMMAND_MODULES = ("core", "measure", "features", "bench")
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
+        previous = handle_termination()  # SIGTERM, like SIGINT, unwinds: partial outputs are removed on the way out
         try:
             return super().invoke(ctx)
         except MicmatchError as exc:
@@ -30,6 +37,20 @@ class _Group(click.Group):
                 traceback.print_exc()
             click.echo(f"micmatch: error: {exc}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # an OS refusal outside any per-file loop: one line naming the file
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"micmatch: error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt as exc:
+            remove_live_staging()
+            code = 143 if isinstance(exc, Terminated) else 130
+            click.echo("micmatch: interrupted; finished outputs are complete, unfinished ones were removed",
+                       err=True)
+            ctx.exit(code)
+        finally:
+            restore_termination(previous)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -66,7 +67,9 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
           --recipes baseline,ideal,sc,dir-aug --seeds 3 -o bench-out
     """
     from micmatch.bench.mismatch import MismatchConfig, run_benchmark, write_results
+    from micmatch.outputs import prepare_output_dir
 
+    prepare_output_dir(out_dir, [d for d in (data_dir, irs_dir, aug_irs_dir) if d])
     overrides = {k: v for k, v in dict(calibration_clips=calibration_clips, n_seen=n_seen, n_unseen=n_unseen,
                                        seen_fraction=seen_fraction, epochs=epochs,
                                        noise_floor_db=noise_floor_db).items() if v is not None}
@@ -97,7 +100,11 @@ def merge(parts, out_dir) -> None:
       micmatch bench merge part1/results.json part2/results.json -o bench-out
     """
     from micmatch.bench.mismatch import load_result, merge_results, write_results
+    from micmatch.outputs import prepare_output, prepare_output_dir
 
+    prepare_output_dir(out_dir, [])
+    for name in ("results.json", "results.md", "accuracy.png"):  # a part must not be overwritten by the merge
+        prepare_output(Path(out_dir) / name, parts)
     results = [load_result(p) for p in parts]
     commands = [r.info.get("command") for r in results if r.info.get("command")]
     merged = merge_results(results)

@@ -11,6 +11,7 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, MicmatchError
+from micmatch.outputs import prepare_output, prepare_output_dir, save_responses
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
 
@@ -26,20 +27,65 @@ def _collect_files(inputs: tuple[str, ...]) -> list[Path]:
     return files
 
 
+def _file_error(path, exc: BaseException) -> str:
+    """One line for a file that failed: the project's message, or the OS's reason, naming the file once."""
+    if isinstance(exc, MicmatchError):
+        message = str(exc)
+    else:
+        message = getattr(exc, "strerror", None) or str(exc)
+    return message if str(path) in message else f"{path}: {message}"
+
+
 def _progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
 # Option checks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
+#: Largest FFT size and FIR length accepted (far beyond any use; larger ones only exhaust memory).
+MAX_N_FFT = 1 << 24
+MAX_N_TAPS = (1 << 20) + 1
+
+
 def _even_n_fft(ctx, param, value: int) -> int:
-    if value < 16 or value % 2:
-        raise click.BadParameter(f"{value} must be an even integer >= 16")
+    from micmatch.resources import check_memory, stats_bytes
+
+    if value < 16 or value % 2 or value > MAX_N_FFT:
+        raise click.BadParameter(f"{value} must be an even integer between 16 and {MAX_N_FFT}")
+    try:
+        check_memory(stats_bytes(value), f"--n-fft {value}")
+    except MicmatchError as exc:
+        raise click.BadParameter(str(exc)) from None
     return value
 
 
 def _odd_n_taps(ctx, param, value: int) -> int:
-    if value < 3 or value % 2 == 0:
-        raise click.BadParameter(f"{value} must be an odd integer >= 3 (a linear-phase type I filter)")
+    if value < 3 or value % 2 == 0 or value > MAX_N_TAPS:
+        raise click.BadParameter(f"{value} must be an odd integer between 3 and {MAX_N_TAPS} (a linear-phase "
+                                 f"type I filter)")
+    return value
+
+
+def _check_fir_memory(n_taps: int, corr, method: str = "fir") -> None:
+    """The FIR design's memory grows with n_taps times the number of bins: check before designing."""
+    from micmatch.resources import check_memory, fir_design_bytes
+
+    if method == "fir":
+        check_memory(fir_design_bytes(n_taps, corr.gain_db.size), f"--n-taps {n_taps}")
+
+
+def _finite_level(ctx, param, value: float) -> float:
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} must be a finite level in dB")
+    return value
+
+
+def _relative_gate(ctx, param, value: float) -> float:
+    import math
+
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value} must be a finite number of dB >= 0 (0 disables the relative gate)")
     return value
 
 
@@ -61,9 +107,9 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 @click.option("--resample", is_flag=True, help="Resample files at other rates to the analysis rate (soxr).")
 @click.option("--channels", type=click.Choice(["mix", "first", "each"]), default="mix", show_default=True,
               help="Multichannel files: average the channels, take the first, or count each channel's frames.")
-@click.option("--gate-db", default=-80.0, show_default=True,
+@click.option("--gate-db", default=-80.0, show_default=True, callback=_finite_level,
               help="Frames quieter than this (windowed RMS, dB re full scale) are not counted.")
-@click.option("--relative-gate-db", default=30.0, show_default=True,
+@click.option("--relative-gate-db", default=30.0, show_default=True, callback=_relative_gate,
               help="Frames more than this many dB below a file's loudest frame are not counted (keeps pauses, "
                    "which hold only the device's noise, out of the estimate); 0 disables it.")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
@@ -84,8 +130,9 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
       micmatch profile takes/ -o responses.json --device-from 'regex:_(?P<device>[a-z]+)\\.wav$'
     """
     from micmatch.estimate import label_devices, profile_files
-    from micmatch.response import ResponseSet, SpectralConfig
+    from micmatch.response import SpectralConfig
 
+    prepare_output(output, inputs)
     files = _collect_files(inputs)
     labels, problems = label_devices(files, device_from)
     for p in problems:
@@ -97,6 +144,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         sample_rate = audio_io.first_sample_rate([f for f, _ in labelled])
     if hop_length > n_fft:
         raise click.BadParameter(f"{hop_length} must not exceed --n-fft={n_fft}", param_hint="'--hop'")
+    _check_n_fft_fits_an_input([f for f, _ in labelled], n_fft, sample_rate)
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
                             relative_gate_db=relative_gate_db or None)
     responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
@@ -104,11 +152,11 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
                                         progress=_progress_enabled())
     for fail in failures:
         _fail_line(str(fail))
-    if merge_into:
-        responses = ResponseSet.load(merge_into).merge(responses)
-    if len(responses) == 0:
+    if resample:
+        _mark_device_bands(responses, labelled, sample_rate)
+    if len(responses) == 0 and not merge_into:
         raise MicmatchError("no usable recordings: nothing was written")
-    responses.save(output)
+    responses = save_responses(responses, output, merge_from=merge_into)  # locked: no concurrent update is lost
     n_files = Counter(d for _, d in labelled)
     click.echo(f"wrote {output}: {len(responses)} device(s) at {sample_rate} Hz, n_fft={n_fft}, hop={hop_length}")
     for name, dev in responses.items():
@@ -118,6 +166,56 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if bad:
         click.echo(f"{bad} file(s) could not be used (listed above)", err=True)
         sys.exit(1)
+
+
+def _check_n_fft_fits_an_input(files, n_fft: int, sample_rate: int) -> None:
+    """Refuse an FFT size longer than every input (at the analysis rate): no file could give a single frame.
+    Stops at the first file long enough, so a normal batch costs one header read."""
+    longest = 0
+    for f in files:
+        try:
+            meta = audio_io.info(f)
+        except MicmatchError:
+            continue  # reported by the batch
+        frames = meta.frames * sample_rate / meta.sample_rate
+        if frames >= n_fft:
+            return
+        longest = max(longest, int(frames))
+    if longest:
+        raise click.BadParameter(f"{n_fft} is longer than every input (the longest has {longest} samples at "
+                                 f"{sample_rate} Hz); use a smaller --n-fft", param_hint="'--n-fft'")
+
+
+def _mark_device_bands(responses, labelled, sample_rate: int) -> None:
+    """Store each device's recorded band (``meta['band_hz']``: half its lowest source rate) when it ends below the
+    analysis band, and warn: above it the estimate holds only resampling silence, and corrections stay at 0 dB."""
+    lowest: dict[str, int] = {}
+    for path, device in labelled:
+        try:
+            rate = audio_io.info(path).sample_rate
+        except MicmatchError:
+            continue  # already reported by the batch
+        lowest[device] = min(rate, lowest.get(device, rate))
+    for device, rate in lowest.items():
+        if device in responses and rate < sample_rate:
+            responses[device].meta["band_hz"] = rate / 2
+            click.echo(f"micmatch: warning: {device}: recorded at {rate} Hz, so its band ends at {rate / 2:g} Hz, "
+                       f"below the analysis band ({sample_rate / 2:g} Hz); corrections are 0 dB above it", err=True)
+
+
+def _band_limited(corr, responses):
+    """0 dB correction above the narrower recorded band of the two devices (``meta['band_hz']``), not a boost of
+    resampling silence up to the clamp."""
+    import dataclasses
+
+    import numpy as np
+
+    bands = [float(responses[name].meta["band_hz"]) for name in (corr.device, corr.reference)
+             if name in responses and "band_hz" in responses[name].meta]
+    if not bands or min(bands) >= corr.sample_rate / 2:
+        return corr
+    gain = np.where(corr.frequencies > min(bands), 0.0, corr.gain_db)
+    return dataclasses.replace(corr, gain_db=gain)
 
 
 def _correction_options(func):
@@ -144,8 +242,9 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
     from micmatch.response import ResponseSet
 
     responses = ResponseSet.load(responses_path)
-    return correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
+    corr = correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
                             smoothing_octaves=smoothing)
+    return _band_limited(corr, responses)
 
 
 @click.command(**COMMON)
@@ -160,13 +259,18 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
               help="If the corrected audio exceeds full scale in an integer format: write 32-bit float instead "
                    "(with a warning), scale the file down to -0.1 dBFS, or clip (with a count).")
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the corrected files (same names as the inputs; subfolders of input folders kept).")
+              help="Folder for the corrected files (same names as the inputs; subfolders of input folders kept). "
+                   "It may lie inside an input folder: it is then left out of the input walk.")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume an interrupted batch: keep outputs that already exist (outputs appear only when "
+                   "complete) and correct only the missing ones.")
 def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, method, n_taps, phase,
-            overs, output_dir):
+            overs, output_dir, skip_existing):
     """Correct recordings of one device so they sound as if the reference device made them.
 
     Outputs keep the input's format and subtype. Inputs are never modified; each output appears only when
-    complete. Files that fail are reported and skipped; the exit code is then 1.
+    complete, so an interrupted batch rerun with --skip-existing corrects only what is missing. Files that fail
+    are reported and skipped; the exit code is then 1.
 
     \b
     Example:
@@ -174,33 +278,42 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     """
     from micmatch.correct import correct_file
 
+    exclude = prepare_output_dir(output_dir, inputs)
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
-    targets = _output_paths(inputs, Path(output_dir))
+    _check_fir_memory(n_taps, corr, method)
+    targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
     failures = 0
     from tqdm.auto import tqdm
 
-    for src, dst in tqdm(targets, desc="correcting", unit="file", disable=not _progress_enabled(), file=sys.stderr):
+    n_skipped = 0
+    if skip_existing:
+        todo = [(src, dst) for src, dst in targets if not dst.is_file()]
+        n_skipped = len(targets) - len(todo)
+    else:
+        todo = targets
+    for src, dst in tqdm(todo, desc="correcting", unit="file", disable=not _progress_enabled(), file=sys.stderr):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 correct_file(src, dst, corr, method=method, n_taps=n_taps, phase=phase, overs=overs)
             for w in caught:
                 click.echo(f"micmatch: warning: {w.message}", err=True)
-        except MicmatchError as exc:
+        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
             failures += 1
-            _fail_line(str(exc))
-    click.echo(f"corrected {len(targets) - failures}/{len(targets)} file(s) from {device} to {reference} "
-               f"({method}) into {output_dir}")
+            _fail_line(_file_error(src, exc))
+    skipped = f" ({n_skipped} already there, skipped)" if n_skipped else ""
+    click.echo(f"corrected {len(todo) - failures}/{len(targets)} file(s) from {device} to {reference} "
+               f"({method}) into {output_dir}{skipped}")
     if failures:
         sys.exit(1)
 
 
-def _output_paths(inputs: tuple[str, ...], outdir: Path) -> list[tuple[Path, Path]]:
+def _output_paths(inputs: tuple[str, ...], outdir: Path, *, exclude=()) -> list[tuple[Path, Path]]:
     pairs: list[tuple[Path, Path]] = []
     seen: dict[Path, Path] = {}
     for item in inputs:
         root = Path(item)
-        files = audio_io.find_audio_files([root])
+        files = audio_io.find_audio_files([root], exclude=exclude)
         for f in files:
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
             dst = outdir / rel
@@ -238,7 +351,9 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
     """
     from micmatch.correct import export
 
+    prepare_output(output, [responses_path])
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
+    _check_fir_memory(n_taps, corr, "fir" if fmt == "wav" else "none")
     options = {"n_taps": n_taps, "phase": phase} if fmt == "wav" else {}
     path = export(corr, output, fmt, **options)
     click.echo(f"wrote {path} ({fmt}, {device} -> {reference})")
@@ -263,6 +378,7 @@ def plot_cmd(responses_path, output, reference, smoothing):
 
     if Path(output).suffix.lower() not in PLOT_SUFFIXES:
         raise click.BadParameter(f"{output}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint="'-o'")
+    prepare_output(output, [responses_path])
     responses = ResponseSet.load(responses_path)
     if reference is not None:
         responses[reference]  # unknown names fail here with the list of known ones
@@ -289,6 +405,7 @@ def demo(output_dir, clips, seed):
     """
     from micmatch.demo import run_demo
 
+    prepare_output_dir(output_dir, [])
     report = run_demo(Path(output_dir), n_clips=clips, seed=seed, progress=_progress_enabled(),
                       echo=lambda s: click.echo(s))
     click.echo(f"report: {report}")

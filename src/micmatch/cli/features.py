@@ -84,7 +84,7 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
                    "other normalization).")
 @click.option("--sample-rate", type=int, default=None, help="Feature rate in Hz. Default: the first file's rate.")
 @click.option("--resample", is_flag=True, help="Resample files at other rates (otherwise they are reported).")
-@click.option("--n-fft", default=2048, show_default=True, help="FFT size (samples).")
+@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24), help="FFT size (samples).")
 @click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
 @click.option("--n-mels", default=128, show_default=True, help="Mel bands.")
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")
@@ -92,7 +92,7 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
 @click.option("--n-ceps", type=int, default=None, help="Cepstral coefficients kept by --normalization cms.")
 @click.option("--frames", type=int, default=None,
               help="Crop or zero-pad every clip to this many frames: features of shape (N, n_mels, FRAMES).")
-@click.option("--duration-s", type=float, default=None,
+@click.option("--duration-s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Crop or zero-pad every clip to this duration (s): features of shape (N, n_mels, T).")
 @click.option("--device-from", default="dir", show_default=True,
               help="Device label of each file (stored; used by device-std and --responses): 'dir', "
@@ -107,10 +107,12 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
               help="Use this fitted normalizer (device-std, gms, gmsvn) instead of fitting on INPUTS (test sets).")
 @click.option("--save-normalizer", type=click.Path(dir_okay=False), default=None,
               help="Write the normalizer fitted on INPUTS here (JSON), to apply it to other sets later.")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume: if the output file already exists (outputs appear only when complete), do nothing.")
 @click.pass_context
 def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, hop_length, n_mels, fmin, fmax,
              n_ceps, frames, duration_s, device_from, label_from, responses, reference, normalizer_path,
-             save_normalizer):
+             save_normalizer, skip_existing):
     """Compute log-mel features of audio files with one normalization and save them in one .npz file.
 
     With --frames or --duration-s every clip is cropped or zero-padded to one length and 'features' is
@@ -131,7 +133,15 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     from tqdm.auto import tqdm
 
     from micmatch.corpus import label_files
+    from micmatch.outputs import prepare_output
 
+    read = [*inputs, *(p for p in (responses, normalizer_path) if p)]
+    prepare_output(output, read)
+    if save_normalizer:
+        prepare_output(save_normalizer, read, option="--save-normalizer")
+    if skip_existing and Path(output).is_file() and (not save_normalizer or Path(save_normalizer).is_file()):
+        click.echo(f"{output} exists: skipped (--skip-existing)", err=True)
+        return
     files = audio_io.find_audio_files(inputs)
     if not files:
         raise MicmatchError(f"no audio files found in: {', '.join(inputs)}")
@@ -156,6 +166,10 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
                 _fail_line(f"{path}: no label from --label-from {label_from}")
     if sample_rate is None:
         sample_rate = audio_io.first_sample_rate(files)
+    from micmatch.resources import check_memory
+
+    # The mel filterbank alone is n_mels x (n_fft / 2 + 1) float64 values: check before building it.
+    check_memory(16.0 * n_mels * (n_fft // 2 + 1), f"--n-fft {n_fft} with --n-mels {n_mels}")
     cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                          fmax=fmax)
     n_samples = _frames(frames, duration_s, cfg)
@@ -176,9 +190,10 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         try:
             x, n_audio = _extract(path, cfg, resample=resample, n_samples=n_samples, entry=entry, params=params,
                                   offset_db=offsets_db.get(device))
-        except MicmatchError as exc:
+        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
             failed += 1
-            _fail_line(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            msg = str(exc) if isinstance(exc, MicmatchError) else (exc.strerror or str(exc))
+            _fail_line(msg if str(path) in msg else f"{path}: {msg}")
             continue
         kept.append(path)
         items.append(x)

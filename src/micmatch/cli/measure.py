@@ -3,6 +3,7 @@ recordings of the same sound)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -10,27 +11,41 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
+from micmatch.outputs import prepare_output, save_responses
+from micmatch.resources import check_memory
 from micmatch.response import ResponseSet
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
 
 
+#: File types a plot can be written as.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 def _write_responses(responses: ResponseSet, output: str, append: bool) -> ResponseSet:
-    """Merge into an existing file when asked, then save atomically."""
-    out = Path(output)
-    if append and out.exists():
-        responses = ResponseSet.load(out).merge(responses)
-    responses.save(out)
-    return responses
+    """Merge into an existing file when asked, then save atomically; the read-merge-write holds the file's lock,
+    so concurrent ``--append`` writers all keep their devices."""
+    return save_responses(responses, output, merge_from=output if append else None)
+
+
+def _check_plot_path(plot_path: str | None, inputs) -> None:
+    """Refuse a bad --plot path before any work, so a measurement is never lost to its plot."""
+    if plot_path is None:
+        return
+    if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(f"{plot_path}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint="'--plot'")
+    prepare_output(plot_path, inputs, option="--plot")
 
 
 @click.command(**COMMON)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="WAV file to write.")
-@click.option("--duration", "duration_s", default=5.0, show_default=True, help="Sweep length (s), silences excluded.")
+@click.option("--duration", "duration_s", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Sweep length (s), silences excluded.")
 @click.option("--f-start", "f_start_hz", default=20.0, show_default=True, help="Start frequency (Hz).")
 @click.option("--f-end", "f_end_hz", type=float, default=None, help="End frequency (Hz). Default: 0.48 x sample rate.")
 @click.option("--level", "level_db", default=-6.0, show_default=True, help="Peak level (dB re full scale).")
-@click.option("--sample-rate", default=48000, show_default=True, help="Sample rate (Hz).")
+@click.option("--sample-rate", default=48000, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Sample rate (Hz).")
 @click.option("--fade-in", "fade_in_s", default=0.05, show_default=True, help="Fade-in (s).")
 @click.option("--fade-out", "fade_out_s", default=0.01, show_default=True, help="Fade-out (s).")
 @click.option("--silence-before", "silence_before_s", default=0.0, show_default=True, help="Leading silence (s).")
@@ -48,6 +63,11 @@ def sweep(output, duration_s, f_start_hz, f_end_hz, level_db, sample_rate, fade_
     """
     from micmatch.measure import exponential_sweep
 
+    prepare_output(output)
+    total_s = duration_s + max(silence_before_s, 0.0) + max(silence_after_s, 0.0)
+    if not math.isfinite(total_s):
+        raise click.BadParameter(f"{total_s} s is not a finite length", param_hint="'--duration'")
+    check_memory(total_s * sample_rate * 8 * 6, f"--duration {duration_s:g} at {sample_rate} Hz")
     signal = exponential_sweep(sample_rate, duration_s=duration_s, f_start_hz=f_start_hz, f_end_hz=f_end_hz,
                                level_db=level_db, fade_in_s=fade_in_s, fade_out_s=fade_out_s,
                                silence_before_s=silence_before_s, silence_after_s=silence_after_s)
@@ -62,7 +82,7 @@ def sweep(output, duration_s, f_start_hz, f_end_hz, level_db, sample_rate, fade_
 @click.option("--impulse", is_flag=True, help="The recording holds one or more clicks/impulses instead of a sweep.")
 @click.option("--device", required=True, help="Device name to store the response under.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Responses JSON to write.")
-@click.option("--n-fft", default=2048, show_default=True,
+@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24),
               help="FFT size of the response; use the n_fft of the responses you combine it with.")
 @click.option("--pre-ms", default=5.0, show_default=True, help="Time kept before the response peak (ms).")
 @click.option("--append", is_flag=True, help="Merge into the existing output file instead of replacing it.")
@@ -79,6 +99,9 @@ def measure(recording, sweep_path, impulse, device, output, n_fft, pre_ms, appen
 
     if (sweep_path is None) == (not impulse):
         raise click.UsageError("give exactly one of --sweep FILE or --impulse")
+    inputs = [recording] + ([sweep_path] if sweep_path else [])
+    prepare_output(output, inputs)
+    _check_plot_path(plot_path, inputs)
     rec, sr = audio_io.load(recording, channels="mix", dtype="float64")
     if impulse:
         result = measure_impulses(rec, sr, n_fft=n_fft, pre_s=pre_ms / 1000.0)
@@ -94,13 +117,13 @@ def measure(recording, sweep_path, impulse, device, output, n_fft, pre_ms, appen
         except MeasurementError as exc:
             raise MeasurementError(f"{recording}: {exc}") from None
     responses = result.to_response_set(device)
+    _write_responses(responses, output, append)  # the measurement first: a plot failure cannot lose it
+    click.echo(f"wrote {output}: {device} ({result.method}, peak {result.peak_to_noise_db:.0f} dB above noise, "
+               f"found at {result.onset_samples[0] / sr:.3f} s)", err=True)
     if plot_path:
         from micmatch.plot import plot_measured_response
 
         plot_measured_response(responses, plot_path, title=f"{device}: {result.method} measurement")
-    _write_responses(responses, output, append)
-    click.echo(f"wrote {output}: {device} ({result.method}, peak {result.peak_to_noise_db:.0f} dB above noise, "
-               f"found at {result.onset_samples[0] / sr:.3f} s)", err=True)
 
 
 @click.command(**COMMON)
@@ -111,7 +134,7 @@ def measure(recording, sweep_path, impulse, device, output, n_fft, pre_ms, appen
 @click.option("--device-name", "device_names", multiple=True,
               help="Device name: once (every DEVICE file is that device) or once per DEVICE file. "
                    "Default: each file's name without extension.")
-@click.option("--n-fft", default=2048, show_default=True, help="FFT size (samples).")
+@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24), help="FFT size (samples).")
 @click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
 @click.option("--max-offset", "max_offset_s", type=float, default=None, help="Largest offset searched for (s).")
 @click.option("--resample", is_flag=True, help="Resample device files at another rate to the reference's.")
@@ -142,6 +165,8 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
     if reference_name in names:
         raise click.UsageError(f"device name {reference_name!r} is also the reference name; pick another "
                                f"--reference-name or --device-name")
+    prepare_output(output, [reference, *devices])
+    _check_plot_path(plot_path, [reference, *devices])
     results, failed = [], []
     show = sys.stderr.isatty() and len(devices) > 1
     from tqdm import tqdm
@@ -151,9 +176,10 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
             res = estimate_pair_files(reference, path, resample_device=resample, reference_name=reference_name,
                                       device_name=name, n_fft=n_fft, hop_length=hop_length,
                                       max_offset_s=max_offset_s)
-        except MicmatchError as exc:
+        except (MicmatchError, OSError) as exc:  # one line per pair, and the batch goes on
             failed.append(path)
-            click.echo(f"micmatch: error: {path}: {exc}", err=True)
+            reason = exc if isinstance(exc, MicmatchError) else (exc.strerror or exc)
+            click.echo(f"micmatch: error: {path}: {reason}", err=True)
             continue
         results.append((path, name, res))
         a = res.alignment
@@ -162,6 +188,7 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
     if not results:
         raise MeasurementError(f"no pair could be analysed ({len(failed)} failed); nothing was written")
     responses = merge_pairs(r for _, _, r in results)
+    _write_responses(responses, output, append)  # the measurement first: a plot failure cannot lose it
     if plot_path:
         from micmatch.plot import plot_alignment, plot_measured_response
 
@@ -170,7 +197,6 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
         for i, (path, name, res) in enumerate(results):
             plot_alignment(res.alignment, p.with_name(f"{p.stem}.alignment-{i}-{name}{p.suffix}"),
                            title=f"{Path(path).name} vs {Path(reference).name}")
-    _write_responses(responses, output, append)
     click.echo(f"wrote {output}: {', '.join(responses)}", err=True)
     if failed:
         click.echo(f"micmatch: {len(failed)} of {len(devices)} pairs failed", err=True)
