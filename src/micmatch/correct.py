@@ -50,6 +50,13 @@ METHODS = ("stft", "fir")
 FIR_DESIGNS = ("firls", "firwin2")
 PHASES = ("linear", "minimum")
 OVERS = ("float", "scale", "clip")
+STATISTICS = ("log", "power")
+#: Default long-term statistic (benchmarks/bench_match.py compares the two on reverberant, noisy pairs).
+DEFAULT_STATISTIC = "log"
+#: A device "has signal" in a bin when its smoothed level is within this many dB of its typical level.
+DEFAULT_BAND_RANGE_DB = 40.0
+#: Width of the raised-cosine transition to 0 dB outside the corrected band (octaves).
+DEFAULT_TRANSITION_OCTAVES = 1.0 / 3.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,68 @@ class Correction:
             )
 
 
+def response_level_db(response, statistic: str = "log") -> np.ndarray:
+    """A device's long-term level per bin (dB) under ``statistic``.
+
+    ``"log"`` is the mean of log power (geometric mean of magnitudes, seed 001's estimate: ``response_db``);
+    ``"power"`` is the log of the mean power (the long-term average spectrum), from the statistics' power sums.
+    Measured and built-in responses (sweep, impulse, builtin, model) have one value per bin, the same for both.
+    """
+    if statistic not in STATISTICS:
+        raise ParameterError(f"statistic={statistic!r} must be one of {STATISTICS}")
+    if statistic == "log" or response.method in ("sweep", "impulse", "builtin", "model"):
+        return response.response_db
+    if response.stats is None or response.stats.sum_power is None:
+        raise ParameterError(f"device {response.name!r} has no power statistics (method {response.method}, or a "
+                             f"responses file from an older micmatch); use statistic 'log' or profile it again")
+    return response.stats.power_db
+
+
+def signal_band(levels_db: Iterable[np.ndarray], freqs_hz: np.ndarray, *, range_db: float = DEFAULT_BAND_RANGE_DB,
+                min_hz: float = 20.0) -> tuple[float, float]:
+    """The band where every device has signal: its 1/3-octave smoothed level within ``range_db`` of its own
+    typical level (median over bins from 100 Hz to 0.9 x Nyquist, where recordings carry sound).
+
+    Outside, a recording holds only its noise floor (or nothing at all, beyond a band limit): a correction there
+    boosts noise, which is the +20 dB edge boost match-EQ users complain about. Returns the widest contiguous band
+    of qualifying bins above ``min_hz`` (Hz).
+    """
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    ok = f >= min_hz
+    nyq = f[-1]
+    core = (f >= 100.0) & (f <= 0.9 * nyq)
+    if not core.any():
+        core = f > 0
+    for lv in levels_db:
+        sm = smooth_fractional_octave(np.asarray(lv, dtype=np.float64), f, 1.0 / 3.0)
+        ok &= sm >= np.median(sm[core]) - range_db
+    if not ok.any():
+        raise ParameterError("no frequency band where every recording has signal; pass an explicit band")
+    # Widest run of True.
+    edges = np.diff(np.r_[0, ok.astype(np.int8), 0])
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    widest = int(np.argmax(np.log2(f[stops - 1] + 1.0) - np.log2(f[starts] + 1.0)))
+    return float(f[starts[widest]]), float(f[stops[widest] - 1])
+
+
+def band_taper(freqs_hz: np.ndarray, band_hz: tuple[float, float], *,
+               transition_octaves: float = DEFAULT_TRANSITION_OCTAVES) -> np.ndarray:
+    """Weights in [0, 1]: 1 inside ``band_hz``, falling to 0 over ``transition_octaves`` outside it along a
+    raised cosine in log frequency (no step, so no ringing filter and no hard edge in the curve)."""
+    lo, hi = band_hz
+    if not 0 <= lo < hi:
+        raise ParameterError(f"band {lo}..{hi} Hz must have 0 <= low < high")
+    if transition_octaves <= 0:
+        raise ParameterError(f"transition_octaves={transition_octaves} must be positive")
+    f = np.maximum(np.asarray(freqs_hz, dtype=np.float64), 1e-3)
+    dist = np.zeros_like(f)
+    if lo > 0:
+        dist = np.maximum(dist, np.log2(lo / f))
+    dist = np.maximum(dist, np.log2(f / hi))
+    d = np.clip(dist / transition_octaves, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * d))
+
+
 def correction_curve(
     responses: ResponseSet,
     device: str,
@@ -110,6 +179,11 @@ def correction_curve(
     dynamic_range_db: float = DEFAULT_DYNAMIC_RANGE_DB,
     smoothing_octaves: float | None = None,
     band_hz: tuple[float, float] | None = None,
+    statistic: str = DEFAULT_STATISTIC,
+    limit_band: str | tuple[float, float] | None = None,
+    transition_octaves: float = DEFAULT_TRANSITION_OCTAVES,
+    strength: float = 1.0,
+    reference_weights: dict[str, float] | None = None,
 ) -> Correction:
     """The regularised correction ``H_reference / H_device`` in dB (module docstring for the regularisation).
 
@@ -119,7 +193,8 @@ def correction_curve(
     device : str
         Device whose recordings will be corrected.
     reference : str
-        Target device, or ``":mean"`` (average of all devices) / ``":flat"`` (reference-free mean subtraction).
+        Target device, or ``":mean"`` (average of all devices, or of those in ``reference_weights``, weighted) /
+        ``":flat"`` (reference-free mean subtraction).
     max_boost_db, max_cut_db : float
         Clamp of the gain (both non-negative).
     dynamic_range_db : float
@@ -128,30 +203,66 @@ def correction_curve(
         Fractional-octave smoothing of the final curve (e.g. 1/6).
     band_hz : (float, float), optional
         Band over which ``":flat"`` normalises its mean gain to 0 dB; default 100 Hz to 0.45 x sample rate.
+    statistic : {"log", "power"}
+        Long-term level of each device: mean of log power (geometric mean, seed 001) or mean power (long-term
+        average spectrum); see :func:`response_level_db`.
+    limit_band : "auto", (float, float) or None
+        Where the correction acts: ``"auto"`` finds the band where both devices have signal
+        (:func:`signal_band`; only from absolute responses: aligned-pair responses are relative and use the whole
+        band), a (low, high) pair in Hz sets it, None (the default; the commands default to "auto") disables the limit. Outside, the gain goes to 0 dB over
+        ``transition_octaves`` along a raised cosine.
+    strength : float
+        0..1: the correction in dB is scaled by this (0 leaves the audio unchanged, 1 is the full match).
+    reference_weights : dict, optional
+        Device -> weight for ``reference=":mean"`` (only these devices, normalised weights).
     """
     if max_boost_db < 0 or max_cut_db < 0:
         raise ParameterError(f"max_boost_db={max_boost_db} and max_cut_db={max_cut_db} must be non-negative")
+    if not 0.0 <= strength <= 1.0:
+        raise ParameterError(f"strength={strength} must lie between 0 and 1")
     cfg = responses.config
     freqs = cfg.frequencies
 
     def floored(db: np.ndarray) -> np.ndarray:
         return np.maximum(db, db.max() - dynamic_range_db)
 
-    dev = floored(responses[device].response_db)
+    def level(name: str) -> np.ndarray:
+        return floored(response_level_db(responses[name], statistic))
+
+    dev = level(device)
     lo, hi = band_hz or (100.0, 0.45 * cfg.sample_rate)
     in_band = (freqs >= lo) & (freqs <= hi)
+    used = [device]
     if reference == ":mean":
-        ref = floored(np.mean([floored(r.response_db) for r in responses.values()], axis=0))
+        names = list(reference_weights) if reference_weights else list(responses)
+        w = np.array([reference_weights[n] for n in names] if reference_weights else [1.0] * len(names), float)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ParameterError(f"reference weights {w.tolist()} must be non-negative with a positive sum")
+        ref = floored(np.tensordot(w / w.sum(), np.array([level(n) for n in names]), axes=1))
+        used += names
     elif reference == ":flat":
         ref = np.full_like(dev, np.mean(dev[in_band]) if in_band.any() else np.mean(dev))
     else:
-        ref = floored(responses[reference].response_db)
+        ref = level(reference)
+        used.append(reference)
     gain = ref - dev
     if smoothing_octaves:
         gain = smooth_fractional_octave(gain, freqs, smoothing_octaves)
-    gain = np.clip(gain, -max_cut_db, max_boost_db)
+    active = None
+    if isinstance(limit_band, str):
+        if limit_band != "auto":
+            raise ParameterError(f"limit_band={limit_band!r} must be 'auto', a (low, high) pair in Hz, or None")
+        if all(responses[n].method != "aligned" for n in used):
+            active = signal_band([response_level_db(responses[n], statistic) for n in dict.fromkeys(used)], freqs)
+    elif limit_band is not None:
+        active = (float(limit_band[0]), float(limit_band[1]))
+    if active is not None:
+        gain = gain * band_taper(freqs, active, transition_octaves=transition_octaves)
+    gain = np.clip(gain, -max_cut_db, max_boost_db) * strength
     settings = {"max_boost_db": max_boost_db, "max_cut_db": max_cut_db, "dynamic_range_db": dynamic_range_db,
-                "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length}
+                "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length, "statistic": statistic,
+                "band_hz": None if active is None else [round(active[0], 2), round(active[1], 2)],
+                "transition_octaves": transition_octaves, "strength": strength}
     return Correction(device, reference, cfg.sample_rate, cfg.n_fft, gain, settings)
 
 

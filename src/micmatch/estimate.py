@@ -53,7 +53,8 @@ def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, conf
         raise AudioError(f"{name}: {n_samples} samples is shorter than one analysis frame (n_fft={config.n_fft})")
     if n_frames == 0:
         raise AudioError(f"{name}: silent: no frame is above the silence gate ({config.gate_db} dBFS)")
-    return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1)
+    return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1,
+                            sum_power=sum(a.sum_power for a in accs))
 
 
 def array_stats(audio: np.ndarray, config: SpectralConfig, *, channels: str = "mix",
