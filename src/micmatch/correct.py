@@ -127,21 +127,20 @@ def response_level_db(response, statistic: str = "log") -> np.ndarray:
 def signal_band(levels_db: Iterable[np.ndarray], freqs_hz: np.ndarray, *, range_db: float = DEFAULT_BAND_RANGE_DB,
                 min_hz: float = 20.0) -> tuple[float, float]:
     """The band where every device has signal: its 1/3-octave smoothed level within ``range_db`` of its own
-    typical level (median over bins from 100 Hz to 0.9 x Nyquist, where recordings carry sound).
+    typical level (the 75th percentile over log-spaced frequencies from 100 Hz to 0.9 x Nyquist, where recordings
+    carry sound; log spacing so a band-limited device's empty top octave does not count as most of the band).
 
     Outside, a recording holds only its noise floor (or nothing at all, beyond a band limit): a correction there
     boosts noise, which is the +20 dB edge boost match-EQ users complain about. Returns the widest contiguous band
-    of qualifying bins above ``min_hz`` (Hz).
+    (in octaves) of qualifying bins above ``min_hz`` (Hz).
     """
     f = np.asarray(freqs_hz, dtype=np.float64)
     ok = f >= min_hz
     nyq = f[-1]
-    core = (f >= 100.0) & (f <= 0.9 * nyq)
-    if not core.any():
-        core = f > 0
+    grid = np.geomspace(min(100.0, 0.1 * nyq), 0.9 * nyq, 256)
     for lv in levels_db:
         sm = smooth_fractional_octave(np.asarray(lv, dtype=np.float64), f, 1.0 / 3.0)
-        ok &= sm >= np.median(sm[core]) - range_db
+        ok &= sm >= np.percentile(np.interp(grid, f, sm), 75) - range_db
     if not ok.any():
         raise ParameterError("no frequency band where every recording has signal; pass an explicit band")
     # Widest run of True.

@@ -26,15 +26,15 @@ def _band(ctx, param, value):
 @click.argument("references", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Matched file (a folder when TARGET is a folder; names and formats of the inputs kept).")
-@click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
+@click.option("--statistic", type=click.Choice(["log", "power"]), default="power", show_default=True,
               help="Long-term statistic: log = geometric mean of magnitudes, power = long-term average spectrum "
                    "(README: when each is right).")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Scale of the correction in dB (0 = unchanged, 1 = full match).")
 @click.option("--band", nargs=2, type=float, default=None, callback=_band, metavar="LO HI",
               help="Band of the correction in Hz. Default: where both recordings have signal.")
-@click.option("--smooth", "smoothing", type=float, default=1 / 6, show_default="1/6",
-              help="Fractional-octave smoothing of the correction (0 for none).")
+@click.option("--smooth", "smoothing", type=click.FloatRange(min=0.0), default=None,
+              help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave (default: none).")
 @click.option("--loudness", default="match", show_default=True,
               help="Loudness of the result (ITU-R BS.1770): 'match' the reference, 'keep' the target's, or a level "
                    "such as -23LUFS.")
