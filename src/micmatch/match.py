@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -461,3 +463,15 @@ def _write(output, y: np.ndarray, sr: int, target, subtype: str | None) -> Path:
 
 __all__ = ["MatchResult", "long_term_distance_db", "long_term_spectrum_db", "match", "read_target_curve",
            "third_octave_levels_db"]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this module sets the package attribute ``micmatch.match`` to the module, over the function of
+    the same name that ``micmatch/__init__.py`` exports; calling the module calls :func:`match`, so
+    ``micmatch.match(target, reference, output)`` works either way."""
+
+    def __call__(self, *args, **kwargs) -> MatchResult:
+        return match(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
