@@ -141,12 +141,18 @@ def signal_band(levels_db: Iterable[np.ndarray], freqs_hz: np.ndarray, *, range_
     for lv in levels_db:
         sm = smooth_fractional_octave(np.asarray(lv, dtype=np.float64), f, 1.0 / 3.0)
         ok &= sm >= np.percentile(np.interp(grid, f, sm), 75) - range_db
+    return widest_band(ok, f)
+
+
+def widest_band(ok: np.ndarray, freqs_hz: np.ndarray) -> tuple[float, float]:
+    """Edges (Hz) of the widest contiguous run, in octaves, of True bins in ``ok``."""
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    ok = np.asarray(ok, dtype=bool) & (f > 0)
     if not ok.any():
         raise ParameterError("no frequency band where every recording has signal; pass an explicit band")
-    # Widest run of True.
     edges = np.diff(np.r_[0, ok.astype(np.int8), 0])
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    widest = int(np.argmax(np.log2(f[stops - 1] + 1.0) - np.log2(f[starts] + 1.0)))
+    widest = int(np.argmax(np.log2(f[stops - 1]) - np.log2(f[starts]) + 1e-9 * (stops - starts)))
     return float(f[starts[widest]]), float(f[stops[widest] - 1])
 
 

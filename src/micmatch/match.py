@@ -38,13 +38,14 @@ from micmatch.correct import (
     Correction,
     apply_correction,
     correction_curve,
-    signal_band,
+    widest_band,
 )
 from micmatch.errors import AudioError, MeasurementError, ParameterError
 from micmatch.estimate import array_stats
 from micmatch.loudness import OVERS_POLICIES, integrated_loudness, parse_loudness, peak_reduction_db
 from micmatch.metrics import log_spectral_distance
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
+from micmatch.spectral import log_power_frames, smooth_fractional_octave
 
 ROUTES = ("auto", "aligned", "unaligned")
 #: Default statistic of ``match``: the long-term average spectrum. On reverberant, noisy simulated pairs it brought
@@ -56,6 +57,12 @@ DEFAULT_N_FFT = 4096
 #: Long-term distance: 1/3-octave bands from 100 Hz to 16 kHz (or to 0.45 x the sample rate).
 DISTANCE_BAND_HZ = (100.0, 16000.0)
 CURVE_SUFFIXES = (".csv", ".txt")
+#: A bin "has signal" when the recording's long-term power stands this far above its noise floor there (dB,
+#: after 1/3-octave smoothing); the noise floor of a bin is the 10th percentile of its frame powers (sounds pause
+#: in every bin, as in :func:`micmatch.align.estimate_pair`).
+BAND_SNR_DB = 10.0
+#: Frames used for the noise-floor percentile (evenly spread), bounding memory on long recordings.
+NOISE_FRAMES = 4000
 
 
 @dataclass
@@ -131,6 +138,16 @@ def long_term_spectrum_db(audio: np.ndarray, config: SpectralConfig, *, statisti
     :func:`micmatch.estimate.array_stats`: ``power`` = mean power, ``log`` = mean log power."""
     stats = array_stats(audio, config)
     return stats.power_db if statistic == "power" else stats.mean_db
+
+
+def snr_db(audio: np.ndarray, stats, config: SpectralConfig) -> np.ndarray:
+    """Long-term power over noise floor per bin (dB, 1/3-octave smoothed) of a 1-D recording whose statistics are
+    ``stats``; the floor is the 10th percentile over frames of each bin's power (:data:`BAND_SNR_DB`)."""
+    x = np.asarray(audio, dtype=np.float64)
+    step = max(1, (x.shape[-1] // config.hop_length) // NOISE_FRAMES)
+    frames = log_power_frames(x, n_fft=config.n_fft, hop_length=config.hop_length * step)
+    floor = np.percentile(frames, 10, axis=1)
+    return smooth_fractional_octave(stats.power_db - floor, config.frequencies, 1.0 / 3.0)
 
 
 def third_octave_levels_db(spectrum_db: np.ndarray, freqs_hz: np.ndarray, *,
@@ -337,10 +354,11 @@ def match(
         levels = [s.power_db if statistic == "power" else s.mean_db for s in ref_stats]
         ref_level = np.tensordot(w, np.array(levels), axes=1)
 
-    # Band: where the target and every reference have signal (long-term power), unless given.
+    # Band: where the target and every reference recording stand above their own noise floor, unless given.
     if band_hz is None:
-        band_levels = [target_stats.power_db] + [s.power_db for s in ref_stats]
-        band_hz = signal_band(band_levels, freqs)
+        band_hz = widest_band(np.logical_and.reduce(
+            [snr_db(a, st, config) >= BAND_SNR_DB for a, st in zip([mono] + ref_audio, [target_stats] + ref_stats)]),
+            freqs)
     # The level is the loudness step's job: align the reference's level to the target's over the band (median of
     # the difference), so the clamps and the band's edges act on the tone correction only.
     inside = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
