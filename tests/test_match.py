@@ -14,13 +14,33 @@ from click.testing import CliRunner
 from conftest import REPO
 
 from micmatch.cli import main
-from micmatch.correct import band_taper, correction_curve, response_level_db, signal_band
+from micmatch.correct import (
+    band_taper,
+    correction_curve,
+    response_level_db,
+    signal_band,
+)
 from micmatch.demo import synth_voice
 from micmatch.errors import ParameterError
 from micmatch.estimate import array_stats
-from micmatch.loudness import integrated_loudness, parse_loudness, peak_reduction_db, true_peak_db
-from micmatch.match import long_term_distance_db, match, read_target_curve, third_octave_levels_db
-from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
+from micmatch.loudness import (
+    integrated_loudness,
+    parse_loudness,
+    peak_reduction_db,
+    true_peak_db,
+)
+from micmatch.match import (
+    long_term_distance_db,
+    match,
+    read_target_curve,
+    third_octave_levels_db,
+)
+from micmatch.response import (
+    DeviceResponse,
+    LogSpectrumStats,
+    ResponseSet,
+    SpectralConfig,
+)
 from micmatch.spectral import LogPowerAccumulator, _frames_view, analysis_window
 
 SR = 22050
@@ -283,5 +303,6 @@ def test_readme_match_examples_run_as_written(tmp_path, monkeypatch):
         res = CliRunner().invoke(main, shlex.split(line)[1:])
         assert res.exit_code == 0, res.output
     code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
-    exec(compile(code, "README.md (match)", "exec"), {"__name__": "__readme__"})
+    # The README, run as written.
+    exec(compile(code, "README.md (match)", "exec"), {"__name__": "__readme__"})  # noqa: S102
     assert (tmp_path / "tablet_matched.wav").is_file() and (tmp_path / "report" / "report.html").is_file()

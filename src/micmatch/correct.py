@@ -22,6 +22,7 @@ gain over the analysis band is 0 dB.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -38,7 +39,7 @@ import soundfile as sf
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
-from micmatch.response import ResponseSet
+from micmatch.response import DeviceResponse, ResponseSet
 from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
 
 DEFAULT_MAX_BOOST_DB = 20.0
@@ -214,8 +215,8 @@ def correction_curve(
     limit_band : "auto", (float, float) or None
         Where the correction acts: ``"auto"`` finds the band where both devices have signal
         (:func:`signal_band`; only from absolute responses: aligned-pair responses are relative and use the whole
-        band), a (low, high) pair in Hz sets it, None (the default; the commands default to "auto") disables the limit. Outside, the gain goes to 0 dB over
-        ``transition_octaves`` along a raised cosine.
+        band), a (low, high) pair in Hz sets it, None (the default; the commands default to "auto") disables
+        the limit. Outside, the gain goes to 0 dB over ``transition_octaves`` along a raised cosine.
     strength : float
         0..1: the correction in dB is scaled by this (0 leaves the audio unchanged, 1 is the full match).
     reference_weights : dict, optional
@@ -271,12 +272,59 @@ def correction_curve(
     return Correction(device, reference, cfg.sample_rate, cfg.n_fft, gain, settings)
 
 
+def resample_correction(correction: Correction, sample_rate: int) -> Correction:
+    """The same correction for audio at another ``sample_rate``: the curve interpolated onto a grid of the same
+    bin spacing (``n_fft`` scaled with the rate, kept even), held at its last value above the old Nyquist."""
+    if sample_rate == correction.sample_rate:
+        return correction
+    if sample_rate <= 0:
+        raise ParameterError(f"sample_rate={sample_rate} must be positive")
+    n_fft = max(16, 2 * round(correction.n_fft * sample_rate / correction.sample_rate / 2))
+    f = frequencies(sample_rate, n_fft)
+    settings = {**correction.settings, "resampled_from_hz": correction.sample_rate}
+    return Correction(correction.device, correction.reference, sample_rate, n_fft, correction.interpolate_db(f),
+                      settings)
+
+
+def with_target_curve(responses: ResponseSet, device: str, curve_db: np.ndarray, *, name: str = "target curve",
+                      statistic: str = DEFAULT_STATISTIC) -> ResponseSet:
+    """``responses`` plus a reference ``name`` whose response is a target curve (dB on the set's grid), shifted to
+    the device's level (median difference over 100 Hz to 10 kHz) so the clamps act on the shape only."""
+    freqs = responses.frequencies
+    dev = response_level_db(responses[device], statistic)
+    sel = (freqs >= 100.0) & (freqs <= min(10000.0, 0.45 * responses.config.sample_rate))
+    curve = np.asarray(curve_db, dtype=np.float64)
+    curve = curve + float(np.median((dev - curve)[sel])) if sel.any() else curve
+    return ResponseSet(responses.config, list(responses.values()) + [DeviceResponse(name, curve, method="model")])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # FIR design
 
 
+#: Designed filters by (curve, rate, settings): a batch designs each filter once (firls takes about 0.1 s).
+_FIR_CACHE: dict[tuple, np.ndarray] = {}
+_FIR_CACHE_SIZE = 32
+
+
 def design_fir(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
                phase: str = "linear") -> np.ndarray:
+    """An FIR filter whose magnitude follows the correction (cached: the same curve and settings are designed
+    once per process; the returned array is read-only). See :func:`design_fir_uncached`."""
+    key = (hashlib.sha1(correction.gain_db.tobytes()).hexdigest(), correction.sample_rate, correction.n_fft,
+           n_taps, design, phase)
+    taps = _FIR_CACHE.get(key)
+    if taps is None:
+        taps = design_fir_uncached(correction, n_taps=n_taps, design=design, phase=phase)
+        taps.setflags(write=False)
+        if len(_FIR_CACHE) >= _FIR_CACHE_SIZE:
+            _FIR_CACHE.pop(next(iter(_FIR_CACHE)))
+        _FIR_CACHE[key] = taps
+    return taps
+
+
+def design_fir_uncached(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
+                        phase: str = "linear") -> np.ndarray:
     """An FIR filter whose magnitude follows the correction.
 
     ``firls`` solves least squares over contiguous bands covering 0 Hz to Nyquist (one band per pair of adjacent
@@ -434,7 +482,7 @@ class _Plan:
 
 
 def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phase: str,
-          hop_length: int | None) -> _Plan:
+          hop_length: int | None, taps: np.ndarray | None = None) -> _Plan:
     if method == "stft":
         hop = hop_length or correction.n_fft // 4
         if correction.n_fft % hop or correction.n_fft // hop < 4:
@@ -443,7 +491,8 @@ def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phas
         block = hop * max(1, (1 << 17) // hop)
         return _Plan(_stft_gain_func(correction.gain, correction.n_fft, hop), ctx, ctx, block)
     if method == "fir":
-        taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
+        if taps is None:
+            taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
         return _fir_plan(taps, compensate_delay=phase == "linear")
     raise ParameterError(f"method={method!r} must be one of {METHODS}")
 
@@ -524,24 +573,34 @@ def correct_file(
     n_taps: int = DEFAULT_N_TAPS,
     design: str = "firls",
     phase: str = "linear",
-    overs: str = "float",
+    overs: str = "scale",
     subtype: str | None = None,
+    resample: bool = False,
+    taps: np.ndarray | None = None,
+    warn: bool = True,
 ) -> FileResult:
     """Correct one file, streaming in blocks, and write ``output`` atomically in the input's format and subtype.
 
     ``overs`` says what happens when the corrected signal exceeds full scale and the output subtype is integer
-    PCM: ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``) with a warning,
-    ``scale`` lowers the whole file's gain so its peak is -0.1 dBFS, ``clip`` clips and reports how many samples.
+    PCM: ``scale`` (default: the input's format is kept) lowers the whole file's gain so its peak is -0.1 dBFS,
+    ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``), ``clip`` clips and
+    reports how many samples; the returned :class:`FileResult` says which (a warning too unless ``warn=False``).
+    A file at another rate than the correction is refused unless ``resample`` (then the correction is
+    re-sampled to the file's rate, :func:`resample_correction`; the audio keeps its rate). ``taps`` passes an FIR
+    designed beforehand (method ``fir``), so a batch in several processes designs it once.
     The input is only read; nothing is written under ``output`` until the file is complete.
     """
     if overs not in OVERS:
         raise ParameterError(f"overs={overs!r} must be one of {OVERS}")
     meta = audio_io.info(path)
+    if resample and meta.sample_rate != correction.sample_rate:
+        correction = resample_correction(correction, meta.sample_rate)
+        taps = None
     correction.check_sample_rate(meta.sample_rate, what=str(meta.path))
     output = Path(output)
     if output.resolve() == meta.path.resolve():
         raise AudioError(f"{meta.path}: output would overwrite the input; choose another output folder")
-    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=None)
+    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=None, taps=taps)
     out_subtype = subtype or meta.subtype
     out_format = meta.format
     if not sf.check_format(out_format, out_subtype):
@@ -587,7 +646,7 @@ def correct_file(
             message = f"{meta.path}: {n_clipped} samples clipped at full scale"
     finally:
         stage.unlink(missing_ok=True)
-    if message:
+    if message and warn:
         warnings.warn(message, stacklevel=2)
     return FileResult(meta.path, output, peak, action, message)
 
@@ -596,7 +655,7 @@ def correct_file(
 # Exports
 
 
-EXPORT_FORMATS = ("csv", "wav", "equalizerapo")
+EXPORT_FORMATS = ("csv", "wav", "equalizerapo", "parametric")
 
 
 def export_csv(correction: Correction, path: str | os.PathLike) -> Path:
@@ -610,12 +669,15 @@ def export_csv(correction: Correction, path: str | os.PathLike) -> Path:
 
 
 def export_ir_wav(correction: Correction, path: str | os.PathLike, *, n_taps: int = DEFAULT_N_TAPS,
-                  design: str = "firls", phase: str = "linear") -> Path:
+                  design: str = "firls", phase: str = "linear", sample_rate: int | None = None) -> Path:
     """The correction as an impulse response (32-bit float WAV) for convolution plug-ins.
 
     A linear-phase IR has its peak at sample ``(n_taps - 1) / 2``: convolution plug-ins that do not compensate
-    latency delay the signal by that much; use ``phase="minimum"`` for no bulk delay.
+    latency delay the signal by that much; use ``phase="minimum"`` for no bulk delay. ``sample_rate`` redesigns
+    the filter for another rate (:func:`resample_correction`, same ``n_taps``).
     """
+    if sample_rate is not None:
+        correction = resample_correction(correction, sample_rate)
     taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
     return audio_io.save(path, taps.astype(np.float32), correction.sample_rate, subtype="FLOAT")
 
@@ -642,8 +704,24 @@ def export_equalizerapo(correction: Correction, path: str | os.PathLike, *, per_
     return _write_text(path, text)
 
 
+def export_parametric(correction: Correction, path: str | os.PathLike, *, n_filters: int = 10,
+                      band_hz: tuple[float, float] | None = None) -> Path:
+    """Peaking and shelving biquads fitted to the correction (:func:`micmatch.parametric.fit_parametric`):
+    a CamillaDSP YAML when ``path`` ends in ``.yml``/``.yaml``, else EqualizerAPO ``Preamp:``/``Filter`` lines."""
+    from micmatch.parametric import camilladsp_yaml, equalizerapo_text, fit_parametric
+
+    eq = fit_parametric(correction, n_filters=n_filters, band_hz=band_hz)
+    title = f"micmatch correction {correction.device} -> {correction.reference} at {correction.sample_rate} Hz"
+    path = Path(path)
+    text = camilladsp_yaml(eq, title=title) if path.suffix.lower() in (".yml", ".yaml") else \
+        equalizerapo_text(eq, title=title)
+    return _write_text(path, text)
+
+
 def export(correction: Correction, path: str | os.PathLike, fmt: str, **options) -> Path:
     """Export in one of :data:`EXPORT_FORMATS`."""
+    if fmt == "parametric":
+        return export_parametric(correction, path, **options)
     if fmt == "csv":
         return export_csv(correction, path)
     if fmt == "wav":

@@ -42,7 +42,12 @@ from micmatch.correct import (
 )
 from micmatch.errors import AudioError, MeasurementError, ParameterError
 from micmatch.estimate import array_stats
-from micmatch.loudness import OVERS_POLICIES, integrated_loudness, parse_loudness, peak_reduction_db
+from micmatch.loudness import (
+    OVERS_POLICIES,
+    integrated_loudness,
+    parse_loudness,
+    peak_reduction_db,
+)
 from micmatch.metrics import log_spectral_distance
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 from micmatch.spectral import log_power_frames, smooth_fractional_octave

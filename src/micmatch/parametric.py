@@ -194,8 +194,8 @@ _CAMILLA = {"peak": "Peaking", "lowshelf": "Lowshelf", "highshelf": "Highshelf"}
 def equalizerapo_text(eq: ParametricEQ, *, title: str = "") -> str:
     """EqualizerAPO configuration: a ``Preamp:`` line and one ``Filter N: ON ...`` line per biquad."""
     lines = [f"# {title}" if title else "# micmatch parametric correction",
-             f"# fitted over {eq.band_hz[0]:.0f}-{eq.band_hz[1]:.0f} Hz at {eq.sample_rate} Hz, "
-             f"RMS error {eq.rms_error_db:.2f} dB",
+             (f"# fitted over {eq.band_hz[0]:.0f}-{eq.band_hz[1]:.0f} Hz at {eq.sample_rate} Hz, "
+              f"RMS error {eq.rms_error_db:.2f} dB"),
              f"Preamp: {eq.preamp_db:.1f} dB"]
     for i, flt in enumerate(eq.filters, start=1):
         lines.append(f"Filter {i}: ON {_APO[flt.kind]} Fc {flt.freq_hz:.0f} Hz Gain {flt.gain_db:.1f} dB "
@@ -209,8 +209,8 @@ def camilladsp_yaml(eq: ParametricEQ, *, channels: int = 2, title: str = "") -> 
     takes one step per channel with ``channel: N``)."""
     names = ["micmatch_preamp"] + [f"micmatch_peq{i}" for i in range(1, len(eq.filters) + 1)]
     lines = [f"# {title}" if title else "# micmatch parametric correction",
-             f"# fitted over {eq.band_hz[0]:.0f}-{eq.band_hz[1]:.0f} Hz, RMS error {eq.rms_error_db:.2f} dB; "
-             f"designed for samplerate {eq.sample_rate}",
+             (f"# fitted over {eq.band_hz[0]:.0f}-{eq.band_hz[1]:.0f} Hz, RMS error {eq.rms_error_db:.2f} dB; "
+              f"designed for samplerate {eq.sample_rate}"),
              "filters:", f"  {names[0]}:", "    type: Gain", "    parameters:", f"      gain: {eq.preamp_db:.2f}"]
     for name, flt in zip(names[1:], eq.filters):
         lines += [f"  {name}:", "    type: Biquad", "    parameters:", f"      type: {_CAMILLA[flt.kind]}",

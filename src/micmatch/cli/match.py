@@ -77,8 +77,8 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         jobs = [(f, Path(output) / f.relative_to(target_path)) for f in files]
     else:
         jobs = [(target_path, Path(output))]
-    options = dict(statistic=statistic, strength=strength, band_hz=band, smoothing_octaves=smoothing or None,
-                   loudness=loudness, overs=overs, route=route, reference_weights=weights)
+    options = {"statistic": statistic, "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
+               "loudness": loudness, "overs": overs, "route": route, "reference_weights": weights}
     failures, reduced, worse = 0, [], []
     for src, dst in tqdm(jobs, desc="matching", unit="file", disable=len(jobs) < 2 or not _progress_enabled(),
                          file=sys.stderr):
