@@ -4,7 +4,7 @@
 ``n_filters`` second-order sections of the audio-EQ-cookbook kind (RBJ): a low shelf, a high shelf and peaking
 filters. Greedy then joint: each step adds a filter where the smoothed residual is largest (a shelf when that is
 at the band's lowest or highest third of an octave), then every parameter is refined together by bounded least
-squares on a log-frequency grid (1/48 octave). benchmarks/bench_parametric.py reports the fit error on pairs of
+squares on a log-frequency grid (1/24 octave). benchmarks/bench_parametric.py reports the fit error on pairs of
 measured microphone responses.
 
 Exports: :func:`equalizerapo_text` (``Preamp:`` and ``Filter N: ON PK|LSC|HSC Fc .. Hz Gain .. dB Q ..`` lines)
@@ -27,7 +27,7 @@ KINDS = ("peak", "lowshelf", "highshelf")
 SHELF_Q = 1.0 / math.sqrt(2.0)
 Q_RANGE = (0.2, 10.0)
 GAIN_RANGE_DB = 24.0
-GRID_PER_OCTAVE = 48
+GRID_PER_OCTAVE = 24
 
 
 @dataclass(frozen=True)
@@ -176,15 +176,21 @@ def fit_parametric(correction, *, n_filters: int = 10, band_hz: tuple[float, flo
         qlo, qhi = (0.4, 1.5) if kind != "peak" else Q_RANGE
         lower += [lf_lo, -GAIN_RANGE_DB, math.log(qlo)]
         upper += [lf_hi, GAIN_RANGE_DB, math.log(qhi)]
-        x0 = np.clip(params, np.array(lower) + 1e-9, np.array(upper) - 1e-9)
-        sol = scipy.optimize.least_squares(lambda p: _model(p, kinds, f, fs) - target, x0,
-                                           bounds=(np.array(lower), np.array(upper)), method="trf", max_nfev=200,
-                                           x_scale="jac")
-        params = sol.x
+        params = _refine(params, kinds, f, fs, target, lower, upper, max_nfev=30)
+    if kinds:  # a last joint refinement of every parameter
+        params = _refine(params, kinds, f, fs, target, lower, upper, max_nfev=200)
     filters = tuple(Biquad(kd, float(math.exp(params[1 + 3 * i])), float(params[2 + 3 * i]),
                            float(math.exp(params[3 + 3 * i]))) for i, kd in enumerate(kinds))
     err = _model(params, kinds, f, fs) - target
     return ParametricEQ(filters, float(params[0]), fs, (lo, hi), float(np.sqrt(np.mean(err**2))))
+
+
+def _refine(params, kinds, f, fs, target, lower, upper, *, max_nfev: int) -> np.ndarray:
+    lo, hi = np.array(lower), np.array(upper)
+    x0 = np.clip(params, lo + 1e-9, hi - 1e-9)
+    sol = scipy.optimize.least_squares(lambda p: _model(p, kinds, f, fs) - target, x0, bounds=(lo, hi),
+                                       method="trf", max_nfev=max_nfev, x_scale="jac")
+    return sol.x
 
 
 _APO = {"peak": "PK", "lowshelf": "LSC", "highshelf": "HSC"}
