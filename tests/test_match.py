@@ -137,6 +137,14 @@ def test_auto_band_stops_the_edge_boost_and_strength_scales():
     assert banded.settings["band_hz"] == [pytest.approx(lo, abs=0.01), pytest.approx(hi, abs=0.01)]
     with pytest.raises(ParameterError, match="strength=1.5"):
         correction_curve(rs, "a", "b", strength=1.5)
+    # Outside the band cuts stay (they never raise noise) unless outside="flat"; boosts fade to 0 dB.
+    loud = _model_set(np.where(f > 5000, 12.0, 0.0), np.where(f > 5000, -60.0, 0.0), cfg)
+    kept = correction_curve(loud, "a", "b", limit_band=(100.0, 4000.0))
+    assert kept.gain_db[f > 8000].min() == -30.0  # the cut, at its clamp
+    flat = correction_curve(loud, "a", "b", limit_band=(100.0, 4000.0), outside="flat")
+    assert np.abs(flat.gain_db[f > 8000]).max() == 0.0
+    with pytest.raises(ParameterError, match="outside='both'"):
+        correction_curve(loud, "a", "b", limit_band=(100.0, 4000.0), outside="both")
 
 
 def test_weighted_mean_reference():

@@ -190,6 +190,7 @@ def correction_curve(
     transition_octaves: float = DEFAULT_TRANSITION_OCTAVES,
     strength: float = 1.0,
     reference_weights: dict[str, float] | None = None,
+    outside: str = "cuts",
 ) -> Correction:
     """The regularised correction ``H_reference / H_device`` in dB (module docstring for the regularisation).
 
@@ -217,6 +218,11 @@ def correction_curve(
         (:func:`signal_band`; only from absolute responses: aligned-pair responses are relative and use the whole
         band), a (low, high) pair in Hz sets it, None (the default; the commands default to "auto") disables
         the limit. Outside, the gain goes to 0 dB over ``transition_octaves`` along a raised cosine.
+    outside : {"cuts", "flat"}
+        Outside the band, ``"cuts"`` (default) fades only boosts to 0 dB and keeps cuts (a cut never raises noise:
+        where the device has more energy than a reference without signal, the match removes it; on simulated
+        reverberant pairs fading cuts too left the long-term spectrum several dB from the reference,
+        benchmarks/results/match.md); ``"flat"`` fades every gain to 0 dB.
     strength : float
         0..1: the correction in dB is scaled by this (0 leaves the audio unchanged, 1 is the full match).
     reference_weights : dict, optional
@@ -262,13 +268,16 @@ def correction_curve(
             active = signal_band([response_level_db(responses[n], statistic) for n in dict.fromkeys(used)], freqs)
     elif limit_band is not None:
         active = (float(limit_band[0]), float(limit_band[1]))
+    if outside not in ("cuts", "flat"):
+        raise ParameterError(f"outside={outside!r} must be 'cuts' or 'flat'")
     if active is not None:
-        gain = gain * band_taper(freqs, active, transition_octaves=transition_octaves)
+        w = band_taper(freqs, active, transition_octaves=transition_octaves)
+        gain = w * gain + (1.0 - w) * (np.minimum(gain, 0.0) if outside == "cuts" else 0.0)
     gain = np.clip(gain, -max_cut_db, max_boost_db) * strength
     settings = {"max_boost_db": max_boost_db, "max_cut_db": max_cut_db, "dynamic_range_db": dynamic_range_db,
                 "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length, "statistic": statistic,
                 "band_hz": None if active is None else [round(active[0], 2), round(active[1], 2)],
-                "transition_octaves": transition_octaves, "strength": strength}
+                "transition_octaves": transition_octaves, "outside": outside, "strength": strength}
     return Correction(device, reference, cfg.sample_rate, cfg.n_fft, gain, settings)
 
 
