@@ -190,10 +190,11 @@ def test_parse_loudness_rejects(bad):
 # The flow
 
 
-def test_match_same_sound_takes_the_aligned_route_and_helps():
+@pytest.mark.parametrize("statistic", ["power", "log"])
+def test_match_same_sound_takes_the_aligned_route_and_helps(statistic):
     ref = _voice(1)
     tgt = _device(ref)
-    r = match((tgt, SR), (ref, SR))
+    r = match((tgt, SR), (ref, SR), statistic=statistic)
     assert r.route == "aligned" and "same sound" in r.route_reason
     assert r.alignment.offset_samples == pytest.approx(700, abs=1.0)
     assert r.distance_db["after"] < 0.5 * r.distance_db["before"]
