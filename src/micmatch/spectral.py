@@ -326,13 +326,21 @@ class LogPowerAccumulator:
 
     def _add_power_sums(self, power: np.ndarray, bins: np.ndarray | None) -> None:
         """Add per-frame power ``(n_frames, n_bins)`` to the sums of each frame's level bin (one bin without the
-        relative gate)."""
+        relative gate). Frames are grouped with one sort and ``reduceat``, as the log sums are."""
+        if power.shape[0] == 0:
+            return
         if bins is None:
             self._psum[0] = self._psum.get(0, 0.0) + power.sum(axis=0, dtype=np.float64)
             return
-        for lvl in np.unique(bins).tolist():
-            part = power[bins == lvl].sum(axis=0, dtype=np.float64)
-            self._psum[lvl] = self._psum[lvl] + part if lvl in self._psum else part
+        order = np.argsort(bins, kind="stable")
+        sorted_bins = bins[order]
+        starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
+        sums = np.add.reduceat(power[order], starts, axis=0)
+        for lvl, part in zip(sorted_bins[starts].tolist(), sums):
+            if lvl in self._psum:
+                self._psum[lvl] += part
+            else:
+                self._psum[lvl] = part.astype(np.float64)
 
     def _merge_levels(self, levels: np.ndarray, sums: np.ndarray, sqs: np.ndarray, counts: np.ndarray) -> None:
         for j, lvl in enumerate(levels.tolist()):
