@@ -22,8 +22,8 @@ from _common import single_thread_env, write_pcm16_clips, write_results
 
 single_thread_env()
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+import numpy as np
+import soundfile as sf
 
 
 def main() -> None:
@@ -55,16 +55,16 @@ def main() -> None:
                                 sf.read(tmp / "one_design_per_batch" / f.name)[0]).max()) for f in files[:20])
     ratio = times["per_file_design"] / times["one_design_per_batch"]
     lines = ["# Batch FIR correction: one design per batch vs one per file", "",
-             f"{args.files} files of {args.seconds:g} s (44.1 kHz, 16-bit), `correct_file(method='fir')`, 1025 taps "
+             (f"{args.files} files of {args.seconds:g} s (44.1 kHz, 16-bit), `correct_file(method='fir')`, 1025 taps "
              "(firls), one process, both variants in one run on a shared 2-core machine (other users' jobs ran "
-             "too: compare the ratio).", "",
+             "too: compare the ratio)."), "",
              "| variant | total time (s) | per file (ms) |", "|---|---|---|",
-             f"| design per file (before) | {times['per_file_design']:.1f} | "
-             f"{1000 * times['per_file_design'] / args.files:.1f} |",
-             f"| one design per batch (now) | {times['one_design_per_batch']:.1f} | "
-             f"{1000 * times['one_design_per_batch'] / args.files:.1f} |", "",
-             f"Speed-up: **{ratio:.1f}x** (target >= 10x). Max abs difference between the two outputs "
-             f"(first 20 files): {diff:.1e}.", "",
+             (f"| design per file (before) | {times['per_file_design']:.1f} | "
+             f"{1000 * times['per_file_design'] / args.files:.1f} |"),
+             (f"| one design per batch (now) | {times['one_design_per_batch']:.1f} | "
+             f"{1000 * times['one_design_per_batch'] / args.files:.1f} |"), "",
+             (f"Speed-up: **{ratio:.1f}x** (target >= 10x). Max abs difference between the two outputs "
+             f"(first 20 files): {diff:.1e}."), "",
              f"Command: `PYTHONPATH=src python benchmarks/bench_fir_batch.py --files {args.files}`"]
     md = write_results("fir_batch", {"files": args.files, "seconds": args.seconds, "times_s": times,
                                      "speedup": ratio, "max_abs_difference": diff}, "\n".join(lines))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import write_results
 
 SR = 44100
 SECONDS = 12.0
@@ -33,7 +33,7 @@ SECONDS = 12.0
 def speech(rng: np.random.Generator, seconds: float = SECONDS) -> np.ndarray:
     from micmatch.demo import synth_voice
 
-    parts = [synth_voice(int(4 * SR), SR, rng) for _ in range(int(round(seconds / 4)))]
+    parts = [synth_voice(int(4 * SR), SR, rng) for _ in range(round(seconds / 4))]
     x = np.concatenate(parts)
     return x / np.sqrt(np.mean(x * x)) * 10 ** (-26 / 20)
 
@@ -134,16 +134,16 @@ def main() -> None:
                 "files_with_overs_reduction": sum(r["overs_reduction_db"] > 0 for r in sel),
                 "max_overs_reduction_db": max(r["overs_reduction_db"] for r in sel)}
     lines = ["# micmatch match on simulated reverberant, noisy pairs", "",
-             f"{args.pairs} pairs with the same speech (aligned route expected) and {args.pairs} with different "
+             (f"{args.pairs} pairs with the same speech (aligned route expected) and {args.pairs} with different "
              "speech of the same kind (unaligned route), each matched with both statistics. Source: synthetic "
              "wideband speech-like material (micmatch.demo.synth_voice, 44.1 kHz, 12 s). Reference: MicIRP "
              "microphone A, close, noise -75 dB. Target: pyroomacoustics shoebox room (RT60 0.25-0.8 s), MicIRP "
              "microphone B, pink noise at SNR 15-35 dB, level -12..0 dB, shifted 0-0.25 s. Distances: long-term "
              "1/3-octave (dB RMS over 100 Hz-16 kHz, level removed); frame LSD on the aligned pair "
-             "(loud frames). Loudness: ITU-R BS.1770 integrated, result minus reference.", "",
-             "| material | statistic | route | long-term before (median) | after (median / max) | after <= 1 dB "
+             "(loud frames). Loudness: ITU-R BS.1770 integrated, result minus reference."), "",
+             ("| material | statistic | route | long-term before (median) | after (median / max) | after <= 1 dB "
              "| worse than before | frame LSD before -> after (median) | abs loudness error max (LU) "
-             "| files lowered for overs |",
+             "| files lowered for overs |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for key, s in summary.items():
         kind, statistic = key.split("/")
@@ -155,7 +155,7 @@ def main() -> None:
                      f"{s['abs_loudness_error_lu']['max']:.3f} | {s['files_with_overs_reduction']} "
                      f"(max {s['max_overs_reduction_db']:.1f} dB) |")
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s on a shared 2-core machine (times not compared).",
-              "Command: `PYTHONPATH=src python benchmarks/bench_match.py --pairs " f"{args.pairs}`"]
+              ("Command: `PYTHONPATH=src python benchmarks/bench_match.py --pairs " f"{args.pairs}`")]
     md = write_results("match", {"pairs": args.pairs, "seed": args.seed, "summary": summary, "rows": rows},
                        "\n".join(lines))
     print(md.read_text())

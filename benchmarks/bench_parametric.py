@@ -67,20 +67,20 @@ def main() -> None:
                "median_filters_used": float(np.median([r["filters"] for r in rows]))}
     worst = sorted(rows, key=lambda r: -r["rms_error_db"])[:5]
     lines = ["# Parametric EQ fit on MicIRP microphone pairs", "",
-             f"{len(rows)} random ordered pairs of the {len(names)} MicIRP microphones; correction with the commands' "
+             (f"{len(rows)} random ordered pairs of the {len(names)} MicIRP microphones; correction with the commands' "
              f"defaults and 1/{round(1 / args.smooth)}-octave smoothing; at most {args.filters} biquads (peaking, "
              "low/high shelf) plus a flat gain; error = RMS of fit minus correction over the correction's band "
-             "(1/24-octave grid).", "",
+             "(1/24-octave grid)."), "",
              "| RMS error p10 | median | p90 | max | pairs within 1.0 dB | median correction span | median filters |",
              "|---|---|---|---|---|---|---|",
-             f"| {q['p10']:.2f} dB | {q['median']:.2f} dB | {q['p90']:.2f} dB | {q['max']:.2f} dB | "
+             (f"| {q['p10']:.2f} dB | {q['median']:.2f} dB | {q['p90']:.2f} dB | {q['max']:.2f} dB | "
              f"{summary['within_1db']}/{len(rows)} | {summary['median_correction_span_db']:.1f} dB | "
-             f"{summary['median_filters_used']:.0f} |", "", "Worst pairs:", ""]
+             f"{summary['median_filters_used']:.0f} |"), "", "Worst pairs:", ""]
     lines += [f"- {r['device']} -> {r['reference']}: {r['rms_error_db']:.2f} dB RMS (span "
               f"{r['correction_span_db']:.1f} dB, band {r['band_hz'][0]:.0f}-{r['band_hz'][1]:.0f} Hz)" for r in worst]
     lines += ["", f"Run time {time.perf_counter() - t0:.0f} s on a shared 2-core machine.",
-              f"Command: `PYTHONPATH=src python benchmarks/bench_parametric.py --pairs {args.pairs} "
-              f"--filters {args.filters}`"]
+              (f"Command: `PYTHONPATH=src python benchmarks/bench_parametric.py --pairs {args.pairs} "
+              f"--filters {args.filters}`")]
     md = write_results("parametric", {"summary": summary, "rows": rows}, "\n".join(lines))
     print(md.read_text())
 

@@ -13,9 +13,19 @@ from click.testing import CliRunner
 
 from micmatch import audio, correct
 from micmatch.cli import main
-from micmatch.correct import Correction, design_fir, fir_response_db, resample_correction
+from micmatch.correct import (
+    Correction,
+    design_fir,
+    fir_response_db,
+    resample_correction,
+)
 from micmatch.errors import ParameterError
-from micmatch.parametric import Biquad, camilladsp_yaml, equalizerapo_text, fit_parametric
+from micmatch.parametric import (
+    Biquad,
+    camilladsp_yaml,
+    equalizerapo_text,
+    fit_parametric,
+)
 from micmatch.simulate import BUILTIN_DEVICES
 
 SR = 44100

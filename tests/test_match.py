@@ -315,3 +315,23 @@ def test_readme_match_examples_run_as_written(tmp_path, monkeypatch):
     # The README, run as written.
     exec(compile(code, "README.md (match)", "exec"), {"__name__": "__readme__"})  # noqa: S102
     assert (tmp_path / "tablet_matched.wav").is_file() and (tmp_path / "report" / "report.html").is_file()
+
+
+def test_cli_says_when_the_result_is_further_from_the_reference(tmp_path, monkeypatch):
+    import dataclasses
+
+    import micmatch.match as match_module
+
+    _write_pair(tmp_path)
+    real = match_module.match
+
+    def worse(*args, **kwargs):
+        # A real match whose figures are then swapped, as a bad pairing would give: after > before.
+        r = real(*args, **kwargs)
+        return dataclasses.replace(r, distance_db={"before": 1.0, "after": 2.5})
+
+    monkeypatch.setattr(match_module, "match", worse)
+    res = CliRunner().invoke(main, ["match", str(tmp_path / "tablet.wav"), str(tmp_path / "studio.wav"), "-o",
+                                    str(tmp_path / "out.wav")])
+    assert res.exit_code == 0, res.output
+    assert "further from the reference than the input" in res.output
