@@ -102,6 +102,9 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         click.echo(line)
         if len(jobs) == 1:
             click.echo(f"  route: {res.route_reason}")
+        for note in res.warnings:  # overs and 'further' notes are summarised below, once
+            if not note.startswith("overs:") and "further from the reference" not in note:
+                click.echo(f"micmatch: warning: {src}: {note}", err=True)
         if res.overs_reduction_db > 0:
             reduced.append((src, res.overs_reduction_db))
         if not res.helped:
