@@ -20,6 +20,14 @@ from micmatch.errors import (
 
 __version__ = "0.1.0"
 
+
+def match(target, reference, output=None, **options):
+    """Make ``target`` sound as if recorded like ``reference``; see :func:`micmatch.match.match`."""
+    from micmatch.match import match as _match
+
+    return _match(target, reference, output, **options)
+
+
 __all__ = [
     "AudioError",
     "AugmentError",
@@ -33,4 +41,5 @@ __all__ = [
     "ProfileError",
     "UnknownDeviceError",
     "__version__",
+    "match",
 ]

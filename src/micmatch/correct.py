@@ -22,6 +22,7 @@ gain over the analysis band is 0 dB.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -38,7 +39,7 @@ import soundfile as sf
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
 from micmatch.outputs import staging_path
-from micmatch.response import ResponseSet
+from micmatch.response import DeviceResponse, ResponseSet
 from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
 
 DEFAULT_MAX_BOOST_DB = 20.0
@@ -50,6 +51,13 @@ METHODS = ("stft", "fir")
 FIR_DESIGNS = ("firls", "firwin2")
 PHASES = ("linear", "minimum")
 OVERS = ("float", "scale", "clip")
+STATISTICS = ("log", "power")
+#: Default long-term statistic (benchmarks/bench_match.py compares the two on reverberant, noisy pairs).
+DEFAULT_STATISTIC = "log"
+#: A device "has signal" in a bin when its smoothed level is within this many dB of its typical level.
+DEFAULT_BAND_RANGE_DB = 40.0
+#: Width of the raised-cosine transition to 0 dB outside the corrected band (octaves).
+DEFAULT_TRANSITION_OCTAVES = 1.0 / 3.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,73 @@ class Correction:
             )
 
 
+def response_level_db(response, statistic: str = "log") -> np.ndarray:
+    """A device's long-term level per bin (dB) under ``statistic``.
+
+    ``"log"`` is the mean of log power (geometric mean of magnitudes, seed 001's estimate: ``response_db``);
+    ``"power"`` is the log of the mean power (the long-term average spectrum), from the statistics' power sums.
+    Measured and built-in responses (sweep, impulse, builtin, model) have one value per bin, the same for both.
+    """
+    if statistic not in STATISTICS:
+        raise ParameterError(f"statistic={statistic!r} must be one of {STATISTICS}")
+    if statistic == "log" or response.method in ("sweep", "impulse", "builtin", "model"):
+        return response.response_db
+    if response.stats is None or response.stats.sum_power is None:
+        raise ParameterError(f"device {response.name!r} has no power statistics (method {response.method}, or a "
+                             f"responses file from an older micmatch); use statistic 'log' or profile it again")
+    return response.stats.power_db
+
+
+def signal_band(levels_db: Iterable[np.ndarray], freqs_hz: np.ndarray, *, range_db: float = DEFAULT_BAND_RANGE_DB,
+                min_hz: float = 20.0) -> tuple[float, float]:
+    """The band where every device has signal: its 1/3-octave smoothed level within ``range_db`` of its own
+    typical level (the 75th percentile over log-spaced frequencies from 100 Hz to 0.9 x Nyquist, where recordings
+    carry sound; log spacing so a band-limited device's empty top octave does not count as most of the band).
+
+    Outside, a recording holds only its noise floor (or nothing at all, beyond a band limit): a correction there
+    boosts noise, which is the +20 dB edge boost match-EQ users complain about. Returns the widest contiguous band
+    (in octaves) of qualifying bins above ``min_hz`` (Hz).
+    """
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    ok = f >= min_hz
+    nyq = f[-1]
+    grid = np.geomspace(min(100.0, 0.1 * nyq), 0.9 * nyq, 256)
+    for lv in levels_db:
+        sm = smooth_fractional_octave(np.asarray(lv, dtype=np.float64), f, 1.0 / 3.0)
+        ok &= sm >= np.percentile(np.interp(grid, f, sm), 75) - range_db
+    return widest_band(ok, f)
+
+
+def widest_band(ok: np.ndarray, freqs_hz: np.ndarray) -> tuple[float, float]:
+    """Edges (Hz) of the widest contiguous run, in octaves, of True bins in ``ok``."""
+    f = np.asarray(freqs_hz, dtype=np.float64)
+    ok = np.asarray(ok, dtype=bool) & (f > 0)
+    if not ok.any():
+        raise ParameterError("no frequency band where every recording has signal; pass an explicit band")
+    edges = np.diff(np.r_[0, ok.astype(np.int8), 0])
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    widest = int(np.argmax(np.log2(f[stops - 1]) - np.log2(f[starts]) + 1e-9 * (stops - starts)))
+    return float(f[starts[widest]]), float(f[stops[widest] - 1])
+
+
+def band_taper(freqs_hz: np.ndarray, band_hz: tuple[float, float], *,
+               transition_octaves: float = DEFAULT_TRANSITION_OCTAVES) -> np.ndarray:
+    """Weights in [0, 1]: 1 inside ``band_hz``, falling to 0 over ``transition_octaves`` outside it along a
+    raised cosine in log frequency (no step, so no ringing filter and no hard edge in the curve)."""
+    lo, hi = band_hz
+    if not 0 <= lo < hi:
+        raise ParameterError(f"band {lo}..{hi} Hz must have 0 <= low < high")
+    if transition_octaves <= 0:
+        raise ParameterError(f"transition_octaves={transition_octaves} must be positive")
+    f = np.maximum(np.asarray(freqs_hz, dtype=np.float64), 1e-3)
+    dist = np.zeros_like(f)
+    if lo > 0:
+        dist = np.maximum(dist, np.log2(lo / f))
+    dist = np.maximum(dist, np.log2(f / hi))
+    d = np.clip(dist / transition_octaves, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * d))
+
+
 def correction_curve(
     responses: ResponseSet,
     device: str,
@@ -110,6 +185,12 @@ def correction_curve(
     dynamic_range_db: float = DEFAULT_DYNAMIC_RANGE_DB,
     smoothing_octaves: float | None = None,
     band_hz: tuple[float, float] | None = None,
+    statistic: str = DEFAULT_STATISTIC,
+    limit_band: str | tuple[float, float] | None = None,
+    transition_octaves: float = DEFAULT_TRANSITION_OCTAVES,
+    strength: float = 1.0,
+    reference_weights: dict[str, float] | None = None,
+    outside: str = "cuts",
 ) -> Correction:
     """The regularised correction ``H_reference / H_device`` in dB (module docstring for the regularisation).
 
@@ -119,7 +200,8 @@ def correction_curve(
     device : str
         Device whose recordings will be corrected.
     reference : str
-        Target device, or ``":mean"`` (average of all devices) / ``":flat"`` (reference-free mean subtraction).
+        Target device, or ``":mean"`` (average of all devices, or of those in ``reference_weights``, weighted) /
+        ``":flat"`` (reference-free mean subtraction).
     max_boost_db, max_cut_db : float
         Clamp of the gain (both non-negative).
     dynamic_range_db : float
@@ -128,39 +210,135 @@ def correction_curve(
         Fractional-octave smoothing of the final curve (e.g. 1/6).
     band_hz : (float, float), optional
         Band over which ``":flat"`` normalises its mean gain to 0 dB; default 100 Hz to 0.45 x sample rate.
+    statistic : {"log", "power"}
+        Long-term level of each device: mean of log power (geometric mean, seed 001) or mean power (long-term
+        average spectrum); see :func:`response_level_db`.
+    limit_band : "auto", (float, float) or None
+        Where the correction acts: ``"auto"`` finds the band where both devices have signal
+        (:func:`signal_band`; only from absolute responses: aligned-pair responses are relative and use the whole
+        band), a (low, high) pair in Hz sets it, None (the default; the commands default to "auto") disables
+        the limit. Outside, the gain goes to 0 dB over ``transition_octaves`` along a raised cosine.
+    outside : {"cuts", "flat"}
+        Outside the band, ``"cuts"`` (default) fades only boosts to 0 dB and keeps cuts (a cut never raises noise:
+        where the device has more energy than a reference without signal, the match removes it; on simulated
+        reverberant pairs fading cuts too left the long-term spectrum several dB from the reference,
+        benchmarks/results/match.md); ``"flat"`` fades every gain to 0 dB.
+    strength : float
+        0..1: the correction in dB is scaled by this (0 leaves the audio unchanged, 1 is the full match).
+    reference_weights : dict, optional
+        Device -> weight for ``reference=":mean"`` (only these devices, normalised weights).
     """
     if max_boost_db < 0 or max_cut_db < 0:
         raise ParameterError(f"max_boost_db={max_boost_db} and max_cut_db={max_cut_db} must be non-negative")
+    if not 0.0 <= strength <= 1.0:
+        raise ParameterError(f"strength={strength} must lie between 0 and 1")
     cfg = responses.config
     freqs = cfg.frequencies
 
     def floored(db: np.ndarray) -> np.ndarray:
         return np.maximum(db, db.max() - dynamic_range_db)
 
-    dev = floored(responses[device].response_db)
+    def level(name: str) -> np.ndarray:
+        return floored(response_level_db(responses[name], statistic))
+
+    dev = level(device)
     lo, hi = band_hz or (100.0, 0.45 * cfg.sample_rate)
     in_band = (freqs >= lo) & (freqs <= hi)
+    used = [device]
     if reference == ":mean":
-        ref = floored(np.mean([floored(r.response_db) for r in responses.values()], axis=0))
+        names = list(reference_weights) if reference_weights else list(responses)
+        w = np.array([reference_weights[n] for n in names] if reference_weights else [1.0] * len(names), float)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ParameterError(f"reference weights {w.tolist()} must be non-negative with a positive sum")
+        ref = floored(np.tensordot(w / w.sum(), np.array([level(n) for n in names]), axes=1))
+        used += names
     elif reference == ":flat":
         ref = np.full_like(dev, np.mean(dev[in_band]) if in_band.any() else np.mean(dev))
     else:
-        ref = floored(responses[reference].response_db)
+        ref = level(reference)
+        used.append(reference)
     gain = ref - dev
     if smoothing_octaves:
         gain = smooth_fractional_octave(gain, freqs, smoothing_octaves)
-    gain = np.clip(gain, -max_cut_db, max_boost_db)
+    active = None
+    if isinstance(limit_band, str):
+        if limit_band != "auto":
+            raise ParameterError(f"limit_band={limit_band!r} must be 'auto', a (low, high) pair in Hz, or None")
+        if all(responses[n].method != "aligned" for n in used):
+            active = signal_band([response_level_db(responses[n], statistic) for n in dict.fromkeys(used)], freqs)
+    elif limit_band is not None:
+        active = (float(limit_band[0]), float(limit_band[1]))
+    if outside not in ("cuts", "flat"):
+        raise ParameterError(f"outside={outside!r} must be 'cuts' or 'flat'")
+    if active is not None:
+        w = band_taper(freqs, active, transition_octaves=transition_octaves)
+        gain = w * gain + (1.0 - w) * (np.minimum(gain, 0.0) if outside == "cuts" else 0.0)
+    # A device recorded below the analysis band (e.g. 8 kHz audio profiled at 48 kHz) holds nothing above its own
+    # Nyquist frequency: 0 dB there, not a boost of resampling silence up to the clamp.
+    recorded = [float(responses[n].meta["band_hz"]) for n in dict.fromkeys(used) if "band_hz" in responses[n].meta]
+    if recorded and min(recorded) < freqs[-1]:
+        gain = np.where(freqs > min(recorded), 0.0, gain)
+    gain = np.clip(gain, -max_cut_db, max_boost_db) * strength
     settings = {"max_boost_db": max_boost_db, "max_cut_db": max_cut_db, "dynamic_range_db": dynamic_range_db,
-                "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length}
+                "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length, "statistic": statistic,
+                "band_hz": None if active is None else [round(active[0], 2), round(active[1], 2)],
+                "transition_octaves": transition_octaves, "outside": outside, "strength": strength}
     return Correction(device, reference, cfg.sample_rate, cfg.n_fft, gain, settings)
+
+
+def resample_correction(correction: Correction, sample_rate: int) -> Correction:
+    """The same correction for audio at another ``sample_rate``: the curve interpolated onto a grid of the same
+    bin spacing (``n_fft`` scaled with the rate, kept even), held at its last value above the old Nyquist."""
+    if sample_rate == correction.sample_rate:
+        return correction
+    if sample_rate <= 0:
+        raise ParameterError(f"sample_rate={sample_rate} must be positive")
+    n_fft = max(16, 2 * round(correction.n_fft * sample_rate / correction.sample_rate / 2))
+    f = frequencies(sample_rate, n_fft)
+    settings = {**correction.settings, "resampled_from_hz": correction.sample_rate}
+    return Correction(correction.device, correction.reference, sample_rate, n_fft, correction.interpolate_db(f),
+                      settings)
+
+
+def with_target_curve(responses: ResponseSet, device: str, curve_db: np.ndarray, *, name: str = "target curve",
+                      statistic: str = DEFAULT_STATISTIC) -> ResponseSet:
+    """``responses`` plus a reference ``name`` whose response is a target curve (dB on the set's grid), shifted to
+    the device's level (median difference over 100 Hz to 10 kHz) so the clamps act on the shape only."""
+    freqs = responses.frequencies
+    dev = response_level_db(responses[device], statistic)
+    sel = (freqs >= 100.0) & (freqs <= min(10000.0, 0.45 * responses.config.sample_rate))
+    curve = np.asarray(curve_db, dtype=np.float64)
+    curve = curve + float(np.median((dev - curve)[sel])) if sel.any() else curve
+    return ResponseSet(responses.config, list(responses.values()) + [DeviceResponse(name, curve, method="model")])
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # FIR design
 
 
+#: Designed filters by (curve, rate, settings): a batch designs each filter once (firls takes about 0.1 s).
+_FIR_CACHE: dict[tuple, np.ndarray] = {}
+_FIR_CACHE_SIZE = 32
+
+
 def design_fir(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
                phase: str = "linear") -> np.ndarray:
+    """An FIR filter whose magnitude follows the correction (cached: the same curve and settings are designed
+    once per process; the returned array is read-only). See :func:`design_fir_uncached`."""
+    key = (hashlib.sha1(correction.gain_db.tobytes()).hexdigest(), correction.sample_rate, correction.n_fft,
+           n_taps, design, phase)
+    taps = _FIR_CACHE.get(key)
+    if taps is None:
+        taps = design_fir_uncached(correction, n_taps=n_taps, design=design, phase=phase)
+        taps.setflags(write=False)
+        if len(_FIR_CACHE) >= _FIR_CACHE_SIZE:
+            _FIR_CACHE.pop(next(iter(_FIR_CACHE)))
+        _FIR_CACHE[key] = taps
+    return taps
+
+
+def design_fir_uncached(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
+                        phase: str = "linear") -> np.ndarray:
     """An FIR filter whose magnitude follows the correction.
 
     ``firls`` solves least squares over contiguous bands covering 0 Hz to Nyquist (one band per pair of adjacent
@@ -318,7 +496,7 @@ class _Plan:
 
 
 def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phase: str,
-          hop_length: int | None) -> _Plan:
+          hop_length: int | None, taps: np.ndarray | None = None) -> _Plan:
     if method == "stft":
         hop = hop_length or correction.n_fft // 4
         if correction.n_fft % hop or correction.n_fft // hop < 4:
@@ -327,7 +505,8 @@ def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phas
         block = hop * max(1, (1 << 17) // hop)
         return _Plan(_stft_gain_func(correction.gain, correction.n_fft, hop), ctx, ctx, block)
     if method == "fir":
-        taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
+        if taps is None:
+            taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
         return _fir_plan(taps, compensate_delay=phase == "linear")
     raise ParameterError(f"method={method!r} must be one of {METHODS}")
 
@@ -408,24 +587,34 @@ def correct_file(
     n_taps: int = DEFAULT_N_TAPS,
     design: str = "firls",
     phase: str = "linear",
-    overs: str = "float",
+    overs: str = "scale",
     subtype: str | None = None,
+    resample: bool = False,
+    taps: np.ndarray | None = None,
+    warn: bool = True,
 ) -> FileResult:
     """Correct one file, streaming in blocks, and write ``output`` atomically in the input's format and subtype.
 
     ``overs`` says what happens when the corrected signal exceeds full scale and the output subtype is integer
-    PCM: ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``) with a warning,
-    ``scale`` lowers the whole file's gain so its peak is -0.1 dBFS, ``clip`` clips and reports how many samples.
+    PCM: ``scale`` (default: the input's format is kept) lowers the whole file's gain so its peak is -0.1 dBFS,
+    ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``), ``clip`` clips and
+    reports how many samples; the returned :class:`FileResult` says which (a warning too unless ``warn=False``).
+    A file at another rate than the correction is refused unless ``resample`` (then the correction is
+    re-sampled to the file's rate, :func:`resample_correction`; the audio keeps its rate). ``taps`` passes an FIR
+    designed beforehand (method ``fir``), so a batch in several processes designs it once.
     The input is only read; nothing is written under ``output`` until the file is complete.
     """
     if overs not in OVERS:
         raise ParameterError(f"overs={overs!r} must be one of {OVERS}")
     meta = audio_io.info(path)
+    if resample and meta.sample_rate != correction.sample_rate:
+        correction = resample_correction(correction, meta.sample_rate)
+        taps = None
     correction.check_sample_rate(meta.sample_rate, what=str(meta.path))
     output = Path(output)
     if output.resolve() == meta.path.resolve():
         raise AudioError(f"{meta.path}: output would overwrite the input; choose another output folder")
-    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=None)
+    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=None, taps=taps)
     out_subtype = subtype or meta.subtype
     out_format = meta.format
     if not sf.check_format(out_format, out_subtype):
@@ -471,7 +660,7 @@ def correct_file(
             message = f"{meta.path}: {n_clipped} samples clipped at full scale"
     finally:
         stage.unlink(missing_ok=True)
-    if message:
+    if message and warn:
         warnings.warn(message, stacklevel=2)
     return FileResult(meta.path, output, peak, action, message)
 
@@ -480,7 +669,7 @@ def correct_file(
 # Exports
 
 
-EXPORT_FORMATS = ("csv", "wav", "equalizerapo")
+EXPORT_FORMATS = ("csv", "wav", "equalizerapo", "parametric")
 
 
 def export_csv(correction: Correction, path: str | os.PathLike) -> Path:
@@ -494,12 +683,15 @@ def export_csv(correction: Correction, path: str | os.PathLike) -> Path:
 
 
 def export_ir_wav(correction: Correction, path: str | os.PathLike, *, n_taps: int = DEFAULT_N_TAPS,
-                  design: str = "firls", phase: str = "linear") -> Path:
+                  design: str = "firls", phase: str = "linear", sample_rate: int | None = None) -> Path:
     """The correction as an impulse response (32-bit float WAV) for convolution plug-ins.
 
     A linear-phase IR has its peak at sample ``(n_taps - 1) / 2``: convolution plug-ins that do not compensate
-    latency delay the signal by that much; use ``phase="minimum"`` for no bulk delay.
+    latency delay the signal by that much; use ``phase="minimum"`` for no bulk delay. ``sample_rate`` redesigns
+    the filter for another rate (:func:`resample_correction`, same ``n_taps``).
     """
+    if sample_rate is not None:
+        correction = resample_correction(correction, sample_rate)
     taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
     return audio_io.save(path, taps.astype(np.float32), correction.sample_rate, subtype="FLOAT")
 
@@ -526,8 +718,24 @@ def export_equalizerapo(correction: Correction, path: str | os.PathLike, *, per_
     return _write_text(path, text)
 
 
+def export_parametric(correction: Correction, path: str | os.PathLike, *, n_filters: int = 10,
+                      band_hz: tuple[float, float] | None = None) -> Path:
+    """Peaking and shelving biquads fitted to the correction (:func:`micmatch.parametric.fit_parametric`):
+    a CamillaDSP YAML when ``path`` ends in ``.yml``/``.yaml``, else EqualizerAPO ``Preamp:``/``Filter`` lines."""
+    from micmatch.parametric import camilladsp_yaml, equalizerapo_text, fit_parametric
+
+    eq = fit_parametric(correction, n_filters=n_filters, band_hz=band_hz)
+    title = f"micmatch correction {correction.device} -> {correction.reference} at {correction.sample_rate} Hz"
+    path = Path(path)
+    text = camilladsp_yaml(eq, title=title) if path.suffix.lower() in (".yml", ".yaml") else \
+        equalizerapo_text(eq, title=title)
+    return _write_text(path, text)
+
+
 def export(correction: Correction, path: str | os.PathLike, fmt: str, **options) -> Path:
     """Export in one of :data:`EXPORT_FORMATS`."""
+    if fmt == "parametric":
+        return export_parametric(correction, path, **options)
     if fmt == "csv":
         return export_csv(correction, path)
     if fmt == "wav":

@@ -68,7 +68,8 @@ def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, conf
     if n_dc:
         warnings.warn(f"{name}: {n_dc} of {n_seen} frames are dominated by a DC offset (0 Hz) and were not "
                       f"counted; remove the offset (high-pass) to use them", stacklevel=3)
-    return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1)
+    return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1,
+                            sum_power=sum(a.sum_power for a in accs))
 
 
 def array_stats(audio: np.ndarray, config: SpectralConfig, *, channels: str = "mix",

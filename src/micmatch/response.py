@@ -96,7 +96,8 @@ class LogSpectrumStats:
     """Per-bin sums of log power (dB) over frames: exactly mergeable by addition.
 
     ``mean_db`` is the log of the geometric-mean power (the unaligned spectrum-correction estimate of seed 001),
-    ``std_db`` the spread over frames.
+    ``std_db`` the spread over frames. ``sum_power`` (optional: linear power summed over the same frames) gives
+    ``power_db``, the log of the arithmetic-mean power (the long-term average spectrum).
     """
 
     sum_db: np.ndarray
@@ -104,6 +105,7 @@ class LogSpectrumStats:
     n_frames: int
     n_files: int = 0
     bin_counts: np.ndarray | None = None
+    sum_power: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.sum_db = np.asarray(self.sum_db, dtype=np.float64)
@@ -116,6 +118,11 @@ class LogSpectrumStats:
             self.bin_counts = np.asarray(self.bin_counts, dtype=np.float64)
             if self.bin_counts.shape != self.sum_db.shape or (self.bin_counts < 0).any():
                 raise ParameterError("bin_counts must be non-negative, one per bin")
+        if self.sum_power is not None:
+            self.sum_power = np.asarray(self.sum_power, dtype=np.float64)
+            valid = np.isfinite(self.sum_power) & (self.sum_power >= 0)
+            if self.sum_power.shape != self.sum_db.shape or not valid.all():
+                raise ParameterError("sum_power must be non-negative and finite, one per bin")
 
     @property
     def counts(self) -> np.ndarray:
@@ -126,7 +133,7 @@ class LogSpectrumStats:
 
     @classmethod
     def empty(cls, n_bins: int) -> LogSpectrumStats:
-        return cls(np.zeros(n_bins), np.zeros(n_bins), 0, 0)
+        return cls(np.zeros(n_bins), np.zeros(n_bins), 0, 0, sum_power=np.zeros(n_bins))
 
     def __add__(self, other: LogSpectrumStats) -> LogSpectrumStats:
         if self.sum_db.shape != other.sum_db.shape:
@@ -134,8 +141,12 @@ class LogSpectrumStats:
         per_bin = None
         if self.bin_counts is not None or other.bin_counts is not None:
             per_bin = self.counts + other.counts
+        # The power sum survives a merge only when both sides have one (older files have none).
+        power = None
+        if self.sum_power is not None and other.sum_power is not None:
+            power = self.sum_power + other.sum_power
         return LogSpectrumStats(self.sum_db + other.sum_db, self.sum_sq_db + other.sum_sq_db,
-                                self.n_frames + other.n_frames, self.n_files + other.n_files, per_bin)
+                                self.n_frames + other.n_frames, self.n_files + other.n_files, per_bin, power)
 
     @property
     def mean_db(self) -> np.ndarray:
@@ -143,6 +154,17 @@ class LogSpectrumStats:
         if self.n_frames == 0 or (counts <= 0).any():
             raise ParameterError("no frames were counted: every frame was below the silence gate")
         return self.sum_db / counts
+
+    @property
+    def power_db(self) -> np.ndarray:
+        """Log of the arithmetic-mean power per bin (dB), floored at -160 dB; needs ``sum_power``."""
+        if self.sum_power is None:
+            raise ParameterError("these statistics have no power sums (made by an older micmatch); "
+                                 "profile the recordings again to use the power statistic")
+        counts = self.counts
+        if self.n_frames == 0 or (counts <= 0).any():
+            raise ParameterError("no frames were counted: every frame was below the silence gate")
+        return 10.0 * np.log10(self.sum_power / counts + 10.0 ** (DEFAULT_FLOOR_DB / 10.0))
 
     @property
     def std_db(self) -> np.ndarray:
@@ -155,6 +177,8 @@ class LogSpectrumStats:
                "n_frames": int(self.n_frames), "n_files": int(self.n_files)}
         if self.bin_counts is not None:
             out["bin_counts"] = self.bin_counts.tolist()
+        if self.sum_power is not None:
+            out["sum_power"] = self.sum_power.tolist()
         return out
 
 
@@ -372,7 +396,10 @@ class ResponseSet(Mapping):
                                           hi=jc.MAX_ABS_DB * top),
                         n_frames, jc.as_int(s.get("n_files", 0), "stats.n_files", lo=0, hi=MAX_JSON_COUNT),
                         None if counts is None else jc.as_float_array(counts, "stats.bin_counts", size=n_bins,
-                                                                     lo=0.0, hi=float(MAX_JSON_COUNT)))
+                                                                     lo=0.0, hi=float(MAX_JSON_COUNT)),
+                        # Linear power (full scale = 1 per frame and bin at most a few units), summed over frames.
+                        None if s.get("sum_power") is None else jc.as_float_array(
+                            s["sum_power"], "stats.sum_power", size=n_bins, lo=0.0, hi=1e6 * max(n_frames, 1)))
                 response = jc.as_float_array(d["response_db"], "response_db")
                 if stats is not None and stats.n_frames > 0 and not np.allclose(stats.mean_db, response, atol=1e-4):
                     raise ParameterError("response_db disagrees with its statistics")

@@ -128,6 +128,8 @@ class LogPowerAccumulator:
     ----------------------------------
     sum_db, sum_sq_db : np.ndarray [shape=(n_bins,)]
         Sum over counted frames of the log power in dB and of its square.
+    sum_power : np.ndarray [shape=(n_bins,)]
+        Sum over counted frames of the power (linear, unfloored): the long-term average spectrum's numerator.
     n_frames : int
         Frames counted.
     n_gated : int
@@ -167,6 +169,8 @@ class LogPowerAccumulator:
             self._count = 0
         else:
             self._levels: dict[int, list] = {}  # level bin -> [sum_db, sum_sq_db, count]
+        # Power sums (linear) per level bin, beside the log sums: the arithmetic-mean (power) statistic.
+        self._psum: dict[int, np.ndarray] = {}
 
     # Results --------------------------------------------------------------------------------------------------
     def _selected(self):
@@ -187,6 +191,21 @@ class LogPowerAccumulator:
     @property
     def sum_db(self) -> np.ndarray:
         return self._selected()[0]
+
+    @property
+    def sum_power(self) -> np.ndarray:
+        """Sum of linear power over the counted frames (the same frames as :attr:`sum_db`)."""
+        total = np.zeros(self.n_fft // 2 + 1)
+        if self.relative_gate_db is None:
+            for p in self._psum.values():
+                total += p
+            return total
+        if self._levels:
+            lowest = max(self._levels) - int(np.floor(self.relative_gate_db / LEVEL_STEP_DB))
+            for lvl, p in self._psum.items():
+                if lvl >= lowest:
+                    total += p
+        return total
 
     @property
     def sum_sq_db(self) -> np.ndarray:
@@ -255,13 +274,14 @@ class LogPowerAccumulator:
         keep = self._keep(two_sided, low[:, 0] + 2.0 * low[:, 1])
         if keep is not None and not keep.any():
             return
+        bins = None if self.relative_gate_db is None else self._level_bins(two_sided)
+        self._add_power(spec, keep, bins)
         if self.relative_gate_db is None:
             groups = None if keep is None or keep.all() else np.where(keep, 0, -1).astype(np.int32)
             _logpower.accumulate(spec, n, n_bins, groups, 1, self._sum.reshape(1, -1), self._sq.reshape(1, -1),
                                  self._floor_power)
             self._count += n if keep is None else int(keep.sum())
             return
-        bins = self._level_bins(two_sided)
         kept = np.ones(n, dtype=bool) if keep is None else keep
         levels, inverse = np.unique(bins[kept], return_inverse=True)
         groups = np.full(n, -1, dtype=np.int32)
@@ -284,6 +304,7 @@ class LogPowerAccumulator:
             if n_keep < power.shape[0]:
                 power = power[keep]
                 two_sided = two_sided[keep]
+        self._add_power_sums(power, None if self.relative_gate_db is None else self._level_bins(two_sided))
         power += self._floor_power
         logp = np.log(power)  # natural log: vectorised in numpy where log10 is not
         logp *= _DB_PER_NEPER_POWER
@@ -305,6 +326,33 @@ class LogPowerAccumulator:
         lp *= lp
         sqs = np.add.reduceat(lp, starts, axis=0)
         self._merge_levels(sorted_bins[starts], sums, sqs, np.diff(np.r_[starts, lp.shape[0]]))
+
+    def _add_power(self, spec: np.ndarray, keep: np.ndarray | None, bins: np.ndarray | None) -> None:
+        """Power sums of the kept frames of a complex chunk (the C kernel sums logs only)."""
+        if keep is not None:
+            spec = spec[keep]
+            bins = None if bins is None else bins[keep]
+        power = spec.real * spec.real
+        power += spec.imag * spec.imag
+        self._add_power_sums(power, bins)
+
+    def _add_power_sums(self, power: np.ndarray, bins: np.ndarray | None) -> None:
+        """Add per-frame power ``(n_frames, n_bins)`` to the sums of each frame's level bin (one bin without the
+        relative gate). Frames are grouped with one sort and ``reduceat``, as the log sums are."""
+        if power.shape[0] == 0:
+            return
+        if bins is None:
+            self._psum[0] = self._psum.get(0, 0.0) + power.sum(axis=0, dtype=np.float64)
+            return
+        order = np.argsort(bins, kind="stable")
+        sorted_bins = bins[order]
+        starts = np.flatnonzero(np.r_[True, sorted_bins[1:] != sorted_bins[:-1]])
+        sums = np.add.reduceat(power[order], starts, axis=0)
+        for lvl, part in zip(sorted_bins[starts].tolist(), sums):
+            if lvl in self._psum:
+                self._psum[lvl] += part
+            else:
+                self._psum[lvl] = part.astype(np.float64)
 
     def _merge_levels(self, levels: np.ndarray, sums: np.ndarray, sqs: np.ndarray, counts: np.ndarray) -> None:
         for j, lvl in enumerate(levels.tolist()):

@@ -24,7 +24,7 @@ from micmatch.outputs import (
 )
 
 #: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
-COMMAND_MODULES = ("core", "measure", "features", "bench")
+COMMAND_MODULES = ("core", "measure", "features", "bench", "match")
 
 
 class _Group(click.Group):
@@ -62,6 +62,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
     \b
     Typical use:
+      micmatch match tablet.wav studio.wav -o tablet_matched.wav --report report/
       micmatch profile recordings/ -o responses.json --device-from dir
       micmatch correct recordings/phone --responses responses.json --device phone --reference studio -o matched/
       micmatch demo -o demo-output

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import sys
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -203,48 +203,51 @@ def _mark_device_bands(responses, labelled, sample_rate: int) -> None:
                        f"below the analysis band ({sample_rate / 2:g} Hz); corrections are 0 dB above it", err=True)
 
 
-def _band_limited(corr, responses):
-    """0 dB correction above the narrower recorded band of the two devices (``meta['band_hz']``), not a boost of
-    resampling silence up to the clamp."""
-    import dataclasses
-
-    import numpy as np
-
-    bands = [float(responses[name].meta["band_hz"]) for name in (corr.device, corr.reference)
-             if name in responses and "band_hz" in responses[name].meta]
-    if not bands or min(bands) >= corr.sample_rate / 2:
-        return corr
-    gain = np.where(corr.frequencies > min(bands), 0.0, corr.gain_db)
-    return dataclasses.replace(corr, gain_db=gain)
-
-
 def _correction_options(func):
     options = [
         click.option("--responses", "responses_path", required=True, type=click.Path(exists=True, dir_okay=False),
                      help="Responses JSON from 'micmatch profile' (or measure/pair)."),
         click.option("--device", required=True, help="Device that made the recordings."),
         click.option("--reference", required=True,
-                     help="Device to sound like; ':mean' (average of all devices) or ':flat' (reference-free)."),
+                     help="Device to sound like; ':mean' (average of all devices), ':flat' (reference-free), or a "
+                          "target curve CSV (frequency,raw as AutoEq writes it)."),
         click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0),
                      help="Largest boost of the correction."),
         click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0),
                      help="Largest cut of the correction."),
         click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
                      help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave."),
+        click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
+                     help="Long-term statistic: log = geometric mean of magnitudes (the estimate of older profiles), "
+                          "power = long-term average spectrum (needs a profile made by this version)."),
+        click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+                     help="Scale of the correction in dB (0 = none, 1 = full)."),
+        click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
+                     help="Band of the correction in Hz (raised-cosine edges to 0 dB outside). Default: where both "
+                          "devices have signal, from their responses."),
     ]
     for opt in reversed(options):
         func = opt(func)
     return func
 
 
-def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing):
-    from micmatch.correct import correction_curve
+def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic="log",
+                     strength=1.0, band=None):
+    from micmatch.correct import correction_curve, with_target_curve
+    from micmatch.errors import ParameterError
     from micmatch.response import ResponseSet
 
     responses = ResponseSet.load(responses_path)
-    corr = correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
-                            smoothing_octaves=smoothing)
-    return _band_limited(corr, responses)
+    if reference.lower().endswith(".csv"):
+        from micmatch.match import read_target_curve
+
+        curve = read_target_curve(reference, responses.frequencies)
+        responses = with_target_curve(responses, device, curve, name=reference, statistic=statistic)
+    if band is not None and not 0 <= band[0] < band[1]:
+        raise ParameterError(f"--band {band[0]} {band[1]}: needs 0 <= LO < HI (Hz)")
+    return correction_curve(responses, device, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
+                            smoothing_octaves=smoothing, statistic=statistic, strength=strength,
+                            limit_band=tuple(band) if band else "auto")
 
 
 @click.command(**COMMON)
@@ -255,17 +258,20 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
 @click.option("--n-taps", default=1025, show_default=True, callback=_odd_n_taps, help="FIR length (odd).")
 @click.option("--phase", type=click.Choice(["linear", "minimum"]), default="linear", show_default=True,
               help="FIR phase; linear phase is delay compensated (output aligned with input).")
-@click.option("--overs", type=click.Choice(["float", "scale", "clip"]), default="float", show_default=True,
-              help="If the corrected audio exceeds full scale in an integer format: write 32-bit float instead "
-                   "(with a warning), scale the file down to -0.1 dBFS, or clip (with a count).")
+@click.option("--overs", type=click.Choice(["scale", "float", "clip"]), default="scale", show_default=True,
+              help="If the corrected audio exceeds full scale in an integer format: scale the file down to -0.1 dBFS "
+                   "(keeps the format), write 32-bit float instead, or clip (with a count). One warning per batch.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--resample", is_flag=True,
+              help="Correct files at other sample rates too (the correction is re-sampled to each file's rate).")
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the corrected files (same names as the inputs; subfolders of input folders kept). "
                    "It may lie inside an input folder: it is then left out of the input walk.")
 @click.option("--skip-existing", is_flag=True,
               help="Resume an interrupted batch: keep outputs that already exist (outputs appear only when "
                    "complete) and correct only the missing ones.")
-def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, method, n_taps, phase,
-            overs, output_dir, skip_existing):
+def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic, strength,
+            band, method, n_taps, phase, overs, jobs, resample, output_dir, skip_existing):
     """Correct recordings of one device so they sound as if the reference device made them.
 
     Outputs keep the input's format and subtype. Inputs are never modified; each output appears only when
@@ -276,36 +282,52 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     Example:
       micmatch correct recordings/phone --responses responses.json --device phone --reference studio -o matched/
     """
-    from micmatch.correct import correct_file
+    import functools
+
+    from micmatch.correct import design_fir
+    from micmatch.parallel import FileFailure, map_files
 
     exclude = prepare_output_dir(output_dir, inputs)
-    corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
+    corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,
+                            strength, band)
     _check_fir_memory(n_taps, corr, method)
     targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
-    failures = 0
-    from tqdm.auto import tqdm
-
     n_skipped = 0
+    todo = targets
     if skip_existing:
         todo = [(src, dst) for src, dst in targets if not dst.is_file()]
         n_skipped = len(targets) - len(todo)
-    else:
-        todo = targets
-    for src, dst in tqdm(todo, desc="correcting", unit="file", disable=not _progress_enabled(), file=sys.stderr):
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                correct_file(src, dst, corr, method=method, n_taps=n_taps, phase=phase, overs=overs)
-            for w in caught:
-                click.echo(f"micmatch: warning: {w.message}", err=True)
-        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
+    # One FIR design for the whole batch, passed to every worker.
+    taps = design_fir(corr, n_taps=n_taps, phase=phase) if method == "fir" and todo else None
+    destination = dict(todo)
+    work = functools.partial(_correct_one, destination=destination, correction=corr, method=method, n_taps=n_taps,
+                             phase=phase, overs=overs, resample=resample, taps=taps)
+    failures = 0
+    actions: dict[str, list] = {}
+    for _, result in map_files(work, [src for src, _ in todo], jobs=jobs, progress=_progress_enabled(),
+                               desc="correcting"):
+        if isinstance(result, FileFailure):
             failures += 1
-            _fail_line(_file_error(src, exc))
+            _fail_line(str(result))
+        elif result.action != "ok":
+            actions.setdefault(result.action, []).append(result)
+    for action, results in actions.items():  # one line per kind of over, not one per file
+        worst = max(r.peak for r in results)
+        what = {"scaled": "were scaled down as a whole to keep their format", "float": "were written as 32-bit "
+                "float to keep samples above full scale", "clipped": "were clipped at full scale"}[action]
+        click.echo(f"micmatch: warning: {len(results)} file(s) exceeded full scale after correction (peak up to "
+                   f"{20 * math.log10(max(worst, 1e-12)):+.1f} dBFS) and {what}; e.g. {results[0].input}", err=True)
     skipped = f" ({n_skipped} already there, skipped)" if n_skipped else ""
     click.echo(f"corrected {len(todo) - failures}/{len(targets)} file(s) from {device} to {reference} "
                f"({method}) into {output_dir}{skipped}")
     if failures:
         sys.exit(1)
+
+
+def _correct_one(src, *, destination, correction, **options):
+    from micmatch.correct import correct_file
+
+    return correct_file(src, destination[src], correction, warn=False, **options)
 
 
 def _output_paths(inputs: tuple[str, ...], outdir: Path, *, exclude=()) -> list[tuple[Path, Path]]:
@@ -330,31 +352,50 @@ def _output_paths(inputs: tuple[str, ...], outdir: Path, *, exclude=()) -> list[
 @click.argument("responses_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--device", required=True, help="Device whose recordings the correction is for.")
 @click.option("--reference", required=True, help="Device to sound like (or ':mean', ':flat').")
-@click.option("--format", "fmt", type=click.Choice(["csv", "wav", "equalizerapo"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["csv", "wav", "equalizerapo", "parametric"]), required=True,
               help="csv: frequency_hz,gain_db; wav: impulse response for convolution plug-ins; "
-                   "equalizerapo: a GraphicEQ line.")
+                   "equalizerapo: a GraphicEQ line; parametric: peaking/shelving filters as EqualizerAPO Filter "
+                   "lines, or a CamillaDSP YAML when the output ends in .yml/.yaml.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
               help="Fractional-octave smoothing, e.g. 0.1667.")
+@click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
+              help="Long-term statistic (see 'correct --help').")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
+              help="Band of the correction in Hz (default: where both devices have signal).")
 @click.option("--n-taps", default=1025, show_default=True, callback=_odd_n_taps,
               help="Impulse-response length for --format wav (odd).")
 @click.option("--phase", type=click.Choice(["linear", "minimum"]), default="linear", show_default=True)
-def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max_cut_db, smoothing, n_taps, phase):
+@click.option("--sample-rate", type=click.IntRange(min=1), default=None,
+              help="Sample rate of the --format wav impulse response (redesigned from the curve); default: the "
+                   "profile's.")
+@click.option("--filters", "n_filters", default=10, show_default=True, type=click.IntRange(1, 30),
+              help="Largest number of filters for --format parametric.")
+def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max_cut_db, smoothing, statistic,
+               strength, band, n_taps, phase, sample_rate, n_filters):
     """Export the correction from DEVICE to REFERENCE for use in other tools.
 
     \b
     Example:
       micmatch export responses.json --device phone --reference studio --format equalizerapo -o phone.txt
       micmatch export responses.json --device phone --reference studio --format wav -o phone_ir.wav
+      micmatch export responses.json --device phone --reference studio --format parametric -o phone_peq.txt
+      micmatch export responses.json --device phone --reference studio --format parametric -o phone.yml
     """
     from micmatch.correct import export
 
     prepare_output(output, [responses_path])
-    corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)
+    corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,
+                            strength, band)
     _check_fir_memory(n_taps, corr, "fir" if fmt == "wav" else "none")
-    options = {"n_taps": n_taps, "phase": phase} if fmt == "wav" else {}
+    options = {}
+    if fmt == "wav":
+        options = {"n_taps": n_taps, "phase": phase, "sample_rate": sample_rate}
+    elif fmt == "parametric":
+        options = {"n_filters": n_filters}
     path = export(corr, output, fmt, **options)
     click.echo(f"wrote {path} ({fmt}, {device} -> {reference})")
 

@@ -1,0 +1,124 @@
+"""The ``match`` command: one call from recordings to a matched file (or a folder of them)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from micmatch import audio as audio_io
+from micmatch.cli.core import COMMON, _progress_enabled
+from micmatch.errors import MicmatchError
+
+
+def _band(ctx, param, value):
+    if value is None:
+        return None
+    lo, hi = value
+    if not 0 <= lo < hi:
+        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz)")
+    return (lo, hi)
+
+
+@click.command(name="match", **COMMON)
+@click.argument("target", type=click.Path(exists=True))
+@click.argument("references", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Matched file (a folder when TARGET is a folder; names and formats of the inputs kept).")
+@click.option("--statistic", type=click.Choice(["log", "power"]), default="power", show_default=True,
+              help="Long-term statistic: log = geometric mean of magnitudes, power = long-term average spectrum "
+                   "(README: when each is right).")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="Scale of the correction in dB (0 = unchanged, 1 = full match).")
+@click.option("--band", nargs=2, type=float, default=None, callback=_band, metavar="LO HI",
+              help="Band of the correction in Hz. Default: where both recordings have signal.")
+@click.option("--smooth", "smoothing", type=click.FloatRange(min=0.0), default=None,
+              help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave (default: none).")
+@click.option("--loudness", default="match", show_default=True,
+              help="Loudness of the result (ITU-R BS.1770): 'match' the reference, 'keep' the target's, or a level "
+                   "such as -23LUFS.")
+@click.option("--overs", type=click.Choice(["reduce", "clip", "float"]), default="reduce", show_default=True,
+              help="Integer-format output above -1 dBTP: lower the whole file (keeps the format), clip, or write "
+                   "32-bit float.")
+@click.option("--route", type=click.Choice(["auto", "aligned", "unaligned"]), default="auto", show_default=True,
+              help="auto: aligned when the two hold the same sound, else unaligned.")
+@click.option("--reference-weights", default=None, metavar="W1,W2,...",
+              help="Weights of several references (comma-separated, one per reference).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.html, figures and summary.json (one subfolder per file for a folder).")
+def match_cmd(target, references, output, statistic, strength, band, smoothing, loudness, overs, route,
+              reference_weights, report_dir):
+    """Make TARGET sound as if recorded like REFERENCE (one or more recordings, or a target curve CSV).
+
+    \b
+    Examples:
+      micmatch match tablet.wav studio.wav -o tablet_matched.wav --report report/
+      micmatch match takes/ studio1.wav studio2.wav -o matched/ --strength 0.8 --loudness -23LUFS
+      micmatch match voice.flac target_curve.csv -o voice_eq.flac
+    """
+    from tqdm import tqdm
+
+    from micmatch.match import match
+
+    weights = None
+    if reference_weights:
+        try:
+            weights = [float(v) for v in reference_weights.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{reference_weights!r} must be comma-separated numbers",
+                                     param_hint="--reference-weights") from None
+    refs = []
+    for r in references:
+        refs.extend(audio_io.find_audio_files([r]) if Path(r).is_dir() else [Path(r)])
+    target_path = Path(target)
+    if target_path.is_dir():
+        files = audio_io.find_audio_files([target])
+        jobs = [(f, Path(output) / f.relative_to(target_path)) for f in files]
+    else:
+        jobs = [(target_path, Path(output))]
+    options = {"statistic": statistic, "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
+               "loudness": loudness, "overs": overs, "route": route, "reference_weights": weights}
+    failures, reduced, worse = 0, [], []
+    for src, dst in tqdm(jobs, desc="matching", unit="file", disable=len(jobs) < 2 or not _progress_enabled(),
+                         file=sys.stderr):
+        rep = None
+        if report_dir:
+            rep = Path(report_dir) if len(jobs) == 1 else Path(report_dir) / dst.relative_to(output).with_suffix("")
+        try:
+            res = match(src, refs if len(refs) > 1 else refs[0], dst, report=rep, **options)
+        except MicmatchError as exc:
+            failures += 1
+            click.echo(f"micmatch: error: {src}: {exc}", err=True)
+            continue
+        s = res.summary()
+        line = (f"{src} -> {dst}: {res.route} route; long-term distance {res.distance_db['before']:.2f} -> "
+                f"{res.distance_db['after']:.2f} dB")
+        if res.frame_lsd_db:
+            line += f", frame LSD {res.frame_lsd_db['before']:.2f} -> {res.frame_lsd_db['after']:.2f} dB"
+        lu = s["loudness_lufs"]
+        if lu["result"] is not None:
+            line += f", loudness {lu['result']:.1f} LUFS"
+        click.echo(line)
+        if len(jobs) == 1:
+            click.echo(f"  route: {res.route_reason}")
+        for note in res.warnings:  # overs and 'further' notes are summarised below, once
+            if not note.startswith("overs:") and "further from the reference" not in note:
+                click.echo(f"micmatch: warning: {src}: {note}", err=True)
+        if res.overs_reduction_db > 0:
+            reduced.append((src, res.overs_reduction_db))
+        if not res.helped:
+            worse.append(src)
+    if reduced:
+        top = max(r[1] for r in reduced)
+        click.echo(f"micmatch: warning: {len(reduced)} file(s) were lowered as a whole (up to {top:.1f} dB) to keep "
+                   f"their true peak below -1 dBTP in their integer format (--overs clip or float to change)", err=True)
+    for src in worse:
+        click.echo(f"micmatch: warning: {src}: the result is further from the reference than the input on the "
+                   f"long-term spectrum", err=True)
+    if failures:
+        click.echo(f"{failures} of {len(jobs)} file(s) failed", err=True)
+        sys.exit(1)
+
+
+COMMANDS = [match_cmd]
