@@ -523,7 +523,7 @@ def dynamics_gain_db(audio: np.ndarray, sample_rate: int, params: Mapping) -> np
     """
     x = np.asarray(audio, dtype=np.float64)
     n = x.shape[-1]
-    block = max(1, int(round(sample_rate * DYNAMICS_BLOCK_MS / 1000.0)))
+    block = max(1, round(sample_rate * DYNAMICS_BLOCK_MS / 1000.0))
     n_blocks = -(-n // block)
     padded = np.zeros(x.shape[:-1] + (n_blocks * block,))
     padded[..., :n] = x
