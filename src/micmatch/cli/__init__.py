@@ -19,7 +19,7 @@ from micmatch import __version__
 from micmatch.errors import MicmatchError
 
 #: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
-COMMAND_MODULES = ("core", "measure", "features", "bench")
+COMMAND_MODULES = ("core", "measure", "features", "bench", "converter")
 
 
 class _Group(click.Group):

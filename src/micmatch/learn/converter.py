@@ -657,6 +657,122 @@ def simulate_domains(waves: Sequence[np.ndarray], sample_rate: int, irs: Sequenc
     return out, responses, devices
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Training from folders (the ``micmatch train converter`` command)
+
+
+def _load_clips(paths: Sequence[Path], sample_rate: int, log) -> tuple[list[np.ndarray], list[Path], list[str]]:
+    """Mono clips resampled to ``sample_rate``; unreadable files are reported and skipped."""
+    from micmatch.audio import load
+    from micmatch.errors import AudioError
+
+    waves, kept, failed = [], [], []
+    for path in paths:
+        try:
+            x, _ = load(path, sample_rate=sample_rate, channels="mix", dtype="float64")
+        except AudioError as exc:
+            failed.append(str(exc))
+            log(f"skipped: {exc}")
+            continue
+        waves.append(x[0])
+        kept.append(Path(path))
+    return waves, kept, failed
+
+
+def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLike | None = None,
+                                responses: str | os.PathLike | None = None, preset: str = "cpu-smoke",
+                                epochs: int | None = None, device: str = "auto", seed: int = 0,
+                                discriminator: str | None = None, n_devices: int | None = None,
+                                max_clips: int | None = None, n_fft: int = 256, hop_length: int = 128,
+                                n_mels: int = 40, progress: bool = True, log=lambda line: None) -> Converter:
+    """Train a converter on a folder of recordings, as ``micmatch train converter`` does.
+
+    Two kinds of corpus:
+
+    * ``irs`` given: the audio files under ``data`` (recursively; seeded subsample of ``max_clips``) are recorded
+      through ``n_devices`` recording chains drawn with the IRs (:func:`simulate_domains`), each clip on one
+      device or left as the ``"reference"``; band responses come from the chains.
+    * ``irs`` not given: ``data`` holds one sub-folder per device (its name is the device name) of real
+      recordings, and ``responses`` (a responses JSON from ``micmatch profile``, ``pair`` or ``measure``) gives
+      each device's response.
+
+    Features are log-mel spectrograms at the first readable file's sample rate with ``n_fft``, ``hop_length``,
+    ``n_mels`` (the device-mismatch benchmark's defaults). ``preset`` names an entry of :data:`PRESETS`;
+    ``epochs``, ``discriminator``, ``n_devices`` and ``max_clips`` override it.
+    """
+    from micmatch.audio import find_audio_files, first_sample_rate
+    from micmatch.errors import CorpusError
+    from micmatch.features import log_mel
+    from micmatch.learn.conditioning import all_band_responses
+    from micmatch.simulate import list_irs
+
+    if preset not in PRESETS:
+        raise ParameterError(f"--config {preset!r} must be one of {', '.join(PRESETS)}")
+    chosen = PRESETS[preset]
+    root = Path(data)
+    if not root.is_dir():
+        raise CorpusError(f"--data {root}: folder not found")
+    train = replace(chosen.train, seed=seed, device=device, progress=progress,
+                    **({"epochs": epochs} if epochs is not None else {}),
+                    **({"discriminator": discriminator} if discriminator is not None else {}))
+    if chosen.train.threads is None and select_device(device).type == "cpu":
+        train = replace(train, threads=1 if torch.get_num_threads() <= 2 else None)
+    max_clips = chosen.max_clips if max_clips is None else max_clips
+    files = find_audio_files([root])
+    if not files:
+        raise CorpusError(f"--data {root}: no audio files found")
+    sample_rate = first_sample_rate(files)
+    fcfg = LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+    info: dict = {"data": str(root), "preset": preset}
+    if irs is not None:
+        if responses is not None:
+            raise ParameterError("--responses is for recorded corpora; with --irs the devices are simulated and "
+                                 "their responses come from the drawn chains: pass one or the other")
+        ir_files = list_irs(irs)
+        n_devices = min(chosen.n_devices, len(ir_files)) if n_devices is None else n_devices
+        rng = np.random.default_rng([seed, 7])
+        if max_clips is not None and len(files) > max_clips:
+            files = [files[i] for i in sorted(rng.choice(len(files), size=max_clips, replace=False))]
+        waves, _, failed = _load_clips(files, sample_rate, log)
+        if len(waves) < 2:
+            raise CorpusError(f"--data {root}: fewer than two readable audio files")
+        log(f"simulating {n_devices} devices on {len(waves)} clips at {sample_rate} Hz")
+        features, band, devices = simulate_domains(waves, sample_rate, ir_files, feature_config=fcfg,
+                                                   n_devices=n_devices, seed=seed, progress=progress)
+        info.update(simulated_devices=devices, n_clips=len(waves), skipped=failed)
+    else:
+        if responses is None:
+            raise ParameterError("pass --irs DIR to simulate devices, or --responses R.json for a corpus recorded "
+                                 "on several devices (one sub-folder per device)")
+        known = all_band_responses(responses, config=fcfg)
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and find_audio_files([p]))
+        missing = [p.name for p in folders if p.name not in known]
+        if missing:
+            raise CorpusError(f"--data {root}: device folder(s) {', '.join(missing)} have no response in "
+                              f"{responses} (devices there: {', '.join(known)})")
+        if len(folders) < 2:
+            raise CorpusError(f"--data {root}: needs one sub-folder of recordings per device, at least two")
+        features, band, failed = {}, {}, []
+        for folder in folders:
+            paths = find_audio_files([folder])
+            if max_clips is not None and len(paths) > max_clips // len(folders):
+                rng = np.random.default_rng([seed, 7, len(features)])
+                keep = sorted(rng.choice(len(paths), size=max(1, max_clips // len(folders)), replace=False))
+                paths = [paths[i] for i in keep]
+            waves, _, bad = _load_clips(paths, sample_rate, log)
+            failed += bad
+            if not waves:
+                continue
+            mels = [log_mel(w, sample_rate, config=fcfg).astype(np.float32) for w in waves]
+            n_frames = max(m.shape[-1] for m in mels)
+            features[folder.name] = np.stack([np.tile(m, (1, -(-n_frames // m.shape[-1])))[:, :n_frames]
+                                              for m in mels])
+            band[folder.name] = known[folder.name]
+        info.update(responses=str(responses), skipped=failed)
+    log(f"training on domains {', '.join(f'{k} ({len(v)})' for k, v in features.items())}")
+    return train_converter(features, band, config=chosen.model, train=train, feature_config=fcfg, info=info)
+
+
 __all__ = ["DISCRIMINATORS", "PRESETS", "REFERENCE_DOMAIN", "Converter", "ConverterConfig", "ConverterTrainConfig",
            "FiLMEncoder", "HistoryBuffer", "PatchDiscriminator", "Preset", "count_parameters", "simulate_domains",
-           "train_converter"]
+           "train_converter", "train_converter_from_folder"]
