@@ -263,3 +263,15 @@ def test_simulate_domains_records_each_clip_on_one_device(tmp_path):
     with pytest.raises(ParameterError, match="n_devices=5"):
         simulate_domains(waves, sr, irs, feature_config=cfg, n_devices=5, progress=False)
     assert simulate.DEVICE_CHAIN_VERSION == devices[next(iter(devices))]["version"]
+
+
+def test_plot_conversion_writes_a_figure(tmp_path):
+    from micmatch.plot import plot_conversion
+
+    g = np.random.default_rng(0)
+    x = g.normal(-40, 8, (N_MELS, 20))
+    conv = [x + 1, x + 2]
+    real = [x + 1.5, x + 2.5]
+    path = plot_conversion(x, conv, real, [np.ones(N_MELS), 2 * np.ones(N_MELS)], ["a", "b"], tmp_path / "c.png",
+                           band_hz=np.geomspace(50, 3800, N_MELS), hop_s=0.016, title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
