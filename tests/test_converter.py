@@ -275,3 +275,29 @@ def test_plot_conversion_writes_a_figure(tmp_path):
     path = plot_conversion(x, conv, real, [np.ones(N_MELS), 2 * np.ones(N_MELS)], ["a", "b"], tmp_path / "c.png",
                            band_hz=np.geomspace(50, 3800, N_MELS), hop_s=0.016, title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_converter_augment_draws_json_and_replays(trained):
+    from micmatch.learn.converter import ConverterAugment
+
+    model, _, _ = trained
+    model.info["feature_config"] = LogMelConfig(sample_rate=8000, n_fft=256, hop_length=128, n_mels=N_MELS).to_json()
+    aug = ConverterAugment(model, targets={"b": TILT, "c": -TILT}, p=0.6, synthetic_fraction=0.5)
+    x = _x(12)
+    params = aug.draw(12, generator=np.random.default_rng(0))
+    replay = json.loads(json.dumps(params))
+    y1, y2 = aug(x, params), aug(x, replay)
+    assert torch.equal(y1, y2)
+    kinds = set(params["target"])
+    assert None in kinds and "synthetic" in kinds and kinds & {"b", "c"}
+    for i, d in enumerate(params["difference_db"]):
+        if d is None:
+            assert torch.equal(y1[i], x[i])  # untouched
+        else:
+            with torch.no_grad():
+                assert torch.allclose(y1[i], model(x[i : i + 1], torch.as_tensor([d], dtype=x.dtype))[0], atol=1e-4)
+    assert torch.equal(ConverterAugment(model, targets={"b": TILT}, p=0.0)(x, generator=np.random.default_rng(1)), x)
+    with pytest.raises(ParameterError, match="no target devices"):
+        ConverterAugment(model, synthetic_fraction=0.5)
+    with pytest.raises(ConfigMismatchError, match="n_mels=16"):
+        ConverterAugment(model, targets={"b": np.zeros(3)})
