@@ -49,6 +49,7 @@ def test_train_on_simulated_devices(clips, tmp_path):
     result = _run("--data", folder, "--irs", irs, "--devices", "2", "-o", out, *FAST)
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "broken.wav" in result.output  # the bad file is reported, not fatal
+    assert "epoch 1/1: generator" in result.output  # one log line per epoch
     model = Converter.load(out)
     assert model.feature_config.sample_rate == SR and model.config.n_mels == 16
     assert len(model.info["simulated_devices"]) == 2 and model.info["n_clips"] == 6

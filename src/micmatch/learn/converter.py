@@ -447,7 +447,7 @@ def _check_domains(features: Mapping[str, np.ndarray], band_responses: Mapping[s
 def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[str, np.ndarray], *,
                     config: ConverterConfig | None = None, train: ConverterTrainConfig = ConverterTrainConfig(),
                     feature_config: LogMelConfig | None = None, info: Mapping | None = None,
-                    desc: str = "converter") -> Converter:
+                    desc: str = "converter", log=None) -> Converter:
     """Train a :class:`Converter` unpaired on log-mel features of several device domains.
 
     Parameters
@@ -465,6 +465,8 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
         Stored in the checkpoint so users convert features made the same way.
     info : mapping, optional
         More JSON-able metadata for the checkpoint header (e.g. the simulated devices).
+    log : callable, optional
+        Called with one line per epoch (mean losses, elapsed time), for logs where no progress bar shows.
 
     Returns
     -------
@@ -490,7 +492,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     if train.threads is not None:
         torch.set_num_threads(train.threads)
     try:
-        model = _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history)
+        model = _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, log)
     finally:
         torch.set_num_threads(threads_before)
     model = model.cpu().eval()
@@ -506,10 +508,11 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     return model
 
 
-def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history) -> Converter:
+def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, log) -> Converter:
     """The training loop of :func:`train_converter` (appends the epoch means to ``history``)."""
     scale, mean = config.scale_db, config.mean_db
     k_domains = len(x_dom)
+    started = time.perf_counter()
     with deterministic():
         torch.manual_seed(train.seed)
         gen = torch.Generator().manual_seed(train.seed)
@@ -589,6 +592,11 @@ def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history) -
                 sched_g.step()
                 sched_d.step()
                 history.append({k: v / n_steps for k, v in sums.items()})
+                if log is not None:
+                    h = history[-1]
+                    log(f"epoch {epoch + 1}/{train.epochs}: generator {h['g_adv']:.3f}, discriminator {h['d']:.3f}, "
+                        f"cycle {h['cycle'] * scale:.2f} dB, identity {h['identity'] * scale:.2f} dB "
+                        f"({time.perf_counter() - started:.0f} s)")
     return model
 
 
@@ -872,7 +880,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
             band[folder.name] = known[folder.name]
         info.update(responses=str(responses), skipped=failed)
     log(f"training on domains {', '.join(f'{k} ({len(v)})' for k, v in features.items())}")
-    return train_converter(features, band, config=chosen.model, train=train, feature_config=fcfg, info=info)
+    return train_converter(features, band, config=chosen.model, train=train, feature_config=fcfg, info=info, log=log)
 
 
 __all__ = ["DISCRIMINATORS", "PRESETS", "REFERENCE_DOMAIN", "Converter", "ConverterAugment", "ConverterConfig", "ConverterTrainConfig",
