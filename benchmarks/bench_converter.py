@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=60, help="held-out clips per device")
     parser.add_argument("--seed", type=int, default=0, help="the converters' training seed (for the held-out set)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # small convolutions: one thread avoids synchronisation stalls on a busy machine
 
     models: dict[str, Converter] = {}
     for item in args.converter:

@@ -24,7 +24,7 @@ def train_group() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Converter checkpoint to write (weights plus a JSON header).")
 @click.option("--config", "preset", type=click.Choice(["cpu-smoke", "full"]), default="cpu-smoke",
-              show_default=True, help="Training budget: cpu-smoke (about 15 min on 2 CPU cores) or full (a GPU).")
+              show_default=True, help="Training budget: cpu-smoke (about 5 CPU-minutes on one thread) or full (meant for a GPU).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the configuration's epochs.")
 @click.option("--discriminator", type=click.Choice(["per-domain", "conditional"]), default=None,
               help="One least-squares discriminator per device, or one conditioned on the device response "
