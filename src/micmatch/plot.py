@@ -197,3 +197,76 @@ def plot_alignment(alignment, path: str | os.PathLike, *, title: str | None = No
     ax_res.set_xlabel("reference time (s)")
     ax_res.grid(True, alpha=0.3)
     return save_figure(fig, path)
+
+
+def plot_conversion(input_db: np.ndarray, converted_db, simulated_db, differences_db, names, path: str | os.PathLike,
+                    *, band_hz: np.ndarray, hop_s: float, title: str | None = None) -> Path:
+    """One clip converted to several devices next to the same clip recorded (simulated) by them, with the per-band
+    shifts and errors against the conditioning difference.
+
+    Parameters
+    ----------
+    input_db : np.ndarray [shape=(n_mels, n_frames)]
+        Log-mel features of the clip as recorded by the source device (dB).
+    converted_db, simulated_db : sequence of np.ndarray [shape=(n_mels, n_frames)]
+        Per target device: the converter's output, and the clip really recorded (simulated) by that device.
+    differences_db : sequence of np.ndarray [shape=(n_mels,)]
+        The conditioning of each conversion (target minus source band response, dB).
+    names : sequence of str
+        Target device names.
+    band_hz : np.ndarray [shape=(n_mels,)]
+        Centre frequency of each mel band (Hz), for the curves' axis.
+    hop_s : float
+        Seconds per frame.
+
+    Each row is one device: input, converted, simulated spectrograms (shared colour scale), then the time-mean
+    shift of the conversion and of the real recording against the conditioning, then the conversion's
+    per-band error (shift minus conditioning) beside the real recording's.
+    """
+    plt = _pyplot()
+    n = len(names)
+    fig, axes = plt.subplots(n, 5, figsize=(22, 3.4 * n), squeeze=False, layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1.2, 1.2]})
+    images = [input_db, *converted_db, *simulated_db]
+    vmax = max(float(np.max(x)) for x in images)
+    vmin = vmax - 80.0
+    extent = (0, input_db.shape[-1] * hop_s, 0, input_db.shape[0])
+    im = None
+    for row, name in enumerate(names):
+        panels = ((input_db, "input (source device)"), (converted_db[row], f"converted to {name}"),
+                  (simulated_db[row], f"recorded by {name} (simulated)"))
+        for col, (spec, label) in enumerate(panels):
+            ax = axes[row, col]
+            im = ax.imshow(spec, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax, cmap="magma")
+            ax.set_title(label, fontsize=9)
+            ax.set_xlabel("time (s)")
+            if col == 0:
+                ax.set_ylabel("mel band")
+        shift_conv = np.mean(converted_db[row] - input_db, axis=-1)
+        shift_real = np.mean(simulated_db[row] - input_db, axis=-1)
+        ax = axes[row, 3]
+        ax.plot(band_hz, differences_db[row], "k--", label="conditioning (target - source)")
+        ax.plot(band_hz, shift_conv, label="conversion shift")
+        ax.plot(band_hz, shift_real, label="real shift")
+        ax.set_xscale("log")
+        ax.set_xlabel("frequency (Hz)")
+        ax.set_ylabel("dB")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title("time-mean shift per band", fontsize=9)
+        ax = axes[row, 4]
+        err_conv = shift_conv - differences_db[row]
+        err_real = shift_real - differences_db[row]
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.plot(band_hz, err_conv, label=f"conversion - conditioning (mean |.| {np.mean(np.abs(err_conv)):.1f} dB)")
+        ax.plot(band_hz, err_real, label=f"real - conditioning (mean |.| {np.mean(np.abs(err_real)):.1f} dB)")
+        ax.set_xscale("log")
+        ax.set_xlabel("frequency (Hz)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title("per-band error against the conditioning", fontsize=9)
+        ax.legend(fontsize=7)
+        if row == 0:
+            axes[row, 3].legend(fontsize=7)
+    fig.colorbar(im, ax=axes[:, 2].tolist(), label="dB", shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

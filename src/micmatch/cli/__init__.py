@@ -24,7 +24,7 @@ from micmatch.outputs import (
 )
 
 #: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
-COMMAND_MODULES = ("core", "measure", "features", "bench", "match")
+COMMAND_MODULES = ("core", "measure", "features", "bench", "match", "converter")
 
 
 class _Group(click.Group):

@@ -1,0 +1,65 @@
+"""``micmatch train converter``: train a many-to-many device converter (log-mel spectrograms, FiLM-conditioned
+on response differences) for use as augmentation."""
+
+from __future__ import annotations
+
+import click
+
+COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
+
+
+@click.group("train", **COMMON)
+def train_group() -> None:
+    """Train micmatch's learned models."""
+
+
+@train_group.command("converter", **COMMON)
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of recordings: any audio files (with --irs), or one sub-folder per device (with "
+                   "--responses).")
+@click.option("--irs", "irs_dir", type=click.Path(exists=True, file_okay=False),
+              help="Folder of device impulse responses: simulate phone/laptop devices from them.")
+@click.option("--responses", type=click.Path(exists=True, dir_okay=False),
+              help="Responses JSON (micmatch profile/pair/measure) naming each device sub-folder of --data.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Converter checkpoint to write (weights plus a JSON header).")
+@click.option("--config", "preset", type=click.Choice(["cpu-smoke", "full"]), default="cpu-smoke",
+              show_default=True, help="Training budget: cpu-smoke (about 5 CPU-minutes on one thread) or full (meant for a GPU).")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Override the configuration's epochs.")
+@click.option("--discriminator", type=click.Choice(["per-domain", "conditional"]), default=None,
+              help="One least-squares discriminator per device, or one conditioned on the device response "
+                   "[per-domain].")
+@click.option("--devices", "n_devices", type=click.IntRange(1), default=None,
+              help="Simulated devices drawn from --irs [cpu-smoke 6, full 12].")
+@click.option("--max-clips", type=click.IntRange(2), default=None, help="Use at most this many clips [cpu-smoke 1200].")
+@click.option("--n-mels", type=click.IntRange(8), default=40, show_default=True, help="Mel bands of the features.")
+@click.option("--n-fft", type=click.IntRange(16), default=256, show_default=True, help="FFT size of the features.")
+@click.option("--hop-length", type=click.IntRange(1), default=128, show_default=True, help="Hop of the features.")
+@click.option("--device", "torch_device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where to train.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the device draw and the training.")
+def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, n_devices, max_clips, n_mels,
+              n_fft, hop_length, torch_device, seed) -> None:
+    """Train one converter for all devices: it maps log-mel features of one device to any other, given the
+    response difference (Unified Microphone Conversion, after "Unified Microphone Conversion: Many-to-Many Device
+    Mapping via Feature-wise Linear Modulation").
+
+    \b
+    Examples:
+      micmatch train converter --data ../shared/data/fsdd --irs ../shared/data/micirp/ir -o converter.pt
+      micmatch train converter --data recordings/ --responses responses.json --config full --device cuda -o c.pt
+    """
+    from micmatch.learn.converter import train_converter_from_folder
+
+    model = train_converter_from_folder(
+        data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,
+        discriminator=discriminator, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
+        n_mels=n_mels, log=lambda line: click.echo(line, err=True))
+    path = model.save(output)
+    last = model.info["history"][-1]
+    click.echo(f"wrote {path} (domains: {', '.join(model.info['domains'])}; last epoch: cycle "
+               f"{last['cycle'] * model.config.scale_db:.2f} dB, identity {last['identity'] * model.config.scale_db:.2f}"
+               f" dB; {model.info['train_seconds']:.0f} s)")
+
+
+COMMANDS = [train_group]
