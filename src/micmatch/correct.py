@@ -4,8 +4,8 @@ A :class:`Correction` is a gain curve ``C(d -> r) = H_r / H_d`` in dB on a profi
 
 * **floors**: each response is floored at its maximum minus ``dynamic_range_db`` (default 80 dB) before the ratio,
   so bins where a device recorded nothing cannot produce absurd ratios;
-* **clamps**: the gain is limited to ``+max_boost_db`` (default 20 dB) and ``-max_cut_db`` (default 30 dB); seed 001
-  warns that raw gain ranges cause trouble, and boosting a band a device barely captured mostly boosts its noise;
+* **clamps**: the gain is limited to ``+max_boost_db`` (default 20 dB) and ``-max_cut_db`` (default 30 dB); the
+  spectrum-correction paper warns that raw gain ranges cause trouble, and boosting a band a device barely captured mostly boosts its noise;
 * **smoothing** (optional): fractional-octave smoothing of the dB curve (``smoothing_octaves=1/6`` say).
 
 Applied two ways, both streaming in bounded memory and sample-aligned with the input:
@@ -14,7 +14,7 @@ Applied two ways, both streaming in bounded memory and sample-aligned with the i
 * ``fir``: an FIR (default 1025 taps, least-squares design, linear phase with its (n_taps-1)/2 delay removed, or
   minimum phase) by FFT overlap-save (benchmarks/bench_correct.py: about 10x scipy.signal.lfilter).
 
-Reference-free forms (seed 001 section 2.5): reference ``":mean"`` is the average response of all devices in the
+Reference-free forms (section 2.5 of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"): reference ``":mean"`` is the average response of all devices in the
 set, ``":flat"`` removes the device's own long-term spectrum (mean-subtraction form), level-normalised so the mean
 gain over the analysis band is 0 dB.
 """
@@ -111,7 +111,7 @@ class Correction:
 def response_level_db(response, statistic: str = "log") -> np.ndarray:
     """A device's long-term level per bin (dB) under ``statistic``.
 
-    ``"log"`` is the mean of log power (geometric mean of magnitudes, seed 001's estimate: ``response_db``);
+    ``"log"`` is the mean of log power (geometric mean of magnitudes, the spectrum-correction estimate: ``response_db``);
     ``"power"`` is the log of the mean power (the long-term average spectrum), from the statistics' power sums.
     Measured and built-in responses (sweep, impulse, builtin, model) have one value per bin, the same for both.
     """
@@ -211,7 +211,7 @@ def correction_curve(
     band_hz : (float, float), optional
         Band over which ``":flat"`` normalises its mean gain to 0 dB; default 100 Hz to 0.45 x sample rate.
     statistic : {"log", "power"}
-        Long-term level of each device: mean of log power (geometric mean, seed 001) or mean power (long-term
+        Long-term level of each device: mean of log power (geometric mean, as in spectrum correction) or mean power (long-term
         average spectrum); see :func:`response_level_db`.
     limit_band : "auto", (float, float) or None
         Where the correction acts: ``"auto"`` finds the band where both devices have signal

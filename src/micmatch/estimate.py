@@ -1,4 +1,5 @@
-"""Estimate device responses from recordings: the unaligned spectrum-correction estimate (seed 001).
+"""Estimate device responses from recordings: the unaligned spectrum-correction estimate of
+"Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices" (Interspeech 2020).
 
 For every device, the mean over all frames of all its recordings of the log power per frequency bin (the log of
 the geometric-mean magnitude). Statistics are sums (:class:`~micmatch.response.LogSpectrumStats`), computed per

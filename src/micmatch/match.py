@@ -4,7 +4,7 @@
 
 1. **route**: with one reference recording it tries to align the pair (:func:`micmatch.align.estimate_alignment`:
    offset and clock drift). When the two hold the same sound the **aligned** route compares them frame by frame
-   (seed 001's aligned spectrum correction, :func:`micmatch.align.estimate_pair`, or the ratio of their
+   (aligned spectrum correction, :func:`micmatch.align.estimate_pair`, or the ratio of their
    long-term power spectra over the same aligned frames); when the alignment is not credible (different
    material, or several references) the **unaligned** route compares their long-term statistics
    (:func:`micmatch.estimate.array_stats`). ``result.route`` and ``result.route_reason`` say which and why.
@@ -437,7 +437,7 @@ def match(
 def _aligned_levels(ref: np.ndarray, dev: np.ndarray, sr: int, config: SpectralConfig, alignment: Alignment,
                     statistic: str) -> tuple[np.ndarray, np.ndarray]:
     """Target and reference levels per bin from the aligned pair: the reference at 0 dB and the target relative to
-    it (mean log ratio over gated cells, seed 001 eq. 8), or both long-term power spectra over the frames where
+    it (mean log ratio over gated cells, the aligned spectrum correction), or both long-term power spectra over the frames where
     both carry the sound."""
     if statistic == "log":
         pair = estimate_pair(ref, dev, sr, n_fft=config.n_fft, hop_length=config.hop_length, alignment=alignment)

@@ -95,7 +95,7 @@ class SpectralConfig:
 class LogSpectrumStats:
     """Per-bin sums of log power (dB) over frames: exactly mergeable by addition.
 
-    ``mean_db`` is the log of the geometric-mean power (the unaligned spectrum-correction estimate of seed 001),
+    ``mean_db`` is the log of the geometric-mean power (the unaligned spectrum-correction estimate),
     ``std_db`` the spread over frames. ``sum_power`` (optional: linear power summed over the same frames) gives
     ``power_db``, the log of the arithmetic-mean power (the long-term average spectrum).
     """
