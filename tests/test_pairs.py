@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from conftest import pink  # noqa: E402
+from conftest import pink
 
-from micmatch.errors import CorpusError, MeasurementError, MissingDependencyError  # noqa: E402
-from micmatch.learn import pairs as P  # noqa: E402
+from micmatch.errors import CorpusError, MeasurementError, MissingDependencyError
+from micmatch.learn import pairs as P
 
 SR = 8000
 

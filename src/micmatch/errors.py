@@ -64,3 +64,7 @@ def require(module: str, extra: str):
         raise MissingDependencyError(
             f"{module} is not installed; install it with: pip install 'micmatch[{extra}]'"
         ) from exc
+
+
+class ModelError(MicmatchError, ValueError):
+    """A learned-model file that is not a model file, truncated, modified, or inconsistent with its header."""

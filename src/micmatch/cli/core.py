@@ -122,11 +122,12 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
 
 def _correction_options(func):
     options = [
-        click.option("--responses", "responses_path", required=True, type=click.Path(exists=True, dir_okay=False),
-                     help="Responses JSON from 'micmatch profile' (or measure/pair)."),
-        click.option("--device", required=True, help="Device that made the recordings."),
-        click.option("--reference", required=True,
-                     help="Device to sound like; ':mean' (average of all devices) or ':flat' (reference-free)."),
+        click.option("--responses", "responses_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Responses JSON from 'micmatch profile' (or measure/pair). Required unless --model."),
+        click.option("--device", help="Device that made the recordings. Required unless --model."),
+        click.option("--reference",
+                     help="Device to sound like; ':mean' (average of all devices) or ':flat' (reference-free). "
+                          "Required unless --model."),
         click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0),
                      help="Largest boost of the correction."),
         click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0),
@@ -141,6 +142,9 @@ def _correction_options(func):
 
 def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing):
     from micmatch.correct import correction_curve
+
+    if responses_path is None or device is None or reference is None:
+        raise click.UsageError("--responses, --device and --reference are required (or --model MODEL)")
     from micmatch.response import ResponseSet
 
     responses = ResponseSet.load(responses_path)
@@ -161,8 +165,10 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
                    "(with a warning), scale the file down to -0.1 dBFS, or clip (with a count).")
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the corrected files (same names as the inputs; subfolders of input folders kept).")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Apply a learned normalizer from 'micmatch train' instead of a responses file.")
 def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, method, n_taps, phase,
-            overs, output_dir):
+            overs, output_dir, model_path):
     """Correct recordings of one device so they sound as if the reference device made them.
 
     Outputs keep the input's format and subtype. Inputs are never modified; each output appears only when
@@ -171,7 +177,12 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     \b
     Example:
       micmatch correct recordings/phone --responses responses.json --device phone --reference studio -o matched/
+      micmatch correct recordings/phone --model phone.mmm -o matched/
     """
+    if model_path is not None:
+        from micmatch.cli.train import correct_with_model
+
+        sys.exit(correct_with_model(inputs, model_path, output_dir, overs=overs))
     from micmatch.correct import correct_file
 
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing)

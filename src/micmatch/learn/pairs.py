@@ -30,7 +30,13 @@ import numpy as np
 
 from micmatch.align import align, estimate_alignment
 from micmatch.audio import find_audio_files, load, resample
-from micmatch.errors import AudioError, ConfigMismatchError, CorpusError, MeasurementError, ParameterError
+from micmatch.errors import (
+    AudioError,
+    ConfigMismatchError,
+    CorpusError,
+    MeasurementError,
+    ParameterError,
+)
 
 #: Shortest aligned overlap (seconds) accepted as a training pair: below this there is too little material for a
 #: training part and a held-out part (a few hundred frames).
