@@ -66,8 +66,10 @@ def _load_pairs(references, devices, pairs_csv, resample):
 def _finish(normalizer, output):
     path = normalizer.save(output)
     s = normalizer.summary
-    click.echo(f"wrote {path} ({normalizer.method}, {normalizer.sample_rate} Hz): validation LSD "
-               f"{s['validation_lsd_uncorrected_db']:.2f} -> {s['validation_lsd_db']:.2f} dB after {s['epochs_run']} "
+    before, after = s.get("validation_lsd_uncorrected_db"), s.get("validation_lsd_db")
+    lsd = f"validation LSD {before:.2f} -> {after:.2f} dB" if before is not None and after is not None else \
+        "no validation LSD (held-out part too short)"
+    click.echo(f"wrote {path} ({normalizer.method}, {normalizer.sample_rate} Hz): {lsd} after {s['epochs_run']} "
                f"epoch(s), {s['train_time_s']:.0f} s")
 
 

@@ -562,8 +562,9 @@ def fit_eq_net(
                 history_ae.append(round(total / both.shape[0], 6))
                 bar.set_postfix(mae=f"{history_ae[-1]:.2e}")
                 bar.update(1)
+    usable = [p for p in val if p.reference.shape[-1] >= n_fft]
     uncorrected = float(np.mean([log_spectral_distance(p.reference, p.device, n_fft=n_fft, hop_length=n_fft // 4)
-                                 for p in val if p.reference.shape[-1] >= n_fft]))
+                                 for p in usable])) if usable else math.nan
     best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     with _progress(epochs, progress, "eq-net") as bar:
@@ -590,7 +591,8 @@ def fit_eq_net(
     model.load_state_dict(best_state)
     model.cpu().eval()
     normalizer.summary = {
-        "validation_lsd_db": round(best, 4), "validation_lsd_uncorrected_db": round(uncorrected, 4),
+        "validation_lsd_db": round(best, 4) if math.isfinite(best) else None,
+        "validation_lsd_uncorrected_db": round(uncorrected, 4) if math.isfinite(uncorrected) else None,
         "best_epoch": best_epoch, "epochs_run": len(history), "history_lsd_db": history,
         "history_autoencoder_mae": history_ae, "train_s": round(sum(p.duration_s for p in train), 3),
         "validation_s": round(sum(p.duration_s for p in val), 3),
