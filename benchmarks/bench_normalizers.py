@@ -35,15 +35,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine  # noqa: E402
+from _common import RESULTS, machine
 
-from micmatch import spectral  # noqa: E402
-from micmatch.align import estimate_pair  # noqa: E402
-from micmatch.correct import apply_correction, correction_curve  # noqa: E402
-from micmatch.estimate import estimate_responses  # noqa: E402
-from micmatch.learn.normalizers import fit_eq_net, fit_ratio_net  # noqa: E402
-from micmatch.learn.pairs import AlignedPair, concatenate_clips, draw_simulation, simulate_pair  # noqa: E402
-from micmatch.metrics import log_spectral_distance, lsd_from_power_db  # noqa: E402
+from micmatch import spectral
+from micmatch.align import estimate_pair
+from micmatch.correct import apply_correction, correction_curve
+from micmatch.estimate import estimate_responses
+from micmatch.learn.normalizers import fit_eq_net, fit_ratio_net
+from micmatch.learn.pairs import (
+    AlignedPair,
+    concatenate_clips,
+    draw_simulation,
+    simulate_pair,
+)
+from micmatch.metrics import log_spectral_distance, lsd_from_power_db
 
 SR = 8000
 LSD_FFT, LSD_HOP = 256, 128
@@ -124,7 +129,7 @@ def run(args) -> dict:
     cal_audio, _ = concatenate_clips(train_files, SR, duration_s=max(args.sizes), rng=rng)
     # The reference microphone's own noise floor, 60 dB below the speech: the gaps between clips are not digital
     # silence (which would make every frame-wise comparison in the pauses meaningless).
-    floor = lambda x: x + rng.standard_normal(x.shape) * np.sqrt(np.mean(x * x)) * 1e-3  # noqa: E731
+    floor = lambda x: x + rng.standard_normal(x.shape) * np.sqrt(np.mean(x * x)) * 1e-3
     test_audio, cal_audio = floor(test_audio), floor(cal_audio)
     results = {"settings": vars(args), "scenarios": {}, "load_average_start": os.getloadavg()}
     for name, stages in SCENARIOS.items():
