@@ -162,7 +162,7 @@ def run(args) -> dict:
                 scen["rows"][f"RatioNet, {tag}"] = row
                 print(name, tag, "ratio", row, flush=True)
             if size in args.eq_sizes:
-                model = fit_eq_net([pair], epochs=args.eq_epochs, epochs_autoencoder=args.eq_ae_epochs, patience=4,
+                model = fit_eq_net([pair], epochs=args.eq_epochs, epochs_autoencoder=args.eq_ae_epochs, patience=10,
                                    compute="cpu", progress=False, seed=args.seed)
                 row = scores(ref_t, model.apply(dev_t.astype(np.float32), SR).astype(np.float64))
                 row.update(train_time_s=model.summary["train_time_s"], epochs_run=model.summary["epochs_run"],
@@ -188,6 +188,10 @@ def markdown(results: dict) -> str:
         f"Machine: {results['machine']['cpus']} CPU cores shared with other jobs (load average "
         f"{results['load_average_start'][0]:.1f} at the start, {results['load_average_end'][0]:.1f} at the end), "
         "no GPU; training times are wall times on that shared machine, CPU, torch's default threads.", ""]
+    if results.get("kept_rows_from"):
+        k = results["kept_rows_from"]
+        lines += [f"Rows not recomputed by this run (RatioNet) come from an earlier run of the same script and data "
+                  f"({k['date']}, settings in normalizers.json under kept_rows_from).", ""]
     for name, scen in results["scenarios"].items():
         p = scen["params"]
         extra = []
@@ -217,16 +221,25 @@ def main() -> None:
     ap.add_argument("--eq-sizes", type=float, nargs="+", default=[15.0, 60.0])
     ap.add_argument("--ratio-epochs", type=int, default=30)
     ap.add_argument("--ratio-epochs-long", type=int, default=10)
-    ap.add_argument("--eq-epochs", type=int, default=15)
-    ap.add_argument("--eq-ae-epochs", type=int, default=3)
+    ap.add_argument("--eq-epochs", type=int, default=40)
+    ap.add_argument("--eq-ae-epochs", type=int, default=5)
     ap.add_argument("--scenarios", nargs="*", default=None)
     ap.add_argument("--linear-max-s", type=float, default=300.0, help="largest calibration size for scenario (a)")
     ap.add_argument("--quick", action="store_true", help="15 s calibration only, fewer epochs")
+    ap.add_argument("--keep-rows-from", type=Path, default=None,
+                    help="results JSON whose rows this run does not recompute are kept (e.g. to rerun one model)")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.ratio_sizes, args.eq_sizes = [15.0], [15.0], [15.0]
-        args.ratio_epochs, args.eq_epochs, args.eq_ae_epochs = 10, 5, 1
+        args.ratio_epochs, args.eq_epochs, args.eq_ae_epochs = 10, 10, 2
     results = run(args)
+    if args.keep_rows_from is not None:
+        old = json.loads(args.keep_rows_from.read_text())
+        results["kept_rows_from"] = {"file": str(args.keep_rows_from.name), "date": old.get("date"),
+                                     "settings": old.get("settings")}
+        for name, scen in results["scenarios"].items():
+            for method, row in old["scenarios"].get(name, {}).get("rows", {}).items():
+                scen["rows"].setdefault(method, row)
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ def test_eq_net_fft_layers_match_direct_convolutions():
 def test_eq_net_trains_saves_and_reloads(rng, tmp_path):
     x = pink(rng, SR, 4.0)
     pair = AlignedPair(x.astype(np.float32), (0.5 * EQ.record(x, SR)).astype(np.float32), SR)
-    model = N.fit_eq_net([pair], window=1024, channels=4, epochs_autoencoder=1, epochs=3, progress=False,
+    model = N.fit_eq_net([pair], window=1024, channels=4, epochs_autoencoder=1, epochs=3, batch_size=16, progress=False,
                          compute="cpu")
     s = model.summary
     assert s["epochs_run"] == 3 and np.isfinite(s["validation_lsd_db"])

@@ -111,7 +111,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
               help="Front-end filters (the paper used 128; fewer train faster on CPU).")
 @click.option("--autoencoder-epochs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Epochs of the first, unsupervised step.")
-@click.option("--stft-loss-weight", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--stft-loss-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of a multi-resolution STFT loss added to the waveform MAE.")
 def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, channels,
            autoencoder_epochs, stft_loss_weight):
@@ -121,7 +121,7 @@ def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, r
 
     pairs = _load_pairs(references, devices, pairs_csv, resample)
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
-                       stft_loss_weight=stft_loss_weight, epochs=epochs or 30, seed=seed, compute=compute,
+                       stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
                        init=_init(init_path), progress=sys.stderr.isatty())
     _finish(model, output)
 

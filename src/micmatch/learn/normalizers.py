@@ -478,10 +478,10 @@ def fit_eq_net(
     pool: int = 16,
     latent_units: int = 64,
     epochs_autoencoder: int = 5,
-    epochs: int = 30,
-    batch_size: int = 16,
+    epochs: int = 40,
+    batch_size: int = 4,
     learning_rate: float = 1e-3,
-    stft_loss_weight: float = 0.0,
+    stft_loss_weight: float = 1.0,
     stft_sizes: Sequence[int] = (64, 256, 1024),
     patience: int = 10,
     validation_fraction: float = VALIDATION_FRACTION,
@@ -499,6 +499,9 @@ def fit_eq_net(
     Early stopping on the validation LSD (frame LSD of the overlap-added output, n_fft of
     :func:`default_n_fft`). Windows of ``window`` samples every ``window / 2`` samples of the training parts.
     ``init`` fine-tunes an EQNet (step 1 skipped). Other parameters as for :func:`fit_ratio_net`.
+
+    The STFT term is on by default: with the waveform MAE alone, tens of epochs left the held-out LSD no better
+    than no correction (benchmarks/results/normalizers.md); the MAE fits the loud low frequencies first.
     """
     from micmatch.metrics import log_spectral_distance
 
