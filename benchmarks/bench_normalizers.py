@@ -170,7 +170,7 @@ def run(args) -> dict:
                 scen["rows"][f"EQNet, {tag}"] = row
                 print(name, tag, "eq", row, flush=True)
         results["scenarios"][name] = scen
-        (RESULTS / "normalizers.partial.json").write_text(json.dumps(results, indent=1, default=float))
+        (RESULTS / "normalizers.partial.json").write_text(json.dumps(results, indent=1, default=str))
     results["load_average_end"] = os.getloadavg()
     return results
 
@@ -190,8 +190,9 @@ def markdown(results: dict) -> str:
         "no GPU; training times are wall times on that shared machine, CPU, torch's default threads.", ""]
     if results.get("kept_rows_from"):
         k = results["kept_rows_from"]
-        lines += [f"Rows not recomputed by this run (RatioNet) come from an earlier run of the same script and data "
-                  f"({k['date']}, settings in normalizers.json under kept_rows_from).", ""]
+        lines += [f"Rows not recomputed by this run, and scenarios marked 'earlier run', come from an earlier run of "
+                  f"the same script and data ({k['date']}, settings in normalizers.json under kept_rows_from; that "
+                  f"run trained EQNet with the waveform MAE only, 6 epochs, batches of 16).", ""]
     for name, scen in results["scenarios"].items():
         p = scen["params"]
         extra = []
@@ -199,8 +200,9 @@ def markdown(results: dict) -> str:
             extra.append(f"RT60 {p['room']['rt60_s']} s")
         if p.get("snr_db") is not None:
             extra.append(f"SNR {p['snr_db']} dB, drive {p['drive_db']} dB")
+        earlier = " (earlier run)" if scen.get("from_earlier_run") else ""
         lines += [f"## ({'abc'[list(SCENARIOS).index(name)]}) {name}: {Path(p['device']).stem} "
-                  f"{', '.join(extra)}", "",
+                  f"{', '.join(extra)}{earlier}", "",
                   "| method | LSD (dB) | LSD active (dB) | long-term 1/3-oct (dB) | train time (s) | epochs |",
                   "|---|---|---|---|---|---|"]
         for method, r in scen["rows"].items():
@@ -240,10 +242,12 @@ def main() -> None:
         for name, scen in results["scenarios"].items():
             for method, row in old["scenarios"].get(name, {}).get("rows", {}).items():
                 scen["rows"].setdefault(method, row)
+        for name, scen in old["scenarios"].items():  # scenarios this run did not touch
+            results["scenarios"].setdefault(name, {**scen, "from_earlier_run": True})
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "normalizers.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    (RESULTS / "normalizers.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (RESULTS / "normalizers.md").write_text(markdown(results) + "\n")
     (RESULTS / "normalizers.partial.json").unlink(missing_ok=True)
     print(markdown(results))
