@@ -14,7 +14,7 @@ from micmatch.learn.converter import Converter
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 
 SR = 8000
-FAST = ["--epochs", "1", "--n-mels", "16", "--device", "cpu"]
+FAST = ["--epochs", "1", "--n-mels", "16", "--compute", "cpu"]
 
 
 @pytest.fixture

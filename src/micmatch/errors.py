@@ -77,3 +77,7 @@ def require(module: str, extra: str):
 class OutputError(MicmatchError, OSError):
     """An output that cannot or must not be written: it is an input, lies inside an input folder, lies under a
     file, or the system refused it (permission, disk full)."""
+
+
+class ModelError(MicmatchError, ValueError):
+    """A learned-model file that is not a model file, truncated, modified, or inconsistent with its header."""

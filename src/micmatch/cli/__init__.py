@@ -1,7 +1,7 @@
 """The ``micmatch`` command.
 
 Each command group lives in its own module of this package (``core``: profile/correct/export/plot/demo,
-``measure``: sweep/measure/pair, ``features``, ``bench``); this module only assembles them and turns
+``measure``: sweep/measure/pair, ``features``, ``bench``, ``train``); this module only assembles them and turns
 :class:`~micmatch.errors.MicmatchError` into one clear line on stderr and exit code 1 (traceback with
 ``--verbose``).
 """
@@ -24,7 +24,7 @@ from micmatch.outputs import (
 )
 
 #: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
-COMMAND_MODULES = ("core", "measure", "features", "bench", "match", "converter")
+COMMAND_MODULES = ("core", "measure", "features", "bench", "match", "train", "converter")
 
 
 class _Group(click.Group):

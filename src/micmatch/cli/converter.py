@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import click
 
+from micmatch.cli.train import train as train_group
+
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
-
-
-@click.group("train", **COMMON)
-def train_group() -> None:
-    """Train micmatch's learned models."""
 
 
 @train_group.command("converter", **COMMON)
@@ -35,7 +32,7 @@ def train_group() -> None:
 @click.option("--n-mels", type=click.IntRange(8), default=40, show_default=True, help="Mel bands of the features.")
 @click.option("--n-fft", type=click.IntRange(16), default=256, show_default=True, help="FFT size of the features.")
 @click.option("--hop-length", type=click.IntRange(1), default=128, show_default=True, help="Hop of the features.")
-@click.option("--device", "torch_device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+@click.option("--compute", "torch_device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the device draw and the training.")
 def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, n_devices, max_clips, n_mels,
@@ -47,7 +44,7 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
     \b
     Examples:
       micmatch train converter --data ../shared/data/fsdd --irs ../shared/data/micirp/ir -o converter.pt
-      micmatch train converter --data recordings/ --responses responses.json --config full --device cuda -o c.pt
+      micmatch train converter --data recordings/ --responses responses.json --config full --compute cuda -o c.pt
     """
     from micmatch.learn.converter import train_converter_from_folder
 
@@ -62,4 +59,5 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
                f" dB; {model.info['train_seconds']:.0f} s)")
 
 
-COMMANDS = [train_group]
+#: The command joins the ``train`` group of :mod:`micmatch.cli.train` (registered there).
+COMMANDS: list = []

@@ -205,12 +205,12 @@ def _mark_device_bands(responses, labelled, sample_rate: int) -> None:
 
 def _correction_options(func):
     options = [
-        click.option("--responses", "responses_path", required=True, type=click.Path(exists=True, dir_okay=False),
-                     help="Responses JSON from 'micmatch profile' (or measure/pair)."),
-        click.option("--device", required=True, help="Device that made the recordings."),
-        click.option("--reference", required=True,
+        click.option("--responses", "responses_path", type=click.Path(exists=True, dir_okay=False),
+                     help="Responses JSON from 'micmatch profile' (or measure/pair). Required unless --model."),
+        click.option("--device", help="Device that made the recordings. Required unless --model."),
+        click.option("--reference",
                      help="Device to sound like; ':mean' (average of all devices), ':flat' (reference-free), or a "
-                          "target curve CSV (frequency,raw as AutoEq writes it)."),
+                          "target curve CSV (frequency,raw as AutoEq writes it). Required unless --model."),
         click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0),
                      help="Largest boost of the correction."),
         click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0),
@@ -235,6 +235,9 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
                      strength=1.0, band=None):
     from micmatch.correct import correction_curve, with_target_curve
     from micmatch.errors import ParameterError
+
+    if responses_path is None or device is None or reference is None:
+        raise click.UsageError("--responses, --device and --reference are required (or --model MODEL)")
     from micmatch.response import ResponseSet
 
     responses = ResponseSet.load(responses_path)
@@ -270,8 +273,10 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
 @click.option("--skip-existing", is_flag=True,
               help="Resume an interrupted batch: keep outputs that already exist (outputs appear only when "
                    "complete) and correct only the missing ones.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Apply a learned normalizer from 'micmatch train' instead of a responses file.")
 def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic, strength,
-            band, method, n_taps, phase, overs, jobs, resample, output_dir, skip_existing):
+            band, method, n_taps, phase, overs, jobs, resample, output_dir, skip_existing, model_path):
     """Correct recordings of one device so they sound as if the reference device made them.
 
     Outputs keep the input's format and subtype. Inputs are never modified; each output appears only when
@@ -281,6 +286,7 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     \b
     Example:
       micmatch correct recordings/phone --responses responses.json --device phone --reference studio -o matched/
+      micmatch correct recordings/phone --model phone.mmm -o matched/
     """
     import functools
 
@@ -288,6 +294,11 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     from micmatch.parallel import FileFailure, map_files
 
     exclude = prepare_output_dir(output_dir, inputs)
+    if model_path is not None:
+        from micmatch.cli.train import correct_with_model
+
+        sys.exit(correct_with_model(inputs, model_path, output_dir, overs=overs, resample=resample,
+                                    exclude=exclude, skip_existing=skip_existing))
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,
                             strength, band)
     _check_fir_memory(n_taps, corr, method)

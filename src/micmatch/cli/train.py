@@ -1,0 +1,164 @@
+"""``micmatch train``: learned device normalizers from calibration pairs (ratio-net, eq-net); and the
+``correct --model`` helper that applies a trained model to files."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from micmatch.errors import MicmatchError, ParameterError
+
+COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
+
+
+@click.group(**COMMON)
+def train():
+    """Train a learned device normalizer from recordings of the same sound by the reference and the device.
+
+    \b
+    Examples:
+      micmatch train ratio-net --reference studio.wav --device phone.wav -o phone.mmm
+      micmatch train eq-net --pairs pairs.csv -o phone-eq.mmm --epochs 20
+      micmatch correct recordings/phone --model phone.mmm -o matched/
+    """
+
+
+def _pair_options(func):
+    options = [
+        click.option("--reference", "references", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Reference recording; repeat for several pairs (paired in order with --device)."),
+        click.option("--device", "devices", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Device recording of the same sound; repeat, in the order of --reference."),
+        click.option("--pairs", "pairs_csv", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="CSV with columns reference,device (paths relative to the CSV) for many pairs."),
+        click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+                     help="Model file to write (written only when training succeeds)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help="Training epochs (early stopping on the held-out part may stop sooner)."),
+        click.option("--compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where to train: CUDA when available (auto), or force cpu/cuda."),
+        click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Fine-tune this model (same method and sample rate) instead of starting afresh."),
+        click.option("--resample", is_flag=True, help="Resample device recordings at another rate to the reference's."),
+        click.option("--seed", default=0, show_default=True, help="Seed of the weights and the batch order."),
+    ]
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
+def _load_pairs(references, devices, pairs_csv, resample):
+    from micmatch.learn.pairs import load_pair, read_pairs_csv
+
+    if len(references) != len(devices):
+        raise click.UsageError(f"{len(references)} --reference but {len(devices)} --device; give them in pairs")
+    items = list(zip(references, devices))
+    if pairs_csv:
+        items += read_pairs_csv(pairs_csv)
+    if not items:
+        raise click.UsageError("give --reference/--device pairs or --pairs CSV")
+    return [load_pair(r, d, resample_to_reference=resample) for r, d in items]
+
+
+def _finish(normalizer, output):
+    path = normalizer.save(output)
+    s = normalizer.summary
+    before, after = s.get("validation_lsd_uncorrected_db"), s.get("validation_lsd_db")
+    lsd = f"validation LSD {before:.2f} -> {after:.2f} dB" if before is not None and after is not None else \
+        "no validation LSD (held-out part too short)"
+    click.echo(f"wrote {path} ({normalizer.method}, {normalizer.sample_rate} Hz): {lsd} after {s['epochs_run']} "
+               f"epoch(s), {s['train_time_s']:.0f} s")
+
+
+def _init(init_path):
+    if init_path is None:
+        return None
+    from micmatch.learn.normalizers import Normalizer
+
+    return Normalizer.load(init_path)
+
+
+@train.command(name="ratio-net", **COMMON)
+@_pair_options
+@click.option("--context", default=0, show_default=True, type=click.IntRange(min=0),
+              help="STFT frames on each side fed to the network with the current one.")
+@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(min=1), help="Units per hidden layer.")
+@click.option("--long-term-weight", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the long-term-spectrum term added to the LSD loss.")
+def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, context, hidden,
+              long_term_weight):
+    """Spectral-ratio network: predicts a gain per STFT bin and frame from the device's spectrum.
+
+    The method of "A Frequency Response Normalization Method based on Deep Neural Networks for IoT Devices":
+    3 hidden layers, ReLU, dropout, Adam, trained on the log-spectral distance to the reference. The pairs are
+    aligned first (offset and clock drift); the last 20% of each is held out for early stopping.
+    """
+    from micmatch.learn.normalizers import fit_ratio_net
+
+    pairs = _load_pairs(references, devices, pairs_csv, resample)
+    model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
+                          epochs=epochs or 60, seed=seed, compute=compute, init=_init(init_path),
+                          progress=sys.stderr.isatty())
+    _finish(model, output)
+
+
+@train.command(name="eq-net", **COMMON)
+@_pair_options
+@click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Front-end filters (the paper used 128; fewer train faster on CPU).")
+@click.option("--autoencoder-epochs", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Epochs of the first, unsupervised step.")
+@click.option("--stft-loss-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of a multi-resolution STFT loss added to the waveform MAE.")
+def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, channels,
+           autoencoder_epochs, stft_loss_weight):
+    """End-to-end equalization CNN on the waveform ("End-to-end equalization with convolutional neural
+    networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows."""
+    from micmatch.learn.normalizers import fit_eq_net
+
+    pairs = _load_pairs(references, devices, pairs_csv, resample)
+    model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
+                       stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
+                       init=_init(init_path), progress=sys.stderr.isatty())
+    _finish(model, output)
+
+
+def correct_with_model(inputs: tuple[str, ...], model_path: str, output_dir: str, *, overs: str = "scale",
+                       resample: bool = False, exclude=(), skip_existing: bool = False) -> int:
+    """Apply a trained normalizer to every audio file of ``inputs`` into ``output_dir`` (``correct --model``).
+
+    The same output rule as the other corrections: ``exclude`` (from :func:`micmatch.outputs.prepare_output_dir`)
+    keeps an output folder inside an input folder out of the input walk, and ``skip_existing`` keeps outputs
+    already there. Keeps going past bad files (one line each); returns the exit code (1 when any file failed).
+    """
+    from tqdm.auto import tqdm
+
+    from micmatch.cli.core import _file_error, _output_paths
+    from micmatch.learn.normalizers import Normalizer, correct_file_with_model
+
+    if overs not in ("float", "scale", "clip"):
+        raise ParameterError(f"overs={overs!r} must be float, scale or clip")
+    normalizer = Normalizer.load(model_path)
+    targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
+    todo = [(src, dst) for src, dst in targets if not (skip_existing and dst.is_file())]
+    failures = 0
+    for src, dst in tqdm(todo, desc="correcting", unit="file", disable=not sys.stderr.isatty(), file=sys.stderr):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                correct_file_with_model(src, dst, normalizer, resample=resample, overs=overs)
+            for w in caught:
+                click.echo(f"micmatch: warning: {w.message}", err=True)
+        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
+            failures += 1
+            click.echo(f"micmatch: error: {_file_error(src, exc)}", err=True)
+    skipped = f" ({len(targets) - len(todo)} already there, skipped)" if len(todo) < len(targets) else ""
+    click.echo(f"corrected {len(todo) - failures}/{len(targets)} file(s) with {Path(model_path).name} "
+               f"({normalizer.method}) into {output_dir}{skipped}")
+    return 1 if failures else 0
+
+
+COMMANDS = [train]
