@@ -117,6 +117,54 @@ def test_recipes_compose_and_refuse_unknown():
         compose(Recipe("a", compress="pcen"), Recipe("b", compress="other"))
 
 
+def test_recipe_with_a_path_argument_is_one_registry_entry(setup, tmp_path, monkeypatch):
+    """A remedy that reads a file (as a trained model would) is one step and one recipe: ``name:PATH``."""
+    import torch
+
+    from micmatch.bench import recipes as rc
+
+    class FileGain(torch.nn.Module):
+        def __init__(self, path):
+            super().__init__()
+            self.gain = float(Path(path).read_text())
+
+        def forward(self, x, *, generator=None):
+            return x * self.gain
+
+    monkeypatch.setattr(rc, "STEPS", dict(rc.STEPS))
+    monkeypatch.setattr(rc, "RECIPES", dict(rc.RECIPES))
+    rc.register_step("file-gain", rc.Step("wave_augment", lambda data, arg: FileGain(arg), takes="PATH"))
+    rc.register_recipe(Recipe("file-gain", wave_augment=("file-gain",), argument="PATH", description="gain"))
+    gain = tmp_path / "gain.txt"
+    gain.write_text("0.5")
+    r = rc.parse_recipe(f"file-gain:{gain}+mixup")
+    assert r.name == f"file-gain:{gain}+mixup" and r.wave_augment == (f"file-gain:{gain}",)
+    assert r.batch_augment == ("mixup",)
+    with pytest.raises(CorpusError, match="recipe file-gain needs an argument: write file-gain:PATH"):
+        rc.parse_recipe("file-gain")
+    with pytest.raises(CorpusError, match="recipe sc takes no argument"):
+        rc.parse_recipe("sc:x")
+    with pytest.raises(CorpusError, match="is taken"):
+        rc.register_recipe(Recipe("sc"))
+    with pytest.raises(CorpusError, match="argument=None but its steps take PATH"):
+        rc.register_recipe(Recipe("other", wave_augment=("file-gain",)))
+    with pytest.raises(CorpusError, match="unregistered step"):
+        rc.register_recipe(Recipe("other", clip_norms=("nope",)))
+    corpus, irs, _ = setup
+    result = run_benchmark(corpus, irs, recipes=[f"file-gain:{gain}"], seeds=[0], config=_tiny(epochs=1))
+    assert set(result.runs) == {f"file-gain:{gain}"}
+
+
+def test_every_step_runs_in_the_torch_pipeline_and_replays(setup):
+    corpus, irs, aug = setup
+    kwargs = dict(recipes=["dir-aug+pcen+filteraugment", "synth-fr-aug+median+freq-mixstyle+device-std",
+                           "cms+rasta+spec-mean-sub"], seeds=[0], config=_tiny(epochs=2), aug_irs_dir=aug)
+    first = run_benchmark(corpus, irs, **kwargs)
+    assert first.runs == run_benchmark(corpus, irs, **kwargs).runs
+    for runs in first.runs.values():
+        assert all(0.0 <= runs[0][d]["accuracy"] <= 1.0 for d in first.plan.names)
+
+
 def test_benchmark_runs_is_deterministic_and_writes_results(setup, tmp_path):
     corpus, irs, aug = setup
     kwargs = dict(recipes=["baseline", "ideal", "sc", "device-std+mixup"], seeds=[0, 1],

@@ -55,18 +55,24 @@ def test_training_learns_and_is_deterministic(rng):
     assert h1[-1] < h1[0]
 
 
-def test_epoch_features_callable_and_mismatch_error(rng):
+def test_front_end_runs_per_batch_on_the_inputs_and_mismatch_error(rng):
     x, y = _toy(rng, n=32)
-    seen = []
+    seen_rows = []
 
-    def features(epoch, gen):
-        seen.append(epoch)
-        return x + gen.standard_normal(x.shape).astype(np.float32) * 0.01
+    def front_end(batch, rows, gen):
+        # Each batch is the rows it says it is, and draws from the training's generator.
+        assert torch.equal(batch, torch.as_tensor(x)[rows])
+        seen_rows.append(rows.clone())
+        return batch + 0.01 * torch.randn(batch.shape, generator=gen)
 
     cfg = TrainConfig(epochs=2, batch_size=16, device="cpu", progress=False)
-    train_classifier(DeviceCNN(2, 8), features, y, config=cfg)
-    assert seen == [0, 1]
-    with pytest.raises(ConfigMismatchError, match="features for epoch 0 have 32 clips but labels 31"):
+    torch.manual_seed(0)
+    h1 = train_classifier(DeviceCNN(2, 8), x, y, config=cfg, front_end=front_end)
+    assert sorted(torch.cat(seen_rows).tolist()) == sorted(list(range(32)) * 2)  # every clip once per epoch
+    seen_rows.clear()
+    torch.manual_seed(0)
+    assert train_classifier(DeviceCNN(2, 8), x, y, config=cfg, front_end=front_end) == h1  # replays exactly
+    with pytest.raises(ConfigMismatchError, match="inputs have 32 clips but labels 31"):
         train_classifier(DeviceCNN(2, 8), x, y[:31], config=cfg)
     with pytest.raises(ValueError, match="epochs=0"):
         TrainConfig(epochs=0)
