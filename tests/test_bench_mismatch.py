@@ -28,7 +28,8 @@ def _corpus(root: Path, rng: np.random.Generator) -> Path:
     t = np.arange(int(0.25 * SR)) / SR
     for label, f in enumerate((300.0, 900.0, 2000.0)):
         for k in range(14):
-            x = 0.3 * np.sin(2 * np.pi * f * (1 + 0.02 * rng.standard_normal()) * t) + 0.05 * rng.standard_normal(t.size)
+            x = 0.3 * np.sin(2 * np.pi * f * (1 + 0.02 * rng.standard_normal()) * t)
+            x = x + 0.05 * rng.standard_normal(t.size)
             name = f"audio/{label}_{k}.wav"
             sf.write(str(root / name), x.astype(np.float32), SR)
             rows.append(f"{name},{label},{'test' if k < 4 else 'train'},s{k % 2}")
@@ -50,7 +51,8 @@ def _irs(folder: Path, rng: np.random.Generator, n: int = 4, prefix: str = "mic"
 
 @pytest.fixture
 def setup(tmp_path, rng):
-    return _corpus(tmp_path / "corpus", rng), _irs(tmp_path / "irs", rng), _irs(tmp_path / "aug", rng, n=2, prefix="aug")
+    corpus, irs = _corpus(tmp_path / "corpus", rng), _irs(tmp_path / "irs", rng)
+    return corpus, irs, _irs(tmp_path / "aug", rng, n=2, prefix="aug")
 
 
 def _tiny(**overrides) -> MismatchConfig:
@@ -203,7 +205,8 @@ def test_benchmark_errors(setup):
     with pytest.raises(CorpusError, match="list one twice"):
         run_benchmark(corpus, irs, recipes=["sc", "sc"], seeds=[0], config=_tiny())
     with pytest.raises(CorpusError, match="leaves no training clips"):
-        run_benchmark(corpus, irs, recipes=["baseline"], seeds=[0], config=_tiny(n_seen=2, n_unseen=1, seen_fraction=0.6))
+        run_benchmark(corpus, irs, recipes=["baseline"], seeds=[0],
+                      config=_tiny(n_seen=2, n_unseen=1, seen_fraction=0.6))
     with pytest.raises(CorpusError, match="calibration_clips=0 must be >= 1"):
         run_benchmark(corpus, irs, recipes=["baseline"], seeds=[0], config=_tiny(calibration_clips=0))
 

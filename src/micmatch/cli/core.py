@@ -69,7 +69,8 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (needs micmatch[dask]).")
 @click.option("--merge", "merge_into", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Add these statistics to an existing responses file (same sample rate and FFT size).")
+              help="Add these statistics to an existing responses file: every setting must match the file's "
+                   "(rate, FFT size, hop, gates, --channels, --resample); files it already counts are skipped.")
 def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resample, channels, gate_db,
             relative_gate_db, jobs, scheduler, merge_into):
     """Estimate each device's response from its recordings (unaligned spectrum correction).
@@ -98,14 +99,19 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if hop_length > n_fft:
         raise click.BadParameter(f"{hop_length} must not exceed --n-fft={n_fft}", param_hint="'--hop'")
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
-                            relative_gate_db=relative_gate_db or None)
+                            relative_gate_db=relative_gate_db or None, channels=channels, resample=resample)
+    existing = None
+    if merge_into:
+        existing = ResponseSet.load(merge_into)
+        existing.config.check_compatible(config, source=merge_into)  # before any work
+    labelled = _skip_counted(labelled, existing, merge_into)
     responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
                                         channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
                                         progress=_progress_enabled())
     for fail in failures:
         _fail_line(str(fail))
-    if merge_into:
-        responses = ResponseSet.load(merge_into).merge(responses)
+    if existing is not None:
+        responses = existing.merge(responses, source=merge_into)
     if len(responses) == 0:
         raise MicmatchError("no usable recordings: nothing was written")
     responses.save(output)
@@ -118,6 +124,36 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     if bad:
         click.echo(f"{bad} file(s) could not be used (listed above)", err=True)
         sys.exit(1)
+
+
+def _skip_counted(labelled: list, existing, source: str | None) -> list:
+    """Leave out input files whose content is listed twice, or already counted in the file merged into.
+
+    Statistics are sums: a file counted twice would weigh double. Each skip is reported with a count.
+    """
+    from micmatch.response import file_fingerprint, fingerprint_key
+
+    before = {fingerprint_key(f) for f in existing.files} if existing is not None else set()
+    seen: set = set()
+    keep, counted, repeated = [], 0, 0
+    for path, device in labelled:
+        try:
+            key = fingerprint_key(file_fingerprint(path))
+        except OSError:  # unreadable: profiling reports it with the reason
+            keep.append((path, device))
+            continue
+        if key in before:
+            counted += 1
+        elif key in seen:
+            repeated += 1
+        else:
+            seen.add(key)
+            keep.append((path, device))
+    if counted:
+        click.echo(f"skipped {counted} file(s) already counted in {source}", err=True)
+    if repeated:
+        click.echo(f"skipped {repeated} input file(s) listed twice (same content)", err=True)
+    return keep
 
 
 def _correction_options(func):
