@@ -157,6 +157,35 @@ def test_recipe_with_a_path_argument_is_one_registry_entry(setup, tmp_path, monk
     assert set(result.runs) == {f"file-gain:{gain}"}
 
 
+@pytest.mark.parametrize("recipe", ["baseline", "pcen", "spec-mean-sub", "cms", "median", "rasta", "pcen+rasta"])
+def test_torch_front_end_matches_the_numpy_features(recipe, rng):
+    """The torch pipeline computes the features the numpy functions define (float64 in, to rounding)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from micmatch import features as feat
+    from micmatch.bench.pipeline import FrontEnd, compute_features
+
+    cfg = _tiny()
+    data = SimpleNamespace(config=cfg, sample_rate=SR, aug_irs=[], plan=None)
+    r = parse_recipe(recipe)
+    waves = 0.1 * rng.standard_normal((5, int(cfg.clip_s * SR)))
+    got = compute_features(FrontEnd(r, data), waves, device=torch.device("cpu"), dtype=torch.float64).numpy()
+    lm = cfg.logmel(SR)
+    if r.compress == "pcen":
+        mel = feat.mel_spectrogram(waves, SR, config=lm)
+        want = feat.pcen(mel * float(2**31), SR, hop_length=lm.hop_length, **feat.PCEN_PRESETS["b"])
+    else:
+        want = feat.log_mel(waves, SR, config=lm)
+    numpy_norms = {"spec-mean-sub": feat.spectrogram_mean_subtraction, "cms": feat.cepstral_mean_subtraction,
+                   "median": feat.median_filter_residual, "rasta": feat.rasta}
+    for norm in r.clip_norms:
+        want = numpy_norms[norm](want)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-6)
+
+
 def test_every_step_runs_in_the_torch_pipeline_and_replays(setup):
     corpus, irs, aug = setup
     kwargs = dict(recipes=["dir-aug+pcen+filteraugment", "synth-fr-aug+median+freq-mixstyle+device-std",

@@ -107,11 +107,11 @@ def batch_augments(recipe: Recipe, data) -> tuple[BatchAugment, ...]:
 
 @torch.no_grad()
 def compute_features(front_end: FrontEnd, waves, device_index=None, *, device: torch.device,
-                     chunk: int = 128) -> torch.Tensor:
-    """Features of fixed waveforms ``(n, n_samples)`` (no augmentation), in chunks, on ``device``."""
+                     dtype: torch.dtype = torch.float32, chunk: int = 64) -> torch.Tensor:
+    """Features of fixed waveforms ``(n, n_samples)`` (no augmentation), in chunks, on ``device``, in ``dtype``."""
     was_training = front_end.training
     front_end.to(device).eval()
-    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
+    x = torch.as_tensor(waves).to(dtype)
     idx = None if device_index is None else torch.as_tensor(np.asarray(device_index), device=device)
     out = [front_end(x[i : i + chunk].to(device), None if idx is None else idx[i : i + chunk])
            for i in range(0, x.shape[0], chunk)]
