@@ -28,7 +28,8 @@ def _corpus(root: Path, rng: np.random.Generator) -> Path:
     t = np.arange(int(0.25 * SR)) / SR
     for label, f in enumerate((300.0, 900.0, 2000.0)):
         for k in range(14):
-            x = 0.3 * np.sin(2 * np.pi * f * (1 + 0.02 * rng.standard_normal()) * t) + 0.05 * rng.standard_normal(t.size)
+            x = 0.3 * np.sin(2 * np.pi * f * (1 + 0.02 * rng.standard_normal()) * t)
+            x = x + 0.05 * rng.standard_normal(t.size)
             name = f"audio/{label}_{k}.wav"
             sf.write(str(root / name), x.astype(np.float32), SR)
             rows.append(f"{name},{label},{'test' if k < 4 else 'train'},s{k % 2}")
@@ -50,7 +51,8 @@ def _irs(folder: Path, rng: np.random.Generator, n: int = 4, prefix: str = "mic"
 
 @pytest.fixture
 def setup(tmp_path, rng):
-    return _corpus(tmp_path / "corpus", rng), _irs(tmp_path / "irs", rng), _irs(tmp_path / "aug", rng, n=2, prefix="aug")
+    corpus, irs = _corpus(tmp_path / "corpus", rng), _irs(tmp_path / "irs", rng)
+    return corpus, irs, _irs(tmp_path / "aug", rng, n=2, prefix="aug")
 
 
 def _tiny(**overrides) -> MismatchConfig:
@@ -117,6 +119,83 @@ def test_recipes_compose_and_refuse_unknown():
         compose(Recipe("a", compress="pcen"), Recipe("b", compress="other"))
 
 
+def test_recipe_with_a_path_argument_is_one_registry_entry(setup, tmp_path, monkeypatch):
+    """A remedy that reads a file (as a trained model would) is one step and one recipe: ``name:PATH``."""
+    import torch
+
+    from micmatch.bench import recipes as rc
+
+    class FileGain(torch.nn.Module):
+        def __init__(self, path):
+            super().__init__()
+            self.gain = float(Path(path).read_text())
+
+        def forward(self, x, *, generator=None):
+            return x * self.gain
+
+    monkeypatch.setattr(rc, "STEPS", dict(rc.STEPS))
+    monkeypatch.setattr(rc, "RECIPES", dict(rc.RECIPES))
+    rc.register_step("file-gain", rc.Step("wave_augment", lambda data, arg: FileGain(arg), takes="PATH"))
+    rc.register_recipe(Recipe("file-gain", wave_augment=("file-gain",), argument="PATH", description="gain"))
+    gain = tmp_path / "gain.txt"
+    gain.write_text("0.5")
+    r = rc.parse_recipe(f"file-gain:{gain}+mixup")
+    assert r.name == f"file-gain:{gain}+mixup" and r.wave_augment == (f"file-gain:{gain}",)
+    assert r.batch_augment == ("mixup",)
+    with pytest.raises(CorpusError, match="recipe file-gain needs an argument: write file-gain:PATH"):
+        rc.parse_recipe("file-gain")
+    with pytest.raises(CorpusError, match="recipe sc takes no argument"):
+        rc.parse_recipe("sc:x")
+    with pytest.raises(CorpusError, match="is taken"):
+        rc.register_recipe(Recipe("sc"))
+    with pytest.raises(CorpusError, match="argument=None but its steps take PATH"):
+        rc.register_recipe(Recipe("other", wave_augment=("file-gain",)))
+    with pytest.raises(CorpusError, match="unregistered step"):
+        rc.register_recipe(Recipe("other", clip_norms=("nope",)))
+    corpus, irs, _ = setup
+    result = run_benchmark(corpus, irs, recipes=[f"file-gain:{gain}"], seeds=[0], config=_tiny(epochs=1))
+    assert set(result.runs) == {f"file-gain:{gain}"}
+
+
+@pytest.mark.parametrize("recipe", ["baseline", "pcen", "spec-mean-sub", "cms", "median", "rasta", "pcen+rasta"])
+def test_torch_front_end_matches_the_numpy_features(recipe, rng):
+    """The torch pipeline computes the features the numpy functions define (float64 in, to rounding)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from micmatch import features as feat
+    from micmatch.bench.pipeline import FrontEnd, compute_features
+
+    cfg = _tiny()
+    data = SimpleNamespace(config=cfg, sample_rate=SR, aug_irs=[], plan=None)
+    r = parse_recipe(recipe)
+    waves = 0.1 * rng.standard_normal((5, int(cfg.clip_s * SR)))
+    got = compute_features(FrontEnd(r, data), waves, device=torch.device("cpu"), dtype=torch.float64).numpy()
+    lm = cfg.logmel(SR)
+    if r.compress == "pcen":
+        mel = feat.mel_spectrogram(waves, SR, config=lm)
+        want = feat.pcen(mel * float(2**31), SR, hop_length=lm.hop_length, **feat.PCEN_PRESETS["b"])
+    else:
+        want = feat.log_mel(waves, SR, config=lm)
+    numpy_norms = {"spec-mean-sub": feat.spectrogram_mean_subtraction, "cms": feat.cepstral_mean_subtraction,
+                   "median": feat.median_filter_residual, "rasta": feat.rasta}
+    for norm in r.clip_norms:
+        want = numpy_norms[norm](want)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-6)
+
+
+def test_every_step_runs_in_the_torch_pipeline_and_replays(setup):
+    corpus, irs, aug = setup
+    kwargs = dict(recipes=["dir-aug+pcen+filteraugment", "synth-fr-aug+median+freq-mixstyle+device-std",
+                           "cms+rasta+spec-mean-sub"], seeds=[0], config=_tiny(epochs=2), aug_irs_dir=aug)
+    first = run_benchmark(corpus, irs, **kwargs)
+    assert first.runs == run_benchmark(corpus, irs, **kwargs).runs
+    for runs in first.runs.values():
+        assert all(0.0 <= runs[0][d]["accuracy"] <= 1.0 for d in first.plan.names)
+
+
 def test_benchmark_runs_is_deterministic_and_writes_results(setup, tmp_path):
     corpus, irs, aug = setup
     kwargs = dict(recipes=["baseline", "ideal", "sc", "device-std+mixup"], seeds=[0, 1],
@@ -155,7 +234,8 @@ def test_benchmark_errors(setup):
     with pytest.raises(CorpusError, match="list one twice"):
         run_benchmark(corpus, irs, recipes=["sc", "sc"], seeds=[0], config=_tiny())
     with pytest.raises(CorpusError, match="leaves no training clips"):
-        run_benchmark(corpus, irs, recipes=["baseline"], seeds=[0], config=_tiny(n_seen=2, n_unseen=1, seen_fraction=0.6))
+        run_benchmark(corpus, irs, recipes=["baseline"], seeds=[0],
+                      config=_tiny(n_seen=2, n_unseen=1, seen_fraction=0.6))
     with pytest.raises(CorpusError, match="calibration_clips=0 must be >= 1"):
         run_benchmark(corpus, irs, recipes=["baseline"], seeds=[0], config=_tiny(calibration_clips=0))
 

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from micmatch.errors import ConfigMismatchError, ProfileError  # noqa: E402
+from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError  # noqa: E402
 from micmatch.learn.classifier import DeviceCNN, count_parameters  # noqa: E402
 from micmatch.learn.train import (  # noqa: E402
     TrainConfig, load_checkpoint, predict, save_checkpoint, train_classifier,
@@ -23,7 +23,7 @@ def test_architecture_matches_seed_001_table_1():
     assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1]
     assert all(c.kernel_size == (3, 3) for c in convs)
     assert m(torch.zeros(3, 40, 25)).shape == (3, 10)
-    with pytest.raises(ValueError, match="n_classes=1 must be >= 2"):
+    with pytest.raises(ParameterError, match="n_classes=1 must be >= 2"):
         DeviceCNN(1, 40)
 
 
@@ -55,20 +55,26 @@ def test_training_learns_and_is_deterministic(rng):
     assert h1[-1] < h1[0]
 
 
-def test_epoch_features_callable_and_mismatch_error(rng):
+def test_front_end_runs_per_batch_on_the_inputs_and_mismatch_error(rng):
     x, y = _toy(rng, n=32)
-    seen = []
+    seen_rows = []
 
-    def features(epoch, gen):
-        seen.append(epoch)
-        return x + gen.standard_normal(x.shape).astype(np.float32) * 0.01
+    def front_end(batch, rows, gen):
+        # Each batch is the rows it says it is, and draws from the training's generator.
+        assert torch.equal(batch, torch.as_tensor(x)[rows])
+        seen_rows.append(rows.clone())
+        return batch + 0.01 * torch.randn(batch.shape, generator=gen)
 
     cfg = TrainConfig(epochs=2, batch_size=16, device="cpu", progress=False)
-    train_classifier(DeviceCNN(2, 8), features, y, config=cfg)
-    assert seen == [0, 1]
-    with pytest.raises(ConfigMismatchError, match="features for epoch 0 have 32 clips but labels 31"):
+    torch.manual_seed(0)
+    h1 = train_classifier(DeviceCNN(2, 8), x, y, config=cfg, front_end=front_end)
+    assert sorted(torch.cat(seen_rows).tolist()) == sorted(list(range(32)) * 2)  # every clip once per epoch
+    seen_rows.clear()
+    torch.manual_seed(0)
+    assert train_classifier(DeviceCNN(2, 8), x, y, config=cfg, front_end=front_end) == h1  # replays exactly
+    with pytest.raises(ConfigMismatchError, match="inputs have 32 clips but labels 31"):
         train_classifier(DeviceCNN(2, 8), x, y[:31], config=cfg)
-    with pytest.raises(ValueError, match="epochs=0"):
+    with pytest.raises(ParameterError, match="epochs=0"):
         TrainConfig(epochs=0)
 
 
@@ -97,3 +103,16 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"model_name": "device_cnn", "format": 0}, old)
     with pytest.raises(ProfileError, match="checkpoint format 0 is not 1"):
         load_checkpoint(old)
+
+
+def test_checkpoint_with_a_config_or_weights_that_do_not_fit(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", DeviceCNN(3, 8), sample_rate=8000)
+    payload = torch.load(path, weights_only=True)
+    wrong_config = tmp_path / "config.pt"
+    torch.save({**payload, "config": {"n_classes": 3, "bands": 8}}, wrong_config)
+    with pytest.raises(ProfileError, match="config or weights do not fit model 'device_cnn' .TypeError"):
+        load_checkpoint(wrong_config)
+    wrong_weights = tmp_path / "weights.pt"
+    torch.save({**payload, "config": {"n_classes": 4, "n_mels": 8}}, wrong_weights)
+    with pytest.raises(ProfileError, match="config or weights do not fit model 'device_cnn' .RuntimeError"):
+        load_checkpoint(wrong_weights)

@@ -125,6 +125,40 @@ def test_profile_sample_rate_mismatch_per_file(recordings, tmp_path):
     assert result.exit_code == 0 and ResponseSet.load(tmp_path / "r.json")["phone"].stats.n_files == 4
 
 
+def test_profile_merge_refuses_other_settings_and_skips_counted_files(recordings, profile_json, tmp_path):
+    first = tmp_path / "first.json"
+    assert run("profile", recordings / "phone", "-o", first, *FAST).exit_code == 0
+    assert json.loads(first.read_text())["config"]["channels"] == "mix"
+    for extra, message in [(["--n-fft", "256", "--hop", "128"], "hop_length 64 in {}, 128 requested"),
+                           ([*FAST, "--channels", "first"], "channels mix in {}, first requested"),
+                           ([*FAST, "--gate-db", "-70"], "gate_db -80.0 in {}, -70.0 requested"),
+                           ([*FAST, "--resample"], "resample false in {}, true requested")]:
+        out = tmp_path / "refused.json"
+        result = run("profile", recordings / "studio", "-o", out, *extra, "--merge", first)
+        assert result.exit_code == 1
+        (line,) = _error_lines(result)
+        assert message.format(first) in line and not out.exists()
+    # The phone files again and the studio files: the phone files are skipped (counted), the studio ones added.
+    merged = tmp_path / "merged.json"
+    result = run("profile", recordings, "-o", merged, *FAST, "--merge", first)
+    assert result.exit_code == 0, result.output
+    assert f"skipped 3 file(s) already counted in {first}" in result.stderr
+    rs, whole = ResponseSet.load(merged), ResponseSet.load(profile_json)
+    assert len(rs.files) == 6 and {f["device"] for f in rs.files} == {"phone", "studio"}
+    for name in ("phone", "studio"):
+        assert rs[name].stats.n_files == 3 and rs[name].stats.n_frames == whole[name].stats.n_frames
+    # A copy of a counted file under another name is the same content: skipped too; within one run as well.
+    copy = tmp_path / "more" / "phone" / "copy.wav"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes((recordings / "phone" / "clip0.wav").read_bytes())
+    result = run("profile", copy.parent, "-o", tmp_path / "again.json", *FAST, "--merge", merged)
+    assert result.exit_code == 0 and "skipped 1 file(s) already counted" in result.stderr
+    assert ResponseSet.load(tmp_path / "again.json")["phone"].stats.n_files == 3
+    result = run("profile", recordings / "phone", copy.parent, "-o", tmp_path / "twice.json", *FAST)
+    assert result.exit_code == 0 and "skipped 1 input file(s) listed twice" in result.stderr
+    assert ResponseSet.load(tmp_path / "twice.json")["phone"].stats.n_files == 3
+
+
 def test_correct_writes_outputs_with_input_names(recordings, profile_json, tmp_path):
     out = tmp_path / "matched"
     before = {p: p.read_bytes() for p in recordings.rglob("*.wav")}

@@ -3,16 +3,19 @@ file or combination raises the error that says what is wrong."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
 from micmatch.estimate import estimate_responses
-from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
+from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig, file_fingerprint
 
 SR = 8000
 N_FFT = 256
@@ -54,9 +57,10 @@ def test_json_round_trip_is_exact(tmp_path, responses):
 
 def test_json_layout(tmp_path, responses):
     doc = json.loads(responses.save(tmp_path / "r.json").read_text())
-    assert doc["format"] == "micmatch.responses" and doc["format_version"] == 1
+    assert doc["format"] == "micmatch.responses" and doc["format_version"] == 2
     assert doc["config"] == {"sample_rate": SR, "n_fft": N_FFT, "hop_length": HOP, "window": "hann",
-                             "floor_db": -160.0, "gate_db": -80.0, "relative_gate_db": 30.0}
+                             "floor_db": -160.0, "gate_db": -80.0, "relative_gate_db": 30.0, "channels": "mix",
+                             "resample": False}
     assert len(doc["frequencies_hz"]) == N_FFT // 2 + 1 and doc["frequencies_hz"][-1] == SR / 2
     dev = doc["devices"]["a"]
     assert dev["method"] == "unaligned" and dev["stats"]["n_files"] == 6
@@ -121,13 +125,27 @@ def test_relative_db(responses):
     np.testing.assert_array_equal(responses.relative_db("a", "a"), 0.0)
 
 
+@pytest.mark.parametrize("setting, message", [
+    (dict(n_fft=512), "n_fft 256 in the existing set, 512 requested"),
+    (dict(sample_rate=16000), "sample_rate 8000 in the existing set, 16000 requested"),
+    (dict(hop_length=32), "hop_length 64 in the existing set, 32 requested"),
+    (dict(gate_db=-60.0), "gate_db -80.0 in the existing set, -60.0 requested"),
+    (dict(relative_gate_db=None), "relative_gate_db 30.0 in the existing set, off requested"),
+    (dict(floor_db=-120.0), "floor_db -160.0 in the existing set, -120.0 requested"),
+    (dict(channels="first"), "channels mix in the existing set, first requested"),
+    (dict(resample=True), "resample false in the existing set, true requested"),
+])
+def test_merge_refuses_every_other_setting_naming_it(responses, setting, message):
+    base = dict(n_fft=N_FFT, hop_length=HOP)
+    sr = setting.pop("sample_rate", SR)
+    other = estimate_responses({"c": _clips(6)}, sr, **{**base, **setting})
+    with pytest.raises(ConfigMismatchError, match=f"cannot combine responses: {message}"):
+        responses.merge(other)
+    with pytest.raises(ConfigMismatchError, match=message.replace("the existing set", "old.json")):
+        responses.config.check_compatible(other.config, source="old.json")
+
+
 def test_config_mismatch_on_merge(responses):
-    other = estimate_responses({"c": _clips(6)}, SR, n_fft=512, hop_length=HOP)
-    with pytest.raises(ConfigMismatchError, match="n_fft=256 vs n_fft=512"):
-        responses.merge(other)
-    other = estimate_responses({"c": _clips(6)}, 16000, n_fft=N_FFT, hop_length=HOP)
-    with pytest.raises(ConfigMismatchError, match="sample_rate=8000 vs sample_rate=16000"):
-        responses.merge(other)
     with pytest.raises(ConfigMismatchError, match="has 257 bins; this set has 129"):
         ResponseSet(responses.config, [DeviceResponse("x", np.zeros(257))])
 
@@ -166,10 +184,53 @@ def test_wrong_format_and_version(tmp_path, responses):
         _load(tmp_path, {**doc, "format": "something.else"})
     with pytest.raises(ProfileError, match="not a micmatch responses file"):
         _load(tmp_path, [1, 2, 3])
-    with pytest.raises(ProfileError, match=r"format_version=2 is not supported by this micmatch \(reads version 1\)"):
-        _load(tmp_path, {**doc, "format_version": 2})
+    with pytest.raises(ProfileError, match=r"format_version=3 is not supported by this micmatch \(reads versions 1, 2"):
+        _load(tmp_path, {**doc, "format_version": 3})
     with pytest.raises(ProfileError, match="format_version=None is not supported"):
         _load(tmp_path, {k: v for k, v in doc.items() if k != "format_version"})
+
+
+def test_version_1_files_load_but_refuse_merges(tmp_path, responses):
+    """A file written before channels, resampling and input files were recorded still loads; merging into it is
+    refused, naming the setting it lacks."""
+    doc = _doc(tmp_path, responses)
+    old = {**doc, "format_version": 1, "config": {k: v for k, v in doc["config"].items()
+                                                  if k not in ("channels", "resample")}}
+    del old["files"]
+    back = _load(tmp_path, old)
+    assert back.config.channels is None and back.config.resample is None and back.files == []
+    np.testing.assert_array_equal(back["a"].response_db, responses["a"].response_db)
+    with pytest.raises(ConfigMismatchError, match="channels is not recorded in old.json"):
+        back.merge(responses, source="old.json")
+    assert json.loads(back.save(tmp_path / "again.json").read_text())["format_version"] == 2
+    with pytest.raises(ProfileError, match="invalid 'files' list"):
+        _load(tmp_path, {**doc, "files": [{"path": "x"}]})
+
+
+def test_fingerprints_and_files_counted_twice(tmp_path, rng):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    for p in (a, b):
+        sf.write(p, 0.1 * rng.standard_normal(4000), SR)
+    fa = file_fingerprint(a, device="d")
+    assert fa["path"] == str(a.resolve()) and fa["size"] == a.stat().st_size and fa["hashed"] == "whole"
+    assert fa["sha256"] == hashlib.sha256(a.read_bytes()).hexdigest() and fa["device"] == "d"
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (3 * 4096 + 1))  # 3 MiB + 256 bytes
+    data = big.read_bytes()
+    fb = file_fingerprint(big)
+    assert fb["hashed"] == "head-tail"
+    assert fb["sha256"] == hashlib.sha256(data[: 1 << 20] + data[-(1 << 20):]).hexdigest()
+    first = estimate_responses({"d": [a]}, SR, n_fft=N_FFT, hop_length=HOP)
+    assert [f["path"] for f in first.files] == [str(a.resolve())]
+    copy = tmp_path / "copy_of_a.wav"
+    shutil.copy(a, copy)
+    again = estimate_responses({"d": [b, copy]}, SR, n_fft=N_FFT, hop_length=HOP)
+    with pytest.raises(ConfigMismatchError, match="1 file\\(s\\) are already counted in old.json .first: .*copy_of_a"):
+        first.merge(again, source="old.json")
+    merged = first.merge(estimate_responses({"d": [b]}, SR, n_fft=N_FFT, hop_length=HOP))
+    assert len(merged.files) == 2 and merged["d"].stats.n_files == 2
+    back = ResponseSet.load(merged.save(tmp_path / "m.json"))
+    assert back.files == merged.files
 
 
 def test_bad_config_and_grid(tmp_path, responses):

@@ -23,24 +23,15 @@ import functools
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
 from micmatch.parallel import FileFailure, map_files
-from micmatch.response import (
-    DeviceResponse,
-    LogSpectrumStats,
-    ResponseSet,
-    SpectralConfig,
-)
-from micmatch.spectral import (
-    DEFAULT_FLOOR_DB,
-    DEFAULT_GATE_DB,
-    DEFAULT_RELATIVE_GATE_DB,
-    LogPowerAccumulator,
-)
+from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig, file_fingerprint
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
 
 #: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first
 #: (``first``), or every channel's frames counted as frames of the device (``each``).
@@ -183,12 +174,14 @@ def estimate_responses(
         On the first recording that cannot be used (use :func:`profile_files` to keep going past bad files).
     """
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
-                            relative_gate_db=relative_gate_db, floor_db=floor_db)
+                            relative_gate_db=relative_gate_db, floor_db=floor_db, channels=channels, resample=resample)
     out = ResponseSet(config)
     for device, items in sources.items():
         total = LogSpectrumStats.empty(config.n_bins)
         for item in items:
             total = total + _source_stats(item, config, channels, resample)
+            if isinstance(item, (str, os.PathLike)):
+                out.files.append(file_fingerprint(item, device=device))
         if total.n_frames == 0:
             raise AudioError(f"device {device!r}: no recordings were given")
         out.add(DeviceResponse.from_stats(device, total))
@@ -209,7 +202,8 @@ def profile_files(
     """Estimate responses from many files in parallel, keeping going past bad files.
 
     Per-file statistics are computed by ``jobs`` local processes or a dask cluster (``scheduler``) and added in
-    input order, so the result does not depend on how the work was split.
+    input order, so the result does not depend on how the work was split. The result's configuration records
+    ``channels`` and ``resample``, and its ``files`` the fingerprint of every file counted.
 
     Returns
     -------
@@ -220,9 +214,11 @@ def profile_files(
     """
     if len(paths) != len(devices):
         raise ParameterError(f"{len(paths)} paths but {len(devices)} device labels")
+    config = replace(config, channels=channels, resample=resample)
     work = functools.partial(file_stats, config=config, channels=channels, resample=resample)
     per_device: dict[str, LogSpectrumStats] = {}
     failures: list[FileFailure] = []
+    files: list[dict] = []
     label = dict(zip(map(str, paths), devices))
     for item, result in map_files(work, [str(p) for p in paths], jobs=jobs, scheduler=scheduler,
                                   progress=progress, desc="profiling"):
@@ -231,7 +227,8 @@ def profile_files(
             continue
         dev = label[item]
         per_device[dev] = per_device[dev] + result if dev in per_device else result
-    out = ResponseSet(config)
+        files.append(file_fingerprint(item, device=dev))
+    out = ResponseSet(config, files=files)
     for dev in sorted(per_device):
         out.add(DeviceResponse.from_stats(dev, per_device[dev]))
     return out, failures

@@ -309,6 +309,6 @@ def save_responses(responses, path: str | os.PathLike, *, merge_from: str | os.P
     paths = [path] if merge_from is None else [path, merge_from]
     with locked(*paths):
         if merge_from is not None and Path(merge_from).exists():
-            responses = ResponseSet.load(merge_from).merge(responses)
+            responses = ResponseSet.load(merge_from).merge(responses, source=str(merge_from))
         responses.save(path)
     return responses

@@ -5,16 +5,27 @@ window), one :class:`DeviceResponse` per device. An estimated response keeps its
 (per-bin sums of log power, of its square, and frame/file counts), so responses estimated on different files,
 processes or machines merge exactly: the merged result does not depend on how the work was split.
 
-JSON layout (``format_version`` 1)::
+JSON layout (``format_version`` 2)::
 
-    {"format": "micmatch.responses", "format_version": 1,
+    {"format": "micmatch.responses", "format_version": 2,
      "config": {"sample_rate": 44100, "n_fft": 2048, "hop_length": 512, "window": "hann",
-                "floor_db": -160.0, "gate_db": -80.0, "relative_gate_db": 30.0},
+                "floor_db": -160.0, "gate_db": -80.0, "relative_gate_db": 30.0,
+                "channels": "mix", "resample": false},
      "frequencies_hz": [...],
      "devices": {"phone": {"method": "unaligned", "response_db": [...], "std_db": [...],
                             "stats": {"sum_db": [...], "sum_sq_db": [...], "n_frames": 1234, "n_files": 16},
                             # "bin_counts": [...] only when bins were gated separately (aligned pairs)
-                            "meta": {...}}}}
+                            "meta": {...}}},
+     "files": [{"path": "/abs/rec1.wav", "device": "phone", "size": 123456, "mtime": 1700000000.0,
+                "sha256": "...", "hashed": "whole"}]}
+
+``config`` records every setting that changes the statistics; ``files`` the fingerprint of every input file
+counted (:func:`file_fingerprint`), so merging refuses another setting and files already counted.
+
+Version rule: version 1 files (before ``channels``, ``resample`` and ``files`` were recorded) still load, with
+``channels`` and ``resample`` None ("not recorded") and no file list; every use that reads them works, but new
+statistics are not merged into them (the merge cannot tell whether the settings or files agree): profile the
+recordings again. Files are written as version 2.
 """
 
 from __future__ import annotations
@@ -43,7 +54,9 @@ from micmatch.spectral import (
 )
 
 FORMAT = "micmatch.responses"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions :meth:`ResponseSet.load` reads.
+READABLE_VERSIONS = (1, 2)
 METHODS = ("unaligned", "aligned", "sweep", "impulse", "builtin", "model")
 #: Bounds on numbers read from a responses file (well beyond any real analysis, well inside what fits in memory).
 MAX_JSON_SAMPLE_RATE = 10_000_000
@@ -53,7 +66,11 @@ MAX_JSON_COUNT = 10**15
 
 @dataclass(frozen=True)
 class SpectralConfig:
-    """Analysis settings that a response depends on. Two responses combine only when these agree."""
+    """Settings that a response's statistics depend on. Two sets of statistics combine only when these agree.
+
+    ``channels`` (``"mix"``, ``"first"``, ``"each"``) and ``resample`` (files at other rates resampled) describe
+    how files were read; None means not recorded (files of format version 1, responses built from arrays).
+    """
 
     sample_rate: int = 44100
     n_fft: int = 2048
@@ -62,6 +79,8 @@ class SpectralConfig:
     floor_db: float = DEFAULT_FLOOR_DB
     gate_db: float | None = DEFAULT_GATE_DB
     relative_gate_db: float | None = DEFAULT_RELATIVE_GATE_DB
+    channels: str | None = None
+    resample: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length"):
@@ -74,6 +93,8 @@ class SpectralConfig:
             raise ParameterError(f"hop_length={self.hop_length} must not exceed n_fft={self.n_fft}")
         if self.window != "hann":
             raise ParameterError(f"window={self.window!r}: only 'hann' is supported")
+        if self.channels not in (None, "mix", "first", "each"):
+            raise ParameterError(f"channels={self.channels!r} must be 'mix', 'first' or 'each'")
 
     @property
     def n_bins(self) -> int:
@@ -83,12 +104,69 @@ class SpectralConfig:
     def frequencies(self) -> np.ndarray:
         return frequencies(self.sample_rate, self.n_fft)
 
-    def check_compatible(self, other: SpectralConfig, what: str = "responses") -> None:
-        """Raise :class:`ConfigMismatchError` unless sample rate, FFT size and window agree."""
-        for name in ("sample_rate", "n_fft", "window"):
+    def check_compatible(self, other: SpectralConfig, what: str = "responses", *,
+                         source: str = "the existing set") -> None:
+        """Raise :class:`ConfigMismatchError` unless every setting agrees (``self``: the settings of ``source``).
+
+        The message names the first setting that differs, e.g. ``hop_length 256 in responses.json, 512
+        requested``. A setting that ``self`` did not record (None in a version 1 file) refuses any value: the
+        merge could not tell whether the statistics agree.
+        """
+        for name in MERGE_SETTINGS:
             a, b = getattr(self, name), getattr(other, name)
-            if a != b:
-                raise ConfigMismatchError(f"cannot combine {what}: {name}={a} vs {name}={b}")
+            if a == b:
+                continue
+            if a is None and name in ("channels", "resample"):
+                raise ConfigMismatchError(
+                    f"cannot combine {what}: {name} is not recorded in {source} (written by an older micmatch); "
+                    "profile its recordings again to merge into it")
+            raise ConfigMismatchError(f"cannot combine {what}: {name} {_show(a)} in {source}, {_show(b)} requested")
+
+
+#: Every setting of :class:`SpectralConfig` that must agree for statistics to merge, in the order checked.
+MERGE_SETTINGS = ("sample_rate", "n_fft", "hop_length", "window", "floor_db", "gate_db", "relative_gate_db",
+                  "channels", "resample")
+
+
+def _show(value) -> str:
+    return "off" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+#: Files up to this size are hashed whole; larger ones by their first and last MIB bytes (and their size).
+MIB = 1 << 20
+
+
+def file_fingerprint(path: str | os.PathLike, *, device: str | None = None) -> dict:
+    """What identifies an input file: absolute path, size, modification time and a SHA-256 of its content.
+
+    Files up to 2 MiB are hashed whole (``"hashed": "whole"``); larger ones by their first and last MiB
+    (``"head-tail"``): fast on long recordings, and with the size it tells copies of one file from different
+    files. Two fingerprints name the same content when size and hash agree, wherever the file lies.
+    """
+    import hashlib
+
+    p = Path(path).resolve()
+    st = p.stat()
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        if st.st_size <= 2 * MIB:
+            h.update(f.read())
+            how = "whole"
+        else:
+            h.update(f.read(MIB))
+            f.seek(st.st_size - MIB)
+            h.update(f.read(MIB))
+            how = "head-tail"
+    out = {"path": str(p), "size": int(st.st_size), "mtime": float(st.st_mtime), "sha256": h.hexdigest(),
+           "hashed": how}
+    if device is not None:
+        out["device"] = device
+    return out
+
+
+def fingerprint_key(fp: Mapping) -> tuple:
+    """The identity of a fingerprint's content: (size, hash)."""
+    return (int(fp["size"]), str(fp["sha256"]))
 
 
 @dataclass
@@ -243,8 +321,11 @@ def _rounded(a: np.ndarray) -> list[float]:
 class ResponseSet(Mapping):
     """Device responses sharing one :class:`SpectralConfig`; a read-only mapping ``name -> DeviceResponse``."""
 
-    def __init__(self, config: SpectralConfig, devices: Iterable[DeviceResponse] | Mapping = ()) -> None:
+    def __init__(self, config: SpectralConfig, devices: Iterable[DeviceResponse] | Mapping = (), *,
+                 files: Iterable[Mapping] = ()) -> None:
         self.config = config
+        #: Fingerprints (:func:`file_fingerprint`) of the input files whose statistics the set holds.
+        self.files: list[dict] = [dict(f) for f in files]
         self._devices: dict[str, DeviceResponse] = {}
         items = devices.values() if isinstance(devices, Mapping) else devices
         for dev in items:
@@ -291,10 +372,26 @@ class ResponseSet(Mapping):
             device = self._devices[device.name].merge(device)
         self._devices[device.name] = device
 
-    def merge(self, other: ResponseSet) -> ResponseSet:
-        """A new set with the devices of both; devices present in both are merged by their statistics."""
-        self.config.check_compatible(other.config)
-        out = ResponseSet(self.config, self._devices.values())
+    def counted(self, fingerprints: Iterable[Mapping]) -> list[dict]:
+        """The fingerprints among ``fingerprints`` whose content this set has already counted."""
+        have = {fingerprint_key(f) for f in self.files}
+        return [dict(f) for f in fingerprints if fingerprint_key(f) in have]
+
+    def merge(self, other: ResponseSet, *, source: str = "the existing set") -> ResponseSet:
+        """A new set with the devices of both; devices present in both are merged by their statistics.
+
+        Raises
+        ------
+        ConfigMismatchError
+            When a setting differs (naming it, see :meth:`SpectralConfig.check_compatible`) or when ``other``
+            holds files already counted here (leave them out before estimating, as ``profile --merge`` does).
+        """
+        self.config.check_compatible(other.config, source=source)
+        twice = self.counted(other.files)
+        if twice:
+            raise ConfigMismatchError(f"cannot combine responses: {len(twice)} file(s) are already counted in "
+                                      f"{source} (first: {twice[0]['path']}); leave them out")
+        out = ResponseSet(self.config, self._devices.values(), files=self.files + other.files)
         for dev in other.values():
             out.add(dev)
         return out
@@ -311,6 +408,7 @@ class ResponseSet(Mapping):
             "config": asdict(self.config),
             "frequencies_hz": _rounded(self.frequencies),
             "devices": {name: dev.to_json() for name, dev in self._devices.items()},
+            "files": self.files,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -343,8 +441,9 @@ class ResponseSet(Mapping):
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise bad(f"not a micmatch responses file (expected \"format\": \"{FORMAT}\")")
         version = doc.get("format_version")
-        if version != FORMAT_VERSION:
-            raise bad(f"format_version={version!r} is not supported by this micmatch (reads version {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise bad(f"format_version={version!r} is not supported by this micmatch (reads versions "
+                      f"{', '.join(map(str, READABLE_VERSIONS))})")
         try:
             cfg = doc["config"]
             if not isinstance(cfg, dict):
@@ -360,6 +459,8 @@ class ResponseSet(Mapping):
                 n_fft=n_fft, hop_length=jc.as_int(cfg["hop_length"], "config.hop_length", lo=1, hi=n_fft),
                 window=str(cfg.get("window", "hann")), floor_db=level("floor_db", DEFAULT_FLOOR_DB),
                 gate_db=level("gate_db", None), relative_gate_db=level("relative_gate_db", None),
+                channels=None if cfg.get("channels") is None else str(cfg["channels"]),
+                resample=None if cfg.get("resample") is None else bool(cfg["resample"]),
             )
         except KeyError as exc:
             raise bad(f"invalid config (missing {exc})") from None
@@ -376,7 +477,13 @@ class ResponseSet(Mapping):
         devices = doc.get("devices")
         if not isinstance(devices, dict):
             raise bad("missing 'devices' object")
-        out = cls(config)
+        try:
+            files = [dict(f) for f in doc.get("files") or []]
+            for f in files:
+                fingerprint_key(f)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise bad(f"invalid 'files' list: each entry needs size and sha256 ({exc})") from None
+        out = cls(config, files=files)
         n_bins = config.n_bins
         for name, d in devices.items():
             try:

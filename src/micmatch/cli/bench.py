@@ -8,11 +8,16 @@ from pathlib import Path
 
 import click
 
+from micmatch.bench.recipes import RECIPES
 from micmatch.errors import CorpusError
 
 
 def _names(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _known_recipes() -> str:
+    return ", ".join(name + (f":{r.argument}" if r.argument else "") for name, r in RECIPES.items())
 
 
 @click.group("bench")
@@ -30,13 +35,15 @@ def bench() -> None:
 @click.option("--aug-from-rest", is_flag=True,
               help="Use the --irs files that are not benchmark devices as augmentation IRs (a seeded split).")
 @click.option("--recipes", default="baseline,ideal,sc", show_default=True,
-              help="Comma-separated recipes; combine remedies with + (e.g. sc+mixup).")
+              help="Comma-separated recipes; combine remedies with + (e.g. sc+mixup); a recipe that takes a file "
+                   f"is written name:PATH. Known: {_known_recipes()}.")
 @click.option("--seeds", "n_seeds", default=None, type=click.IntRange(1),
               help="Number of training seeds (0, 1, ...) per recipe [3; quick 2].")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for results.md, results.json and accuracy.png.")
-@click.option("--quick", is_flag=True, help="Reduced configuration (600 training and 150 test clips, 2 unseen and 1 seen device, "
-                   "10 epochs, 2 seeds): a few minutes on two CPU cores.")
+@click.option("--quick", is_flag=True,
+              help="Reduced configuration (600 training and 150 test clips, 2 unseen and 1 seen device, 10 epochs, "
+                   "2 seeds): a few minutes on two CPU cores.")
 @click.option("--calibration-clips", type=click.IntRange(1), default=None,
               help="Unlabeled clips per unseen device for sc / device-std  [default: 16, quick: 8].")
 @click.option("--seen", "n_seen", type=click.IntRange(0), default=None, help="Number of seen devices [2; quick 1].")
@@ -58,8 +65,8 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
-    Recipes: baseline, ideal, sc, device-std, spec-mean-sub, cms, median, pcen, rasta, mixup, dir-aug,
-    synth-fr-aug, filteraugment, freq-mixstyle; combine with + (sc+mixup).
+    Recipes are listed under --recipes. Features, normalizations and augmentations run batched in torch on
+    --device, with the classifier.
 
     \b
     Example:

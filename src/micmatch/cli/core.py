@@ -115,7 +115,8 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--scheduler", default=None, help="dask.distributed scheduler address (needs micmatch[dask]).")
 @click.option("--merge", "merge_into", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Add these statistics to an existing responses file (same sample rate and FFT size).")
+              help="Add these statistics to an existing responses file: every setting must match the file's "
+                   "(rate, FFT size, hop, gates, --channels, --resample); files it already counts are skipped.")
 def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resample, channels, gate_db,
             relative_gate_db, jobs, scheduler, merge_into):
     """Estimate each device's response from its recordings (unaligned spectrum correction).
@@ -130,7 +131,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
       micmatch profile takes/ -o responses.json --device-from 'regex:_(?P<device>[a-z]+)\\.wav$'
     """
     from micmatch.estimate import label_devices, profile_files
-    from micmatch.response import SpectralConfig
+    from micmatch.response import ResponseSet, SpectralConfig
 
     prepare_output(output, inputs)
     files = _collect_files(inputs)
@@ -146,7 +147,12 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         raise click.BadParameter(f"{hop_length} must not exceed --n-fft={n_fft}", param_hint="'--hop'")
     _check_n_fft_fits_an_input([f for f, _ in labelled], n_fft, sample_rate)
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, gate_db=gate_db,
-                            relative_gate_db=relative_gate_db or None)
+                            relative_gate_db=relative_gate_db or None, channels=channels, resample=resample)
+    existing = None
+    if merge_into:
+        existing = ResponseSet.load(merge_into)
+        existing.config.check_compatible(config, source=merge_into)  # before any work
+    labelled = _skip_counted(labelled, existing, merge_into)
     responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
                                         channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
                                         progress=_progress_enabled())
@@ -201,6 +207,40 @@ def _mark_device_bands(responses, labelled, sample_rate: int) -> None:
             responses[device].meta["band_hz"] = rate / 2
             click.echo(f"micmatch: warning: {device}: recorded at {rate} Hz, so its band ends at {rate / 2:g} Hz, "
                        f"below the analysis band ({sample_rate / 2:g} Hz); corrections are 0 dB above it", err=True)
+
+
+def _skip_counted(labelled: list, existing, source: str | None) -> list:
+    """Leave out input files whose content is listed twice for one device, or already counted in the file merged
+    into.
+
+    Statistics are sums: a file counted twice would weigh double. The same content under two devices' folders
+    (a symlink in laptop/ to a studio/ file) counts once for each: labels come from the paths as given. Each skip
+    is reported with a count.
+    """
+    from micmatch.response import file_fingerprint, fingerprint_key
+
+    before = {fingerprint_key(f) for f in existing.files} if existing is not None else set()
+    seen: set = set()
+    keep, counted, repeated = [], 0, 0
+    for path, device in labelled:
+        try:
+            key = fingerprint_key(file_fingerprint(path))
+        except OSError:  # unreadable: profiling reports it with the reason
+            keep.append((path, device))
+            continue
+        if key in before:
+            counted += 1
+        elif (device, key) in seen:
+            repeated += 1
+        else:
+            seen.add((device, key))
+            keep.append((path, device))
+    if counted:
+        click.echo(f"micmatch: warning: skipped {counted} file(s) already counted in {source}", err=True)
+    if repeated:
+        click.echo(f"micmatch: warning: skipped {repeated} input file(s) listed twice for one device (same content)",
+                   err=True)
+    return keep
 
 
 def _correction_options(func):

@@ -1,11 +1,12 @@
-"""The small CNN of seed 001 (Table 1) for classifying log-mel spectrograms.
+"""The small CNN of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"
+(Interspeech 2020, Table 1) for classifying log-mel spectrograms.
 
 Five blocks of Conv2D (kernel 3, padding 1) + ReLU + BatchNorm with 16, 32, 32, 64, 64 channels and strides
 1, 2, 1, 2, 1, then global average pooling over frequency and time and one dense layer (softmax in the loss).
 For 10 classes it has 70,538 parameters (the paper: about 71k).
 
-The per-mel-band standardization of the inputs (mean and standard deviation over the training set, as in seed
-001) is held in buffers, so a saved model carries everything it needs to score new features.
+The per-mel-band standardization of the inputs (mean and standard deviation over the training set, as in the
+spectrum-correction paper) is held in buffers, so a saved model carries everything it needs to score new features.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Channels and strides of the five convolution blocks (seed 001, Table 1).
+from micmatch.errors import ParameterError
+
+#: Channels and strides of the five convolution blocks (the spectrum-correction paper, Table 1).
 CHANNELS = (16, 32, 32, 64, 64)
 STRIDES = (1, 2, 1, 2, 1)
 #: Floor (in feature units) of the standard deviation used to standardize inputs: avoids dividing by ~0 in bands
@@ -22,7 +25,7 @@ STD_FLOOR = 1e-3
 
 
 class DeviceCNN(nn.Module):
-    """Seed 001 CNN on ``(batch, 1, n_mels, n_frames)`` features; returns logits ``(batch, n_classes)``.
+    """The spectrum-correction paper's CNN on ``(batch, 1, n_mels, n_frames)`` features; returns logits ``(batch, n_classes)``.
 
     Parameters
     ----------
@@ -36,7 +39,7 @@ class DeviceCNN(nn.Module):
     def __init__(self, n_classes: int, n_mels: int) -> None:
         super().__init__()
         if n_classes < 2 or n_mels < 1:
-            raise ValueError(f"n_classes={n_classes} must be >= 2 and n_mels={n_mels} >= 1")
+            raise ParameterError(f"n_classes={n_classes} must be >= 2 and n_mels={n_mels} >= 1")
         self.config = {"n_classes": int(n_classes), "n_mels": int(n_mels)}
         blocks, c_in = [], 1
         for c_out, stride in zip(CHANNELS, STRIDES):

@@ -24,13 +24,14 @@ from torch import nn
 
 from micmatch import __version__
 from micmatch.audio import atomic_path
-from micmatch.errors import ConfigMismatchError, ProfileError
+from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError
 from micmatch.learn.classifier import MODELS
 
 #: A batch transform: (features (batch, n_mels, n_frames), soft targets (batch, n_classes), generator) -> both.
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-#: Training features for one epoch: (epoch, numpy Generator) -> array (n_clips, n_mels, n_frames).
-EpochFeatures = Callable[[int, np.random.Generator], np.ndarray]
+#: A front end run on every training batch: (inputs (batch, ...), row indices (batch,), generator) -> features
+#: (batch, n_mels, n_frames); inputs, indices and the result live on the training device.
+FrontEnd = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 CHECKPOINT_VERSION = 1
 
@@ -53,8 +54,8 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
-            raise ValueError(f"epochs={self.epochs}, batch_size={self.batch_size} and "
-                             f"learning_rate={self.learning_rate} must be positive")
+            raise ParameterError(f"epochs={self.epochs}, batch_size={self.batch_size} and "
+                                 f"learning_rate={self.learning_rate} must be positive")
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -87,29 +88,42 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=None if enabled else True)
 
 
-def train_classifier(model: nn.Module, features: np.ndarray | EpochFeatures, labels: np.ndarray, *,
-                     config: TrainConfig = TrainConfig(), batch_transforms: tuple[BatchTransform, ...] = (),
-                     desc: str = "train") -> list[float]:
-    """Train ``model`` in place with Adam and cross-entropy on soft targets; returns the mean loss per epoch.
+def train_classifier(model: nn.Module, inputs: np.ndarray | torch.Tensor, labels: np.ndarray, *,
+                     config: TrainConfig = TrainConfig(), front_end: FrontEnd | None = None,
+                     batch_transforms: tuple[BatchTransform, ...] = (), desc: str = "train") -> list[float]:
+    """Train ``model`` in place with AdamW and cross-entropy on soft targets; returns the mean loss per epoch.
+
+    The inputs are moved to the training device once; every batch then stays there, through ``front_end``,
+    ``batch_transforms`` and the model.
 
     Parameters
     ----------
     model : nn.Module
         Maps ``(batch, n_mels, n_frames)`` to logits ``(batch, n_classes)``; it must have ``config["n_classes"]``.
-    features : np.ndarray [shape=(n_clips, n_mels, n_frames)] or callable
-        Fixed training features, or a function ``(epoch, rng) -> features`` that draws new (augmented) features
-        each epoch from the numpy generator it is given (seeded from ``config.seed``).
+    inputs : np.ndarray or torch.Tensor [shape=(n_clips, ...)]
+        Training features ``(n_clips, n_mels, n_frames)``, or whatever ``front_end`` turns into features
+        (e.g. waveforms ``(n_clips, n_samples)``).
     labels : np.ndarray [shape=(n_clips,), dtype=int]
+    front_end : callable, optional
+        ``(inputs batch, row indices, generator) -> features``, run on each training batch (e.g. waveform
+        augmentation and log-mel); the row indices say which clips the batch holds.
     batch_transforms : tuple of callables
-        Applied in order to each training batch (e.g. mixup, Freq-MixStyle): ``(x, targets, generator) -> (x,
-        targets)``, targets being class probabilities.
+        Applied in order to each training batch of features (e.g. mixup, Freq-MixStyle): ``(x, targets,
+        generator) -> (x, targets)``, targets being class probabilities.
+
+    Raises
+    ------
+    ConfigMismatchError
+        When ``inputs`` and ``labels`` hold different numbers of clips.
     """
     device = select_device(config.device)
     labels = np.asarray(labels, dtype=np.int64)
+    if inputs.shape[0] != labels.shape[0]:
+        raise ConfigMismatchError(f"inputs have {inputs.shape[0]} clips but labels {labels.shape[0]}; "
+                                  "give one label per training clip")
     n_classes = int(model.config["n_classes"])
-    y_all = torch.as_tensor(labels)
+    y_all = torch.as_tensor(labels).to(device)
     history: list[float] = []
-    np_rng = np.random.default_rng([config.seed, 1])
     with deterministic():
         torch.manual_seed(config.seed)
         batch_gen = torch.Generator().manual_seed(config.seed)
@@ -117,23 +131,19 @@ def train_classifier(model: nn.Module, features: np.ndarray | EpochFeatures, lab
         model.to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-        fixed = None if callable(features) else torch.as_tensor(np.asarray(features, dtype=np.float32))
+        x_all = torch.as_tensor(inputs, dtype=torch.float32).to(device)
         with _progress(config.epochs, config.progress, desc) as bar:
-            for epoch in range(config.epochs):
-                x_all = fixed if fixed is not None else torch.as_tensor(
-                    np.asarray(features(epoch, np_rng), dtype=np.float32))
-                if x_all.shape[0] != labels.shape[0]:
-                    raise ConfigMismatchError(f"features for epoch {epoch} have {x_all.shape[0]} clips but labels "
-                                              f"{labels.shape[0]}; return one feature map per training clip")
-                x_all = x_all.to(device)
-                order = torch.randperm(labels.shape[0], generator=batch_gen)
+            for _ in range(config.epochs):
+                order = torch.randperm(labels.shape[0], generator=batch_gen).to(device)
                 total, count = 0.0, 0
                 for start in range(0, order.numel(), config.batch_size):
                     idx = order[start : start + config.batch_size]
                     if idx.numel() < 2:  # BatchNorm needs two examples
                         continue
-                    x = x_all[idx.to(device)]
-                    target = nn.functional.one_hot(y_all[idx], n_classes).to(device=device, dtype=torch.float32)
+                    x = x_all[idx]
+                    if front_end is not None:
+                        x = front_end(x, idx, aug_gen)
+                    target = nn.functional.one_hot(y_all[idx], n_classes).to(torch.float32)
                     for transform in batch_transforms:
                         x, target = transform(x, target, aug_gen)
                     loss = nn.functional.cross_entropy(model(x), target)
@@ -151,11 +161,12 @@ def train_classifier(model: nn.Module, features: np.ndarray | EpochFeatures, lab
 
 
 @torch.no_grad()
-def predict(model: nn.Module, features: np.ndarray, *, batch_size: int = 256, device: str = "auto") -> np.ndarray:
+def predict(model: nn.Module, features: np.ndarray | torch.Tensor, *, batch_size: int = 256,
+            device: str = "auto") -> np.ndarray:
     """Class probabilities ``(n_clips, n_classes)`` (float64) for features ``(n_clips, n_mels, n_frames)``."""
     dev = select_device(device)
     model.to(dev).eval()
-    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    x = torch.as_tensor(features, dtype=torch.float32)
     out = [torch.softmax(model(x[i : i + batch_size].to(dev)), dim=-1).cpu() for i in range(0, x.shape[0], batch_size)]
     return torch.cat(out).double().numpy()
 
@@ -208,12 +219,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if payload.get("format") != CHECKPOINT_VERSION:
         raise ProfileError(f"{path}: checkpoint format {payload.get('format')!r} is not {CHECKPOINT_VERSION}; "
                            "retrain or convert it with the micmatch version that wrote it")
-    model = MODELS[payload["model_name"]](**payload["config"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model = MODELS[payload["model_name"]](**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a config or weights that do not fit
+        raise ProfileError(f"{path}: the checkpoint's config or weights do not fit model "
+                           f"{payload['model_name']!r} ({type(exc).__name__}: {exc})") from None
     model.eval()
     return Checkpoint(model, int(payload["sample_rate"]), str(payload["version"]), dict(payload.get("extra", {})))
 
 
-__all__ = ["BatchTransform", "Checkpoint", "EpochFeatures", "TrainConfig", "deterministic", "load_checkpoint",
+__all__ = ["BatchTransform", "Checkpoint", "FrontEnd", "TrainConfig", "deterministic", "load_checkpoint",
            "predict", "save_checkpoint", "select_device", "train_classifier"]
 

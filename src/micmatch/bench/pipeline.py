@@ -1,0 +1,90 @@
+"""The torch pipeline of one recipe: waveform batches to features, on whichever device the batch lives.
+
+Order: waveform augmentations (training only) -> mel energies -> log (dB) or the recipe's compression ->
+per-spectrogram normalizations -> per-device standardization. Training-batch augmentations (mixup, ...) act on
+features and targets together (:class:`BatchAugment`). Every random draw comes from the generator passed in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from micmatch.bench.recipes import Recipe, build_step
+from micmatch.learn.transforms import LogMel, Mixup
+
+
+class FrontEnd(nn.Module):
+    """Waveforms to the features of ``recipe`` for the benchmark ``data``.
+
+    ``device_std`` is a fitted :class:`~micmatch.learn.transforms.PerDeviceStandardize` (recipes with
+    ``device_std``), set after fitting with :meth:`set_device_std`.
+
+    Shape: ``(batch, n_samples)`` -> ``(batch, n_mels, n_frames)``.
+    """
+
+    def __init__(self, recipe: Recipe, data) -> None:
+        super().__init__()
+        self.logmel = LogMel(data.config.logmel(data.sample_rate))
+        self.wave = nn.ModuleList([build_step(s, data) for s in recipe.wave_augment])
+        self.compress = None if recipe.compress == "log" else build_step(recipe.compress, data)
+        self.clip = nn.ModuleList([build_step(s, data) for s in recipe.clip_norms])
+        self.device_std: nn.Module | None = None
+
+    def set_device_std(self, module: nn.Module) -> None:
+        self.device_std = module
+
+    def features(self, waves: torch.Tensor) -> torch.Tensor:
+        """Features before device statistics, without augmentation."""
+        x = self.logmel(waves) if self.compress is None else self.compress(self.logmel.mel(waves))
+        for norm in self.clip:
+            x = norm(x)
+        return x
+
+    def forward(self, waves: torch.Tensor, device_index: torch.Tensor | None = None, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.training:
+            for aug in self.wave:
+                waves = aug(waves, generator=generator)
+        x = self.features(waves)
+        if self.device_std is not None:
+            x = self.device_std(x, device_index)
+        return x
+
+
+class BatchAugment:
+    """A training-batch transform ``(features, soft targets, generator) -> (features, targets)`` from a module.
+
+    Mixup mixes the targets with the parameters it drew for the features.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, generator: torch.Generator):
+        y = self.module(x, generator=generator)
+        if isinstance(self.module, Mixup):
+            target = Mixup.mix_labels(target, self.module.last_params).to(target.dtype)
+        return y, target
+
+
+def batch_augments(recipe: Recipe, data) -> tuple[BatchAugment, ...]:
+    return tuple(BatchAugment(build_step(s, data)) for s in recipe.batch_augment)
+
+
+@torch.no_grad()
+def compute_features(front_end: FrontEnd, waves, device_index=None, *, device: torch.device,
+                     dtype: torch.dtype = torch.float32, chunk: int = 64) -> torch.Tensor:
+    """Features of fixed waveforms ``(n, n_samples)`` (no augmentation), in chunks, on ``device``, in ``dtype``."""
+    was_training = front_end.training
+    front_end.to(device).eval()
+    x = torch.as_tensor(waves).to(dtype)
+    idx = None if device_index is None else torch.as_tensor(np.asarray(device_index), device=device)
+    out = [front_end(x[i : i + chunk].to(device), None if idx is None else idx[i : i + chunk])
+           for i in range(0, x.shape[0], chunk)]
+    front_end.train(was_training)
+    return torch.cat(out)
+
+
+__all__ = ["BatchAugment", "FrontEnd", "batch_augments", "compute_features"]

@@ -1,0 +1,235 @@
+"""Recipes of the mismatch benchmark: named remedies, how they combine, and the steps that implement them.
+
+A recipe is a named remedy, described by the pipeline steps it changes; ``a+b`` combines remedies and
+``name:ARG`` gives a recipe that takes an argument (a file or a folder, e.g. a trained model used as an
+augmentation or a normalizer) its value. Later remedies are one :func:`register_recipe` call each, plus one
+:func:`register_step` when they need a new kind of step.
+
+Step names map to torch modules in one place, :data:`STEPS`; each builder gets the benchmark data (sample rate,
+settings, augmentation impulse responses) and the step's argument (None for steps that take none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from micmatch.errors import CorpusError
+
+#: Kinds of steps, in pipeline order: waveform augmentation (training only), compression of mel energies,
+#: normalization per spectrogram, augmentation of training batches (features and targets).
+STEP_KINDS = ("wave_augment", "compress", "clip_norms", "batch_augment")
+
+
+@dataclass(frozen=True)
+class Step:
+    """How a step name becomes a torch module: ``build(data, argument) -> nn.Module``.
+
+    ``kind`` is one of :data:`STEP_KINDS`; ``takes`` names the argument (e.g. ``"PATH"``) for steps written
+    ``name:ARG``, None for steps without one.
+    """
+
+    kind: str
+    build: Callable
+    takes: str | None = None
+
+
+def _logmel(data):
+    return data.config.logmel(data.sample_rate)
+
+
+def _from_registry(name: str, overrides: Callable = lambda data: {}) -> Callable:
+    """A builder of the registry entry ``name``'s torch module with the benchmark's settings (``overrides(data)``
+    over the entry's JSON defaults): recipes and ``micmatch features`` share one implementation per method."""
+
+    def build(data, arg):
+        from micmatch import registry
+
+        entry = registry.get(name)
+        return entry.torch(config=_logmel(data), **entry.parameters(overrides(data)))
+
+    return build
+
+
+def _dir_aug_settings(data) -> dict:
+    if not data.aug_irs:
+        raise CorpusError("recipe dir-aug needs augmentation impulse responses: pass --aug-irs DIR "
+                          "(or --aug-from-rest)")
+    return {"irs": [str(p) for p in data.plan.aug_irs], "p": data.config.aug_p}
+
+
+#: Step name -> implementation. The one place where recipe steps meet the torch modules.
+STEPS: dict[str, Step] = {
+    "dir-aug": Step("wave_augment", _from_registry("dir-aug", _dir_aug_settings)),
+    "synth-fr-aug": Step("wave_augment", _from_registry("synth-fr-aug", lambda d: {"p": d.config.aug_p})),
+    # The recipe "pcen" is the registry's setting b (T = 0.2 s, gain 1.0), scaled as librosa advises.
+    "pcen": Step("compress", _from_registry("pcen-b")),
+    **{n: Step("clip_norms", _from_registry(n)) for n in ("spec-mean-sub", "cms", "median", "rasta")},
+    # Mixed as the features are given (dB or normalized values), so it composes with every front end.
+    "mixup": Step("batch_augment", _from_registry("mixup", lambda d: {"alpha": d.config.mixup_alpha,
+                                                                       "domain": "log"})),
+    "filteraugment": Step("batch_augment", _from_registry("filteraugment")),
+    "freq-mixstyle": Step("batch_augment", _from_registry("freq-mixstyle", lambda d: {"p": d.config.aug_p,
+                                                                                       "alpha": 0.3})),
+}
+
+
+def split_step(step: str) -> tuple[str, str | None]:
+    """``"name:arg"`` -> ``("name", "arg")``; ``"name"`` -> ``("name", None)``."""
+    name, sep, arg = step.partition(":")
+    return name, (arg if sep else None)
+
+
+def build_step(step: str, data):
+    """The torch module of one step (``"name"`` or ``"name:arg"``) for the benchmark ``data``."""
+    name, arg = split_step(step)
+    return STEPS[name].build(data, arg)
+
+
+def register_step(name: str, step: Step) -> None:
+    """Add a step implementation; refuses a name already taken or an unknown kind."""
+    if name in STEPS:
+        raise CorpusError(f"step {name!r} is already registered")
+    if step.kind not in STEP_KINDS:
+        raise CorpusError(f"step {name!r} has kind {step.kind!r}; known kinds: {', '.join(STEP_KINDS)}")
+    STEPS[name] = step
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A remedy, as the pipeline steps it changes; :func:`compose` merges two.
+
+    Steps, in pipeline order: ``ideal`` (train on every device), ``correct`` (unaligned spectrum correction of
+    each clip's waveform to the reference), ``wave_augment`` (training waveforms, redrawn every batch),
+    ``compress`` (``"log"`` dB or a compression step such as ``"pcen"``), ``clip_norms`` (per spectrogram),
+    ``device_std`` (per-device standardization), ``batch_augment`` (training-batch transforms: mixup,
+    filteraugment, freq-mixstyle). Step names are keys of :data:`STEPS`, with ``:ARG`` once bound.
+    ``argument`` names what the recipe takes after ``name:`` (None: nothing).
+    """
+
+    name: str
+    ideal: bool = False
+    correct: bool = False
+    wave_augment: tuple[str, ...] = ()
+    compress: str = "log"
+    clip_norms: tuple[str, ...] = ()
+    device_std: bool = False
+    batch_augment: tuple[str, ...] = ()
+    description: str = ""
+    argument: str | None = None
+
+    def steps(self) -> list[str]:
+        """Every step name of the recipe in pipeline order (the compression only when it is not ``log``)."""
+        compress = [] if self.compress == "log" else [self.compress]
+        return [*self.wave_augment, *compress, *self.clip_norms, *self.batch_augment]
+
+
+def compose(a: Recipe, b: Recipe) -> Recipe:
+    """``a+b``: every step of both (steps of ``a`` first); two different compressions cannot be combined."""
+    if a.compress != "log" and b.compress != "log" and a.compress != b.compress:
+        raise CorpusError(f"recipes {a.name!r} and {b.name!r} both replace the log compression; pick one")
+
+    def merged(x: tuple, y: tuple) -> tuple:
+        return x + tuple(v for v in y if v not in x)
+
+    return Recipe(
+        f"{a.name}+{b.name}", a.ideal or b.ideal, a.correct or b.correct, merged(a.wave_augment, b.wave_augment),
+        a.compress if a.compress != "log" else b.compress, merged(a.clip_norms, b.clip_norms),
+        a.device_std or b.device_std, merged(a.batch_augment, b.batch_augment),
+        f"{a.description}; {b.description}")
+
+
+def bind(recipe: Recipe, argument: str) -> Recipe:
+    """``recipe`` with its argument given: every step that takes one becomes ``step:argument``."""
+
+    def bound(steps: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(f"{s}:{argument}" if STEPS[s].takes else s for s in steps)
+
+    compress = recipe.compress
+    if compress != "log" and STEPS[compress].takes:
+        compress = f"{compress}:{argument}"
+    return replace(recipe, name=f"{recipe.name}:{argument}", wave_augment=bound(recipe.wave_augment),
+                   compress=compress, clip_norms=bound(recipe.clip_norms), batch_augment=bound(recipe.batch_augment),
+                   description=f"{recipe.description} ({argument})", argument=None)
+
+
+#: The named remedies.
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    """Add a named remedy; its steps must be registered (:func:`register_step`) and its name new.
+
+    A recipe whose steps take an argument must say what it takes (``argument="PATH"``), and is then written
+    ``name:PATH`` on the command line.
+    """
+    if recipe.name in RECIPES or not recipe.name or any(c in recipe.name for c in "+:,"):
+        raise CorpusError(f"recipe name {recipe.name!r} is taken or holds one of + : ,")
+    unknown = [s for s in recipe.steps() if s not in STEPS]
+    if unknown:
+        raise CorpusError(f"recipe {recipe.name!r} uses unregistered step(s) {', '.join(unknown)}")
+    takes = {STEPS[s].takes for s in recipe.steps()} - {None}
+    if bool(takes) != (recipe.argument is not None):
+        raise CorpusError(f"recipe {recipe.name!r}: argument={recipe.argument!r} but its steps take "
+                          f"{', '.join(sorted(takes)) or 'no argument'}")
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+for _r in [
+    Recipe("baseline", description="log-mel, per-band standardization over the training set"),
+    Recipe("ideal", ideal=True, description="every device in training (the upper bound)"),
+    Recipe("sc", correct=True, description="unaligned spectrum correction of waveforms to the reference "
+                                           "(unseen devices: from calibration clips)"),
+    Recipe("device-std", device_std=True, description="per-device standardization of log-mel "
+                                                      "(unseen devices: from calibration clips)"),
+    Recipe("spec-mean-sub", clip_norms=("spec-mean-sub",), description="spectrogram-wise mean subtraction"),
+    Recipe("cms", clip_norms=("cms",), description="cepstral mean subtraction"),
+    Recipe("median", clip_norms=("median",), description="median-filter residual (7 bands x 21 frames)"),
+    Recipe("pcen", compress="pcen", description="PCEN instead of log (Spectrum Correction paper, setting b: "
+                                                "T=0.2 s, alpha=1)"),
+    Recipe("rasta", clip_norms=("rasta",), description="RASTA filtering of log-mel (pole 0.98)"),
+    Recipe("mixup", batch_augment=("mixup",), description="mixup (alpha 0.4, on the features as given)"),
+    Recipe("dir-aug", wave_augment=("dir-aug",), description="device impulse-response augmentation (p=0.5)"),
+    Recipe("synth-fr-aug", wave_augment=("synth-fr-aug",),
+           description="synthetic frequency-response differences (Unified Microphone Conversion paper, p=0.5)"),
+    Recipe("filteraugment", batch_augment=("filteraugment",), description="FilterAugment (random band gains)"),
+    Recipe("freq-mixstyle", batch_augment=("freq-mixstyle",), description="Freq-MixStyle (p=0.5, alpha 0.3)"),
+]:
+    register_recipe(_r)
+
+
+def _one(part: str) -> Recipe:
+    name, arg = split_step(part)
+    recipe = RECIPES[name]
+    if recipe.argument and not arg:
+        raise CorpusError(f"recipe {name} needs an argument: write {name}:{recipe.argument}")
+    if arg is not None and not recipe.argument:
+        raise CorpusError(f"recipe {name} takes no argument (got {part!r}); write {name}")
+    return bind(recipe, arg) if recipe.argument else recipe
+
+
+def parse_recipe(spec: str) -> Recipe:
+    """A recipe by name, ``name:ARG`` for one that takes an argument, several joined with ``+`` (``"sc+mixup"``).
+
+    Arguments cannot contain ``+``.
+    """
+    parts = [p.strip() for p in spec.split("+") if p.strip()]
+    if not parts:
+        raise CorpusError(f"recipe {spec!r} is empty; known recipes: {', '.join(RECIPES)}")
+    unknown = [p for p in parts if split_step(p)[0] not in RECIPES]
+    if unknown:
+        raise CorpusError(f"unknown recipe(s) {', '.join(unknown)}; known: {', '.join(RECIPES)} "
+                          "(combine with +, e.g. sc+mixup)")
+    recipe = _one(parts[0])
+    for p in parts[1:]:
+        recipe = compose(recipe, _one(p))
+    return replace(recipe, name="+".join(parts))
+
+
+__all__ = ["RECIPES", "Recipe", "STEPS", "STEP_KINDS", "Step", "bind", "build_step", "compose", "parse_recipe",
+           "register_recipe", "register_step", "split_step"]
