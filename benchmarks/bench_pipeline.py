@@ -2,7 +2,7 @@
 
 *Before* (numpy per batch): waveform augmentations and the log-mel front end recomputed in numpy for the whole
 training set every epoch, and every batch augmentation converting the batch to numpy and back. It is the
-benchmark's code at the git revision ``--old-ref`` (default: where this branch left ``main``), loaded into a
+benchmark's code at the git revision ``--old-ref`` (default: the last revision with the numpy pipeline), loaded into a
 temporary module, so the package keeps no second code path. *After* (torch): the same recipes on tensors on one
 device, batched (:mod:`micmatch.bench.pipeline`).
 
@@ -47,6 +47,8 @@ DATA = ROOT.parent / "shared" / "data"
 TIME_RECIPES = ["baseline", "mixup", "filteraugment", "freq-mixstyle", "synth-fr-aug", "dir-aug"]
 ACC_RECIPES = ["baseline", "mixup", "synth-fr-aug"]
 SEEN, UNSEEN = ["GEC_bigdynamic"], ["IR_Lomo52A5M", "Reslo_VMC2"]
+#: The last revision whose benchmark converted every batch to numpy and back.
+OLD_REF = "0bdcecb825083d863751c1b9999f16af72886fdc"
 
 
 def load_old(ref: str):
@@ -206,7 +208,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "fsdd")
     ap.add_argument("--irs", type=Path, default=DATA / "micirp" / "ir")
-    ap.add_argument("--old-ref", default=None, help="git revision of the numpy pipeline [merge-base with main]")
+    ap.add_argument("--old-ref", default=OLD_REF, help="git revision of the numpy pipeline [%(default)s]")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-train", type=int, default=300, help="training clips of the accuracy comparison")
     ap.add_argument("--time-max-train", type=int, default=128, help="training clips of the epoch timing")
@@ -222,8 +224,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    ref = args.old_ref or subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], check=True,
-                                         capture_output=True, text=True).stdout.strip()
+    ref = args.old_ref
     config = MismatchConfig.quick(max_train=args.max_train, max_test=args.max_test, n_mels=args.n_mels,
                                   epochs=args.epochs, device="cpu", progress=False)
     corpus = load_corpus(args.data, seed=config.data_seed)
