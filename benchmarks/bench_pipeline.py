@@ -157,8 +157,8 @@ def markdown(res: dict, args) -> str:
     lines = [
         "# Training pipeline: numpy per batch (before) vs torch (now)",
         "",
-        f"Machine: {res['hardware']}; torch limited to {args.threads} threads. The machine was shared with other "
-        "jobs while this ran, so absolute times are noisy: compare the ratios, measured side by side in one run "
+        f"Machine: {res['hardware']}; torch limited to {args.threads} threads. The machine may have been shared with "
+        "other jobs while this ran, so absolute times are noisy: compare the ratios, measured side by side in one run "
         "(the two pipelines alternate). No GPU was available for this run, so there is no GPU figure.",
         "",
         f"Data: FSDD ({args.time_max_train} training clips for the epoch times, {res['n_train']} training and "
@@ -200,7 +200,8 @@ def markdown(res: dict, args) -> str:
             lines.append(f"| {recipe} | {100 * a['mean']:.1f} ± {100 * a['std']:.1f} | {100 * b['mean']:.1f} ± "
                          f"{100 * b['std']:.1f} | {100 * r['difference']:+.1f} | {100 * r['tolerance']:.1f} | "
                          f"{'yes' if r['within'] else 'NO'} |")
-    lines += ["", f"Epoch times: `{res['timing_command']}`", "", f"Accuracies: `{res['command']}`"]
+    lines += ["", f"Epoch times: `{res['timing_command']}`", "",
+              f"Accuracies: `{res.get('accuracy_command', res['command'])}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -218,7 +219,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--k", type=int, default=2, help="extra epochs of the epoch-time difference")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--skip-accuracy", action="store_true",
+                    help="keep the accuracies of the existing results/pipeline.json (with their command)")
     ap.add_argument("--skip-timing", action="store_true",
                     help="keep the epoch times of the existing results/pipeline.json (with their command)")
     args = ap.parse_args()
@@ -235,8 +237,11 @@ def main() -> None:
     timing = replace(config, max_train=args.time_max_train)
     res = {"pipelines": [p.name for p in pipes], "old_ref": ref, "hardware": hardware(config),
            "threads": args.threads, "n_train": args.max_train, "command": "python " + " ".join(sys.argv)}
+    earlier = json.loads((RESULTS / "pipeline.json").read_text()) if (RESULTS / "pipeline.json").exists() else {}
+    if args.skip_accuracy and "accuracy" in earlier:
+        res.update(accuracy=earlier["accuracy"], seeds=earlier["seeds"], n_train=earlier["n_train"],
+                   accuracy_command=earlier.get("accuracy_command", earlier["command"]))
     if args.skip_timing:
-        earlier = json.loads((RESULTS / "pipeline.json").read_text())
         res.update(epoch_time=earlier["epoch_time"], timing_command=earlier.get("timing_command", earlier["command"]))
     else:
         res.update(epoch_time=epoch_times(pipes, corpus, plan, timing, k=args.k, repeats=args.repeats),
@@ -244,6 +249,7 @@ def main() -> None:
     print(write_results("pipeline", res, markdown(res, args)))  # the timings, in case the rest is cut short
     if not args.skip_accuracy:
         res["seeds"] = list(range(args.seeds))
+        res["accuracy_command"] = res["command"]
 
         def save(partial: dict) -> None:
             write_results("pipeline", {**res, "accuracy": partial}, markdown({**res, "accuracy": partial}, args))

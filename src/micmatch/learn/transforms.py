@@ -501,17 +501,30 @@ class DeviceIR(_Augmentation):
     def draw(self, batch_size: int, *, generator=None) -> dict:
         return self.numpy.draw(numpy_generator(generator), batch_size)
 
+    def _spectrum(self, path: str, n: int, x: torch.Tensor):
+        """The IR's spectrum for a linear convolution of ``n`` samples (cached per IR, length, device, dtype) and
+        its delay. The FFT size is the next fast length: zero padding beyond ``n + len(ir) - 1`` leaves the
+        linear convolution unchanged and avoids slow prime-sized FFTs."""
+        key = (path, n, x.device, x.dtype)
+        cache = self.__dict__.setdefault("_spectra", {})
+        if key not in cache:
+            import scipy.fft
+
+            ir = load_ir(path, self.sample_rate)
+            h = torch.as_tensor(np.array(ir.ir), dtype=x.dtype, device=x.device)
+            n_fft = scipy.fft.next_fast_len(n + h.shape[-1] - 1, real=True)
+            cache[key] = (torch.fft.rfft(h, n=n_fft), n_fft, ir.delay)
+        return cache[key]
+
     def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
         out = x.clone()
         n = x.shape[-1]
         for i, path in enumerate(params["ir"]):
             if path is None:
                 continue
-            ir = load_ir(path, self.sample_rate)
-            h = torch.as_tensor(np.array(ir.ir), dtype=x.dtype, device=x.device)
-            n_fft = n + h.shape[-1] - 1
-            y = torch.fft.irfft(torch.fft.rfft(x[i], n=n_fft) * torch.fft.rfft(h, n=n_fft), n=n_fft)
-            y = y[..., ir.delay : ir.delay + n]
+            spectrum, n_fft, delay = self._spectrum(path, n, x)
+            y = torch.fft.irfft(torch.fft.rfft(x[i], n=n_fft) * spectrum, n=n_fft)
+            y = y[..., delay : delay + n]
             rms_in = x[i].double().square().mean().sqrt()
             rms_out = y.double().square().mean().sqrt()
             gain = torch.clamp(rms_in / rms_out.clamp_min(aug.MIN_RMS), max=aug.MAX_LEVEL_GAIN)
