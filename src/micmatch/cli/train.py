@@ -16,13 +16,15 @@ COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_conte
 
 @click.group(**COMMON)
 def train():
-    """Train a learned device normalizer from recordings of the same sound by the reference and the device.
+    """Train learned models: device normalizers from recordings of the same sound by the reference and the
+    device (ratio-net, eq-net), or a many-to-many device converter for augmentation (converter).
 
     \b
     Examples:
       micmatch train ratio-net --reference studio.wav --device phone.wav -o phone.mmm
       micmatch train eq-net --pairs pairs.csv -o phone-eq.mmm --epochs 20
       micmatch correct recordings/phone --model phone.mmm -o matched/
+      micmatch train converter --data corpus/ --irs irs/ -o converter.pt
     """
 
 
