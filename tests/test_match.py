@@ -335,3 +335,50 @@ def test_cli_says_when_the_result_is_further_from_the_reference(tmp_path, monkey
                                     str(tmp_path / "out.wav")])
     assert res.exit_code == 0, res.output
     assert "further from the reference than the input" in res.output
+
+
+def test_analysis_n_fft_follows_the_rate_and_short_inputs():
+    from micmatch.match import MIN_N_FFT, analysis_n_fft
+
+    assert [analysis_n_fft(sr, 10**7) for sr in (8000, 16000, 44100, 48000)] == [1024, 2048, 4096, 4096]
+    assert analysis_n_fft(8000, 3142) == 512  # a spoken digit of 0.4 s: at least four frames
+    assert analysis_n_fft(44100, 100) == MIN_N_FFT
+
+
+def test_match_short_clips_at_8khz():
+    sr = 8000
+    rng = np.random.default_rng(7)
+    ref = rng.standard_normal(3200).astype(np.float32) * 0.1
+    tgt = scipy.signal.lfilter([1.0, 0.6], [1.0], rng.standard_normal(3000)).astype(np.float32) * 0.1
+    r = match((tgt, sr), (ref, sr), route="unaligned")
+    assert r.correction.n_fft == 512 and r.distance_db["after"] < r.distance_db["before"]
+    assert any("whole band is corrected" in w for w in r.warnings)  # steady noise never pauses
+
+
+def test_cli_match_output_rule_and_skip_existing(tmp_path):
+    _write_pair(tmp_path)
+    tablet, studio = str(tmp_path / "tablet.wav"), str(tmp_path / "studio.wav")
+    res = CliRunner().invoke(main, ["match", tablet, studio, "-o", studio])
+    assert res.exit_code == 1 and "micmatch: error:" in res.output and "studio.wav" in res.output
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    for name in ("a.wav", "b.wav"):
+        (takes / name).write_bytes((tmp_path / "tablet.wav").read_bytes())
+    out = takes / "matched"  # inside the target folder: left out of the walk, never matched again
+    args = ["match", str(takes), studio, "-o", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (out / "b.wav").unlink()
+    stamp = (out / "a.wav").stat().st_mtime_ns
+    res = CliRunner().invoke(main, [*args, "--skip-existing"])
+    assert res.exit_code == 0 and "1 output(s) already there, skipped" in res.output
+    assert (out / "b.wav").is_file() and (out / "a.wav").stat().st_mtime_ns == stamp
+    assert not (out / "matched").exists()
+
+
+def test_match_says_why_the_loudness_was_kept_for_a_short_reference():
+    sr = 8000
+    rng = np.random.default_rng(8)
+    r = match((rng.standard_normal(8000).astype(np.float32) * 0.1, sr),
+              (rng.standard_normal(2400).astype(np.float32) * 0.1, sr), route="unaligned")
+    assert any("too short (under 0.4 s)" in w for w in r.warnings)
+    assert r.loudness_lufs["result"] == pytest.approx(r.loudness_lufs["target"], abs=0.05)

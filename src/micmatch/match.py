@@ -59,9 +59,22 @@ ROUTES = ("auto", "aligned", "unaligned")
 MATCH_STATISTIC = "power"
 #: FFT size of the analysis: 4096 at 44.1/48 kHz resolves about 11 Hz, enough for the lowest 1/3-octave bands.
 DEFAULT_N_FFT = 4096
+#: Shortest analysis window ``match`` falls back to for short inputs (samples).
+MIN_N_FFT = 256
+
+
+def analysis_n_fft(sample_rate: int, n_samples: int) -> int:
+    """The FFT size ``match`` uses by default: about 93 ms (4096 samples at 44.1 kHz, 1024 at 8 kHz), halved until
+    the shortest input holds at least four frames of it (never below :data:`MIN_N_FFT`)."""
+    n_fft = 1 << max(round(np.log2(0.093 * sample_rate)), 8)
+    while n_fft > MIN_N_FFT and 4 * n_fft > n_samples:
+        n_fft //= 2
+    return n_fft
 #: Long-term distance: 1/3-octave bands from 100 Hz to 16 kHz (or to 0.45 x the sample rate).
 DISTANCE_BAND_HZ = (100.0, 16000.0)
 CURVE_SUFFIXES = (".csv", ".txt")
+#: A found band narrower than this (octaves) is not credible: the whole band is corrected instead.
+MIN_BAND_OCTAVES = 1.0
 #: A bin "has signal" when the recording's long-term power stands this far above its noise floor there (dB,
 #: after 1/3-octave smoothing); the noise floor of a bin is the 10th percentile of its frame powers (sounds pause
 #: in every bin, as in :func:`micmatch.align.estimate_pair`).
@@ -229,6 +242,11 @@ def _is_curve(ref) -> bool:
     return isinstance(ref, (str, os.PathLike)) and Path(ref).suffix.lower() in CURVE_SUFFIXES
 
 
+def _label(item, name: str) -> str:
+    """How errors name an input: its path, or ``name`` for arrays."""
+    return str(item) if isinstance(item, (str, os.PathLike)) else name
+
+
 def _load_audio(item, sample_rate: int | None, name: str) -> tuple[np.ndarray, int]:
     if isinstance(item, (str, os.PathLike)):
         return audio_io.load(item, sample_rate=sample_rate)
@@ -261,7 +279,7 @@ def match(
     reference_weights: list[float] | None = None,
     max_boost_db: float = DEFAULT_MAX_BOOST_DB,
     max_cut_db: float = DEFAULT_MAX_CUT_DB,
-    n_fft: int = DEFAULT_N_FFT,
+    n_fft: int | None = None,
     report: str | os.PathLike | None = None,
 ) -> MatchResult:
     """Make ``target`` sound as if recorded like ``reference`` (module docstring for the steps).
@@ -290,6 +308,8 @@ def match(
         When the result exceeds full scale (true peak above -1 dBTP) in an integer format: one whole-file gain
         reduction (default), clip, or write a float file.
     route : {"auto", "aligned", "unaligned"}
+    n_fft : int, optional
+        Analysis FFT size; default :func:`analysis_n_fft` (about 93 ms, smaller for inputs too short for it).
     report : path, optional
         Folder for report.html and its figures (:mod:`micmatch.report`).
 
@@ -309,21 +329,23 @@ def match(
         raise ParameterError("no reference given")
     if reference_weights is not None and len(reference_weights) != len(refs):
         raise ParameterError(f"{len(reference_weights)} reference weights for {len(refs)} references")
-    config = SpectralConfig(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4)
-    freqs = config.frequencies
     mono = x.mean(axis=0)
-    target_stats = array_stats(mono, config, name="target")
 
     curves = [r for r in refs if _is_curve(r)]
     if curves and len(refs) > 1:
         raise ParameterError("a target curve must be the only reference")
     ref_audio: list[np.ndarray] = []
-    if curves:
-        ref_level = read_target_curve(curves[0], freqs)
-    else:
+    if not curves:
         for i, r in enumerate(refs):
             ra, _ = _load_audio(r, sr, f"reference {i + 1}")
             ref_audio.append(ra.mean(axis=0))
+    if n_fft is None:
+        n_fft = analysis_n_fft(sr, min(a.shape[-1] for a in [mono, *ref_audio]))
+    config = SpectralConfig(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4)
+    freqs = config.frequencies
+    if curves:
+        ref_level = read_target_curve(curves[0], freqs)
+    target_stats = array_stats(mono, config, name=_label(target, "target"))
     w = np.ones(len(refs)) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
     if (w < 0).any() or w.sum() <= 0:
         raise ParameterError(f"reference weights {w.tolist()} must be non-negative with a positive sum")
@@ -351,7 +373,8 @@ def match(
                 raise
             reason = f"no credible alignment ({exc}); comparing long-term statistics"
 
-    ref_stats = [array_stats(ra, config, name=f"reference {i + 1}") for i, ra in enumerate(ref_audio)]
+    ref_stats = [array_stats(ra, config, name=_label(r, f"reference {i + 1}")) for i, (r, ra) in
+                 enumerate(zip(refs, ref_audio))]
     target_level = target_stats.power_db if statistic == "power" else target_stats.mean_db
     if chosen == "aligned":
         target_level, ref_level = _aligned_levels(ref_audio[0], mono, sr, config, alignment, statistic)
@@ -359,11 +382,20 @@ def match(
         levels = [s.power_db if statistic == "power" else s.mean_db for s in ref_stats]
         ref_level = np.tensordot(w, np.array(levels), axes=1)
 
+    notes: list[str] = []
     # Band: where the target and every reference recording stand above their own noise floor, unless given.
     if band_hz is None:
-        band_hz = widest_band(np.logical_and.reduce(
-            [snr_db(a, st, config) >= BAND_SNR_DB for a, st in zip([mono] + ref_audio, [target_stats] + ref_stats)]),
-            freqs)
+        has_signal = np.logical_and.reduce(
+            [snr_db(a, st, config) >= BAND_SNR_DB for a, st in zip([mono] + ref_audio, [target_stats] + ref_stats)])
+        found = widest_band(has_signal, freqs) if has_signal[1:].any() else None
+        if found is None or np.log2(found[1] / found[0]) < MIN_BAND_OCTAVES:
+            # Steady material (room tone, noise, a drone) never pauses, so no bin stands above a noise floor measured
+            # in its quietest frames: correct the whole band rather than none of it.
+            band_hz = (float(freqs[1]), float(freqs[-1]))
+            notes.append("no band stands above the recordings' noise floors (steady material?): the whole band is "
+                         "corrected; pass --band LO HI to limit it")
+        else:
+            band_hz = found
     # The level is the loudness step's job: align the reference's level to the target's over the band (median of
     # the difference), so the clamps and the band's edges act on the tone correction only.
     inside = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
@@ -376,7 +408,6 @@ def match(
     y = apply_correction(x, sr, correction, method="stft")
 
     # Level.
-    notes: list[str] = []
     lufs_target = integrated_loudness(x, sr)
     lufs_ref = None
     if not curves:
@@ -387,10 +418,19 @@ def match(
     wanted = {"match": lufs_ref if lufs_ref is not None else lufs_target, "keep": lufs_target}.get(
         level_mode, level_mode)
     if level_mode == "match" and lufs_ref is None:
-        notes.append("a target curve has no loudness: the target's loudness is kept")
+        notes.append("a target curve has no loudness: the target's loudness is kept" if curves else
+                     "a reference is too short (under 0.4 s) or too quiet to measure its loudness (ITU-R BS.1770): "
+                     "the target's loudness is kept")
     gain_db = 0.0
     if wanted is not None and lufs_y is not None and np.isfinite(wanted):
         gain_db = float(wanted - lufs_y)
+        # BS.1770's absolute gate (-70 LUFS) makes loudness not quite linear in gain when quiet blocks cross it:
+        # measure again and correct the remainder (two passes reach 0.01 LU on the simulated pairs).
+        for _ in range(2):
+            measured = integrated_loudness(y * np.float32(10 ** (gain_db / 20)), sr)
+            if measured is None or abs(wanted - measured) < 0.01:
+                break
+            gain_db += float(wanted - measured)
     y = (y * np.float32(10 ** (gain_db / 20))).astype(np.float32)
     subtype = _output_subtype(target, output)
     reduction = 0.0
@@ -484,7 +524,7 @@ def _write(output, y: np.ndarray, sr: int, target, subtype: str | None) -> Path:
         return audio_io.save(output, y, sr, subtype=subtype)
 
 
-__all__ = ["MatchResult", "long_term_distance_db", "long_term_spectrum_db", "match", "read_target_curve",
+__all__ = ["MatchResult", "analysis_n_fft", "long_term_distance_db", "long_term_spectrum_db", "match", "read_target_curve",
            "third_octave_levels_db"]
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from micmatch import audio as audio_io
-from micmatch.cli.core import COMMON, _progress_enabled
+from micmatch.cli.core import COMMON, _file_error, _progress_enabled
 from micmatch.errors import MicmatchError
+from micmatch.outputs import prepare_output, prepare_output_dir
 
 
 def _band(ctx, param, value):
@@ -47,8 +48,14 @@ def _band(ctx, param, value):
               help="Weights of several references (comma-separated, one per reference).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.html, figures and summary.json (one subfolder per file for a folder).")
+@click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
+              help="Analysis FFT size. Default: about 93 ms (4096 at 44.1 kHz, 1024 at 8 kHz), halved until the "
+                   "shortest input holds four frames.")
+@click.option("--skip-existing", is_flag=True,
+              help="Resume an interrupted batch: keep outputs that already exist (outputs appear only when "
+                   "complete) and match only the missing ones.")
 def match_cmd(target, references, output, statistic, strength, band, smoothing, loudness, overs, route,
-              reference_weights, report_dir):
+              reference_weights, report_dir, n_fft, skip_existing):
     """Make TARGET sound as if recorded like REFERENCE (one or more recordings, or a target curve CSV).
 
     \b
@@ -73,12 +80,18 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         refs.extend(audio_io.find_audio_files([r]) if Path(r).is_dir() else [Path(r)])
     target_path = Path(target)
     if target_path.is_dir():
-        files = audio_io.find_audio_files([target])
+        # The output folder may lie inside the target folder: it is left out of the walk (no matching of outputs).
+        exclude = prepare_output_dir(output, [target, *references])
+        files = [f for f in audio_io.find_audio_files([target])
+                 if not any(f.resolve().is_relative_to(e.resolve()) for e in exclude)]
         jobs = [(f, Path(output) / f.relative_to(target_path)) for f in files]
     else:
-        jobs = [(target_path, Path(output))]
+        jobs = [(target_path, prepare_output(output, [target, *references]))]
+    n_all = len(jobs)
+    if skip_existing:
+        jobs = [(src, dst) for src, dst in jobs if not dst.is_file()]
     options = {"statistic": statistic, "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
-               "loudness": loudness, "overs": overs, "route": route, "reference_weights": weights}
+               "loudness": loudness, "overs": overs, "route": route, "reference_weights": weights, "n_fft": n_fft}
     failures, reduced, worse = 0, [], []
     for src, dst in tqdm(jobs, desc="matching", unit="file", disable=len(jobs) < 2 or not _progress_enabled(),
                          file=sys.stderr):
@@ -87,9 +100,9 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
             rep = Path(report_dir) if len(jobs) == 1 else Path(report_dir) / dst.relative_to(output).with_suffix("")
         try:
             res = match(src, refs if len(refs) > 1 else refs[0], dst, report=rep, **options)
-        except MicmatchError as exc:
+        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
             failures += 1
-            click.echo(f"micmatch: error: {src}: {exc}", err=True)
+            click.echo(f"micmatch: error: {_file_error(src, exc)}", err=True)
             continue
         s = res.summary()
         line = (f"{src} -> {dst}: {res.route} route; long-term distance {res.distance_db['before']:.2f} -> "
@@ -116,6 +129,8 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
     for src in worse:
         click.echo(f"micmatch: warning: {src}: the result is further from the reference than the input on the "
                    f"long-term spectrum", err=True)
+    if len(jobs) < n_all:
+        click.echo(f"{n_all - len(jobs)} output(s) already there, skipped (--skip-existing)", err=True)
     if failures:
         click.echo(f"{failures} of {len(jobs)} file(s) failed", err=True)
         sys.exit(1)
