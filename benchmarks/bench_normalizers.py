@@ -19,13 +19,16 @@ the frames within 40 dB of the loudest), and the long-term 1/3-octave spectrum d
 n_fft 512, smoothed over 1/3 octave, dB RMS over 100-3800 Hz).
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_normalizers.py [--quick]`` (needs ../shared/data).
-Writes ``benchmarks/results/normalizers.md`` and ``.json``.
+Writes ``benchmarks/results/normalizers.md`` and ``.json``. Every row records the run that produced it (``run``:
+its start time); ``--keep-rows-from`` keeps the rows of an earlier results file that this run does not recompute,
+with their run labels, and the file lists every run's settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import json
 import os
 import sys
@@ -33,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine
@@ -133,7 +137,19 @@ def run(args) -> dict:
         return x + rng.standard_normal(x.shape) * np.sqrt(np.mean(x * x)) * 1e-3
 
     test_audio, cal_audio = floor(test_audio), floor(cal_audio)
-    results = {"settings": vars(args), "scenarios": {}, "load_average_start": os.getloadavg()}
+    run_id = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())
+    results = {"settings": vars(args), "run": run_id, "scenarios": {}, "load_average_start": os.getloadavg(),
+               "torch_threads": torch.get_num_threads()}
+    lt_weight = args.ratio_long_term_weight
+
+    def fit_ratio(pair, size, weight):
+        model = fit_ratio_net([pair], epochs=args.ratio_epochs if size <= 60 else args.ratio_epochs_long,
+                              patience=8, compute="cpu", progress=False, seed=args.seed, long_term_weight=weight)
+        row = scores(ref_t, model.apply(dev_t.astype(np.float32), SR).astype(np.float64))
+        row.update(train_time_s=model.summary["train_time_s"], epochs_run=model.summary["epochs_run"],
+                   validation_lsd_db=model.summary["validation_lsd_db"], long_term_weight=weight)
+        return row
+
     for name, stages in SCENARIOS.items():
         if args.scenarios and name not in args.scenarios:
             continue
@@ -144,8 +160,8 @@ def run(args) -> dict:
         ref_t, dev_t = test_pair.reference.astype(np.float64), test_pair.device.astype(np.float64)
         full = simulate_pair(cal_audio, SR, params)
         scen = {"params": params, "rows": {}}
-        scen["rows"]["uncorrected"] = scores(ref_t, dev_t)
-        scen["rows"]["oracle (static, on test)"] = oracle_scores(ref_t, dev_t)
+        scen["rows"]["uncorrected"] = {**scores(ref_t, dev_t), "run": run_id}
+        scen["rows"]["oracle (static, on test)"] = {**oracle_scores(ref_t, dev_t), "run": run_id}
         for size in args.sizes:
             if name == "linear" and size > args.linear_max_s:
                 continue
@@ -153,22 +169,26 @@ def run(args) -> dict:
             cal_ref, cal_dev = full.reference[:n].astype(np.float64), full.device[:n].astype(np.float64)
             pair = AlignedPair(full.reference[:n], full.device[:n], SR, f"calibration {size:g} s")
             tag = f"{size:g} s"
-            scen["rows"][f"unaligned SC, {tag}"] = scores(ref_t, sc(cal_ref, cal_dev, dev_t, aligned=False))
-            scen["rows"][f"aligned SC, {tag}"] = scores(ref_t, sc(cal_ref, cal_dev, dev_t, aligned=True))
+            scen["rows"][f"unaligned SC, {tag}"] = {**scores(ref_t, sc(cal_ref, cal_dev, dev_t, aligned=False)),
+                                                    "run": run_id}
+            scen["rows"][f"aligned SC, {tag}"] = {**scores(ref_t, sc(cal_ref, cal_dev, dev_t, aligned=True)),
+                                                  "run": run_id}
             if size in args.ratio_sizes:
-                model = fit_ratio_net([pair], epochs=args.ratio_epochs if size <= 60 else args.ratio_epochs_long,
-                                      patience=8, compute="cpu", progress=False, seed=args.seed)
-                row = scores(ref_t, model.apply(dev_t.astype(np.float32), SR).astype(np.float64))
-                row.update(train_time_s=model.summary["train_time_s"], epochs_run=model.summary["epochs_run"],
-                           validation_lsd_db=model.summary["validation_lsd_db"])
+                row = {**fit_ratio(pair, size, lt_weight), "run": run_id}
                 scen["rows"][f"RatioNet, {tag}"] = row
                 print(name, tag, "ratio", row, flush=True)
+            for weight in args.ratio_sweep_weights if size in args.ratio_sweep_sizes else []:
+                if weight == lt_weight:
+                    continue
+                row = {**fit_ratio(pair, size, weight), "run": run_id}
+                scen["rows"][f"RatioNet, {tag}, long-term weight {weight:g}"] = row
+                print(name, tag, "ratio sweep", row, flush=True)
             if size in args.eq_sizes:
                 model = fit_eq_net([pair], epochs=args.eq_epochs, epochs_autoencoder=args.eq_ae_epochs, patience=10,
                                    compute="cpu", progress=False, seed=args.seed)
                 row = scores(ref_t, model.apply(dev_t.astype(np.float32), SR).astype(np.float64))
                 row.update(train_time_s=model.summary["train_time_s"], epochs_run=model.summary["epochs_run"],
-                           validation_lsd_db=model.summary["validation_lsd_db"])
+                           validation_lsd_db=model.summary["validation_lsd_db"], run=run_id)
                 scen["rows"][f"EQNet, {tag}"] = row
                 print(name, tag, "eq", row, flush=True)
         results["scenarios"][name] = scen
@@ -187,14 +207,20 @@ def markdown(results: dict) -> str:
         "Frame LSD: n_fft 256, hop 128, 0 Hz left out (all frames / frames within 40 dB of the loudest). "
         "Long-term: 1/3-octave smoothed mean power spectrum, dB RMS over 100-3800 Hz. The static-gain oracle's "
         "long-term distance is 0 by construction (its gain is fitted to the test audio).", "",
-        f"Machine: {results['machine']['cpus']} CPU cores shared with other jobs (load average "
-        f"{results['load_average_start'][0]:.1f} at the start, {results['load_average_end'][0]:.1f} at the end), "
-        "no GPU; training times are wall times on that shared machine, CPU, torch's default threads.", ""]
-    if results.get("kept_rows_from"):
-        k = results["kept_rows_from"]
-        lines += [f"Rows not recomputed by this run, and scenarios marked 'earlier run', come from an earlier run of "
-                  f"the same script and data ({k['date']}, settings in normalizers.json under kept_rows_from; that "
-                  f"run trained EQNet with the waveform MAE only, 6 epochs, batches of 16).", ""]
+        f"Machine: {results['machine']['cpus']} CPU cores shared with other jobs, no GPU; training times are "
+        "wall times on that shared machine (CPU). The column 'run' names the run that produced each row; the runs "
+        "(settings in normalizers.json under runs):", ""]
+    for run_id, r in results["runs"].items():
+        st = r.get("settings") or {}
+        keys = ("scenarios", "sizes", "ratio_sizes", "eq_sizes", "ratio_epochs", "ratio_epochs_long",
+                "ratio_long_term_weight", "ratio_sweep_weights", "ratio_sweep_sizes", "eq_epochs", "eq_ae_epochs")
+        desc = ", ".join(f"{k} {st[k]}" for k in keys if k in st)
+        load = r.get("load_average")
+        extra = (f"; torch threads {r['torch_threads']}, load average {load[0]:.1f} -> {load[1]:.1f}"
+                 if load else "")
+        lines.append(f"- {run_id}: {desc}{extra}")
+    lines += ["", "RatioNet rows without a long-term weight in their name use the run's ratio_long_term_weight "
+              "(runs before that option: 0). EQNet's loss settings are fit_eq_net's defaults of the run's revision.", ""]
     for name, scen in results["scenarios"].items():
         p = scen["params"]
         extra = []
@@ -202,16 +228,15 @@ def markdown(results: dict) -> str:
             extra.append(f"RT60 {p['room']['rt60_s']} s")
         if p.get("snr_db") is not None:
             extra.append(f"SNR {p['snr_db']} dB, drive {p['drive_db']} dB")
-        earlier = " (earlier run)" if scen.get("from_earlier_run") else ""
         lines += [f"## ({'abc'[list(SCENARIOS).index(name)]}) {name}: {Path(p['device']).stem} "
-                  f"{', '.join(extra)}{earlier}", "",
-                  "| method | LSD (dB) | LSD active (dB) | long-term 1/3-oct (dB) | train time (s) | epochs |",
-                  "|---|---|---|---|---|---|"]
+                  f"{', '.join(extra)}", "",
+                  "| method | LSD (dB) | LSD active (dB) | long-term 1/3-oct (dB) | train time (s) | epochs | run |",
+                  "|---|---|---|---|---|---|---|"]
         for method, r in scen["rows"].items():
             t = f"{r['train_time_s']:.0f}" if "train_time_s" in r else ""
             e = str(r.get("epochs_run", ""))
             lines.append(f"| {method} | {r['lsd_db']:.2f} | {r['lsd_active_db']:.2f} | {r['long_term_db']:.2f} | "
-                         f"{t} | {e} |")
+                         f"{t} | {e} | {r.get('run', '')} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -225,6 +250,14 @@ def main() -> None:
     ap.add_argument("--eq-sizes", type=float, nargs="+", default=[15.0, 60.0])
     ap.add_argument("--ratio-epochs", type=int, default=30)
     ap.add_argument("--ratio-epochs-long", type=int, default=10)
+    ap.add_argument("--ratio-long-term-weight", type=float,
+                    default=inspect.signature(fit_ratio_net).parameters["long_term_weight"].default,
+                    help="RatioNet's long-term-spectrum loss weight (default: fit_ratio_net's)")
+    ap.add_argument("--ratio-sweep-weights", type=float, nargs="*", default=[],
+                    help="extra RatioNet rows with these long-term weights (at --ratio-sweep-sizes)")
+    ap.add_argument("--ratio-sweep-sizes", type=float, nargs="*", default=[])
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default torch's; one avoids thread contention on a shared machine)")
     ap.add_argument("--eq-epochs", type=int, default=40)
     ap.add_argument("--eq-ae-epochs", type=int, default=5)
     ap.add_argument("--scenarios", nargs="*", default=None)
@@ -236,16 +269,28 @@ def main() -> None:
     if args.quick:
         args.sizes, args.ratio_sizes, args.eq_sizes = [15.0], [15.0], [15.0]
         args.ratio_epochs, args.eq_epochs, args.eq_ae_epochs = 10, 10, 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     results = run(args)
+    results["runs"] = {results["run"]: {"settings": results["settings"], "torch_threads": results["torch_threads"],
+                                        "load_average": [results["load_average_start"][0],
+                                                         results["load_average_end"][0]]}}
     if args.keep_rows_from is not None:
         old = json.loads(args.keep_rows_from.read_text())
-        results["kept_rows_from"] = {"file": str(args.keep_rows_from.name), "date": old.get("date"),
-                                     "settings": old.get("settings")}
+        # Rows of files written before rows carried their run get the earlier file's label.
+        legacy = f"earlier ({old.get('date')})"
+        old_runs = old.get("runs") or {legacy: {"settings": old.get("settings")}}
         for name, scen in results["scenarios"].items():
             for method, row in old["scenarios"].get(name, {}).get("rows", {}).items():
-                scen["rows"].setdefault(method, row)
+                scen["rows"].setdefault(method, {**row, "run": row.get("run", legacy)})
         for name, scen in old["scenarios"].items():  # scenarios this run did not touch
-            results["scenarios"].setdefault(name, {**scen, "from_earlier_run": True})
+            if name not in results["scenarios"]:
+                rows = {m: {**r, "run": r.get("run", legacy)} for m, r in scen["rows"].items()}
+                results["scenarios"][name] = {**scen, "rows": rows}
+        order = {name: i for i, name in enumerate(SCENARIOS)}
+        results["scenarios"] = dict(sorted(results["scenarios"].items(), key=lambda kv: order.get(kv[0], 99)))
+        used = {r["run"] for scen in results["scenarios"].values() for r in scen["rows"].values()}
+        results["runs"].update({k: v for k, v in old_runs.items() if k in used and k not in results["runs"]})
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -149,3 +149,14 @@ def test_eq_net_trains_saves_and_reloads(rng, tmp_path):
     assert s["epochs_run"] == 3 and np.isfinite(s["validation_lsd_db"])
     back = N.Normalizer.load(model.save(tmp_path / "eq.mmm"))
     np.testing.assert_array_equal(back.apply(x.astype(np.float32), SR), model.apply(x.astype(np.float32), SR))
+
+
+def test_long_term_loss_measures_the_mean_power_difference(rng):
+    ref = torch.as_tensor(rng.normal(-40.0, 10.0, (50, 129)), dtype=torch.float32)
+    # A uniform gain of 3 dB moves the mean power by exactly 3 dB in every bin (0 Hz left out).
+    assert float(N._long_term_loss(ref + 3.0, ref)) == pytest.approx(3.0, abs=1e-3)
+    assert float(N._long_term_loss(ref, ref)) < 2e-3  # sqrt of the 1e-6 guard
+    # Frame-wise gains that change the level of single frames but not the mean power cost nothing: swapping two
+    # frames between estimate and reference leaves both means equal.
+    swapped = ref[torch.randperm(50, generator=torch.Generator().manual_seed(0))]
+    assert float(N._long_term_loss(swapped, ref)) < 2e-3
