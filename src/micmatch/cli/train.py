@@ -88,7 +88,7 @@ def _init(init_path):
 @click.option("--context", default=0, show_default=True, type=click.IntRange(min=0),
               help="STFT frames on each side fed to the network with the current one.")
 @click.option("--hidden", default=1024, show_default=True, type=click.IntRange(min=1), help="Units per hidden layer.")
-@click.option("--long-term-weight", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--long-term-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Weight of the long-term-spectrum term added to the LSD loss.")
 def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, context, hidden,
               long_term_weight):
