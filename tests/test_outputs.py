@@ -219,14 +219,18 @@ def test_lock_times_out_with_one_line(tmp_path):
 
 
 # Interrupted batches ---------------------------------------------------------------------------------------------
+#: Files in the interrupted batch: enough that a loaded machine cannot finish them all between the first output
+#: appearing and the signal arriving (one FIR design per batch makes each file take milliseconds).
+N_BATCH = 150
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, recordings):
-    """A batch of 30 half-second 16-bit files of one device, and the outputs of an uninterrupted run."""
+    """A batch of N_BATCH half-second 16-bit files of one device, and the outputs of an uninterrupted run."""
     root = tmp_path_factory.mktemp("batch")
     rng = np.random.default_rng(7)
     (root / "in").mkdir()
-    for i in range(30):
-        sf.write(root / "in" / f"c{i:02d}.wav", rng.standard_normal(SR // 2) * 0.05, SR, subtype="PCM_16")
+    for i in range(N_BATCH):
+        sf.write(root / "in" / f"c{i:03d}.wav", rng.standard_normal(SR // 2) * 0.05, SR, subtype="PCM_16")
     resp = recordings.parent / "responses.json"
     if not resp.exists():
         assert run("profile", recordings, "-o", resp, *FAST).exit_code == 0
@@ -252,7 +256,7 @@ def test_interrupted_batch_resumes_with_identical_outputs(batch, tmp_path, sig):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     done = sorted(p.name for p in out.glob("*.wav"))
-    assert 0 < len(done) < 30, "the batch was not interrupted mid-way"
+    assert 0 < len(done) < N_BATCH, "the batch was not interrupted mid-way"
     if sig != signal.SIGKILL:
         assert proc.returncode == (130 if sig == signal.SIGINT else 143)
         assert "interrupted" in err and "Traceback" not in err
@@ -279,3 +283,25 @@ def test_a_command_restores_the_sigterm_handler():
     before = signal.getsignal(signal.SIGTERM)
     run("sweep", "--help")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_swallowed_termination_stops_the_batch_at_the_next_item(monkeypatch):
+    # Python drops an exception that a signal handler raises while a finalizer runs (SoundFile.__del__): the
+    # signal is remembered and batch loops raise it again between items.
+    from micmatch import outputs
+    from micmatch.parallel import map_files
+
+    seen = []
+
+    def work(item):
+        seen.append(item)
+        if item == 1:
+            monkeypatch.setattr(outputs, "_received", signal.SIGTERM)  # as if the raise had been swallowed
+        return item
+
+    with pytest.raises(outputs.Terminated, match="terminated by signal 15"):
+        list(map_files(work, [0, 1, 2, 3]))
+    assert seen == [0, 1]
+    monkeypatch.setattr(outputs, "_received", signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.raise_if_terminated()

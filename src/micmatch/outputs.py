@@ -154,26 +154,49 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM received: raised in the main thread so ``finally`` blocks (staging cleanup) run."""
 
 
-def _on_sigterm(signum, frame):  # pragma: no cover - exercised through subprocess tests
-    raise Terminated(f"terminated by signal {signum}")
+#: The signal received under :func:`handle_termination`, kept until the process ends: an exception raised by a
+#: signal handler while a finalizer runs (``SoundFile.__del__``, say) is printed and dropped by Python, so batch
+#: loops call :func:`raise_if_terminated` between items to stop anyway.
+_received: int | None = None
+
+
+def _interrupted(signum: int) -> KeyboardInterrupt:
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return Terminated(f"terminated by signal {signum}")
+
+
+def _on_signal(signum, frame):  # pragma: no cover - exercised through subprocess tests
+    global _received
+    _received = signum
+    raise _interrupted(signum)
+
+
+def raise_if_terminated() -> None:
+    """Raise the interruption again if SIGINT or SIGTERM arrived (under :func:`handle_termination`) and its first
+    exception was swallowed by a finalizer. Batch loops call it between items."""
+    if _received is not None:
+        raise _interrupted(_received)
 
 
 def handle_termination():
-    """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) in the main thread, as SIGINT does.
+    """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) in the main thread, as SIGINT does, and
+    remember either signal for :func:`raise_if_terminated`.
 
-    Returns the previous handler (for :func:`restore_termination`), or None outside the main thread, where
+    Returns the previous handlers (for :func:`restore_termination`), or None outside the main thread, where
     signals are left alone."""
     try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
+        return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:
         return None
 
 
 def restore_termination(previous) -> None:
-    """Put back the SIGTERM handler that :func:`handle_termination` replaced."""
+    """Put back the handlers that :func:`handle_termination` replaced."""
     if previous is not None:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
 
 
 # Where outputs may go -------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from micmatch.errors import MicmatchError, ParameterError, require
+from micmatch.outputs import raise_if_terminated
 
 #: Seconds to wait for a dask scheduler to answer before giving up with one line.
 CONNECT_TIMEOUT_S = 5.0
@@ -95,6 +96,7 @@ def map_files(
             yield from _map_dask(call, items, scheduler, bar)
         elif jobs == 1 or len(items) <= 1:
             for item in items:
+                raise_if_terminated()
                 result = call(item)
                 bar.update(1)
                 yield item, result
@@ -103,6 +105,7 @@ def map_files(
             try:
                 chunksize = max(1, min(16, len(items) // (jobs * 8)))
                 for item, result in zip(items, pool.map(call, items, chunksize=chunksize)):
+                    raise_if_terminated()
                     bar.update(1)
                     yield item, result
             except BaseException:  # interrupted (or the consumer stopped): no worker may outlive this call

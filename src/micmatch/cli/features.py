@@ -133,7 +133,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     from tqdm.auto import tqdm
 
     from micmatch.corpus import label_files
-    from micmatch.outputs import prepare_output
+    from micmatch.outputs import prepare_output, raise_if_terminated
 
     read = [*inputs, *(p for p in (responses, normalizer_path) if p)]
     prepare_output(output, read)
@@ -185,6 +185,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     progress = tqdm(list(zip(files, labels, classes)), desc="features", unit="file", file=sys.stderr,
                     disable=not sys.stderr.isatty())
     for path, device, label in progress:
+        raise_if_terminated()
         if device is None or (label_from and label is None):
             continue
         try:

@@ -10,7 +10,7 @@ import click
 from micmatch import audio as audio_io
 from micmatch.cli.core import COMMON, _file_error, _progress_enabled
 from micmatch.errors import MicmatchError
-from micmatch.outputs import prepare_output, prepare_output_dir
+from micmatch.outputs import prepare_output, prepare_output_dir, raise_if_terminated
 
 
 def _band(ctx, param, value):
@@ -95,6 +95,7 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
     failures, reduced, worse = 0, [], []
     for src, dst in tqdm(jobs, desc="matching", unit="file", disable=len(jobs) < 2 or not _progress_enabled(),
                          file=sys.stderr):
+        raise_if_terminated()
         rep = None
         if report_dir:
             rep = Path(report_dir) if len(jobs) == 1 else Path(report_dir) / dst.relative_to(output).with_suffix("")

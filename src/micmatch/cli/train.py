@@ -140,6 +140,7 @@ def correct_with_model(inputs: tuple[str, ...], model_path: str, output_dir: str
 
     from micmatch.cli.core import _file_error, _output_paths
     from micmatch.learn.normalizers import Normalizer, correct_file_with_model
+    from micmatch.outputs import raise_if_terminated
 
     if overs not in ("float", "scale", "clip"):
         raise ParameterError(f"overs={overs!r} must be float, scale or clip")
@@ -148,6 +149,7 @@ def correct_with_model(inputs: tuple[str, ...], model_path: str, output_dir: str
     todo = [(src, dst) for src, dst in targets if not (skip_existing and dst.is_file())]
     failures = 0
     for src, dst in tqdm(todo, desc="correcting", unit="file", disable=not sys.stderr.isatty(), file=sys.stderr):
+        raise_if_terminated()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
