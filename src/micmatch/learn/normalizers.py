@@ -228,6 +228,41 @@ def _prepare(pairs: Sequence[AlignedPair], validation: Sequence[AlignedPair] | N
     return sample_rate, train, val
 
 
+
+def _fit_supervised(model: nn.Module, batch_loss: Callable, validate: Callable[[], float], *, n: int,
+                    batch_size: int, epochs: int, patience: int, learning_rate: float, gen: torch.Generator,
+                    dev: torch.device, best: float, progress: bool, desc: str, min_batch: int = 1) -> tuple:
+    """Adam over shuffled batches of ``n`` examples (``batch_loss(idx)``), validated after every epoch, stopped
+    early after ``patience`` epochs without a gain of 1e-4 dB, and left holding the best weights.
+
+    Returns ``(best, best_epoch, history)``; ``best`` starts at the score to beat (the untrained model's, or inf).
+    """
+    best_state, best_epoch, history = copy.deepcopy(model.state_dict()), 0, []
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    with _progress(epochs, progress, desc) as bar:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = torch.randperm(n, generator=gen).to(dev)
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                if idx.numel() < min_batch:
+                    continue
+                loss = batch_loss(idx)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            score = validate()
+            history.append(round(score, 4))
+            if score < best - 1e-4:
+                best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
+            bar.set_postfix(val_lsd=f"{score:.2f} dB", best=f"{best:.2f}")
+            bar.update(1)
+            if epoch - best_epoch >= patience:
+                break
+    model.load_state_dict(best_state)
+    return best, best_epoch, history
+
+
 def fit_ratio_net(
     pairs: Sequence[AlignedPair],
     *,
@@ -343,35 +378,20 @@ def fit_ratio_net(
 
     with torch.no_grad():
         uncorrected = float(_lsd_loss(dev_va_t, ref_va_t, floor_db))
-    best, best_state, best_epoch, history = validate(), copy.deepcopy(model.state_dict()), 0, []
-    initial = best
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    initial = validate()
     gen = torch.Generator().manual_seed(seed)
-    n = x_tr_t.shape[0]
-    with _progress(epochs, progress, "ratio-net") as bar:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(n, generator=gen).to(dev)
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                if idx.numel() < 2:
-                    continue
-                est = dev_tr_t[idx] + model(x_tr_t[idx])
-                loss = _lsd_loss(est, ref_tr_t[idx], floor_db)
-                if long_term_weight:
-                    loss = loss + long_term_weight * _long_term_loss(est, ref_tr_t[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            score = validate()
-            history.append(round(score, 4))
-            if score < best - 1e-4:
-                best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
-            bar.set_postfix(val_lsd=f"{score:.2f} dB", best=f"{best:.2f}")
-            bar.update(1)
-            if epoch - best_epoch >= patience:
-                break
-    model.load_state_dict(best_state)
+
+    def batch_loss(idx):
+        est = dev_tr_t[idx] + model(x_tr_t[idx])
+        loss = _lsd_loss(est, ref_tr_t[idx], floor_db)
+        if long_term_weight:
+            loss = loss + long_term_weight * _long_term_loss(est, ref_tr_t[idx])
+        return loss
+
+    best, best_epoch, history = _fit_supervised(
+        model, batch_loss, validate, n=x_tr_t.shape[0], batch_size=batch_size, epochs=epochs, patience=patience,
+        learning_rate=learning_rate, gen=gen, dev=dev, best=initial, progress=progress, desc="ratio-net",
+        min_batch=2)
     model.cpu().eval()
     summary = {"validation_lsd_db": round(best, 4), "validation_lsd_identity_db": round(initial, 4),
                "validation_lsd_uncorrected_db": round(uncorrected, 4), "best_epoch": best_epoch,
@@ -579,30 +599,17 @@ def fit_eq_net(
     usable = [p for p in val if p.reference.shape[-1] >= n_fft]
     uncorrected = float(np.mean([log_spectral_distance(p.reference, p.device, n_fft=n_fft, hop_length=n_fft // 4)
                                  for p in usable])) if usable else math.nan
-    best, best_state, best_epoch, history = math.inf, copy.deepcopy(model.state_dict()), 0, []
-    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    with _progress(epochs, progress, "eq-net") as bar:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            order = torch.randperm(n, generator=gen).to(dev)
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                y = model(dev_t[idx])
-                loss = torch.mean(torch.abs(y - ref_t[idx]))
-                if stft_loss_weight:
-                    loss = loss + stft_loss_weight * _multi_resolution_stft_loss(y, ref_t[idx], stft_sizes)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            score = validate()
-            history.append(round(score, 4))
-            if score < best - 1e-4:
-                best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
-            bar.set_postfix(val_lsd=f"{score:.2f} dB", best=f"{best:.2f}")
-            bar.update(1)
-            if epoch - best_epoch >= patience:
-                break
-    model.load_state_dict(best_state)
+
+    def batch_loss(idx):
+        y = model(dev_t[idx])
+        loss = torch.mean(torch.abs(y - ref_t[idx]))
+        if stft_loss_weight:
+            loss = loss + stft_loss_weight * _multi_resolution_stft_loss(y, ref_t[idx], stft_sizes)
+        return loss
+
+    best, best_epoch, history = _fit_supervised(
+        model, batch_loss, validate, n=n, batch_size=batch_size, epochs=epochs, patience=patience,
+        learning_rate=learning_rate, gen=gen, dev=dev, best=math.inf, progress=progress, desc="eq-net")
     model.cpu().eval()
     normalizer.summary = {
         "validation_lsd_db": round(best, 4) if math.isfinite(best) else None,
