@@ -305,3 +305,31 @@ def test_a_swallowed_termination_stops_the_batch_at_the_next_item(monkeypatch):
     monkeypatch.setattr(outputs, "_received", signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         outputs.raise_if_terminated()
+
+
+def test_an_interruption_swallowed_by_a_finalizer_prints_no_traceback(monkeypatch, capsys):
+    # The swallowed exception reaches sys.unraisablehook, which Python would print as "Exception ignored in ...
+    # Traceback"; under handle_termination it is dropped quietly (raise_if_terminated raises it again).
+    import gc
+
+    class Finalized:
+        def __del__(self):
+            raise outputs.Terminated("terminated by signal 15")
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    previous = outputs.handle_termination()
+    try:
+        monkeypatch.setattr(outputs, "_received", signal.SIGTERM)
+        Finalized()
+        gc.collect()
+        assert not reported and capsys.readouterr().err == ""
+        with pytest.raises(outputs.Terminated):
+            outputs.raise_if_terminated()
+        monkeypatch.setattr(outputs, "_received", None)  # no signal received: reported as Python would
+        Finalized()
+        gc.collect()
+        assert len(reported) == 1
+    finally:
+        outputs.restore_termination(previous)
+    assert sys.unraisablehook == reported.append

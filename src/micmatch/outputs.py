@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import signal
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -179,6 +180,17 @@ def raise_if_terminated() -> None:
         raise _interrupted(_received)
 
 
+def _quiet_unraisable(previous):
+    """An ``sys.unraisablehook`` that drops the interruption raised by :func:`_on_signal` inside a finalizer
+    (Python would print it with a traceback and go on); :func:`raise_if_terminated` raises it again where it can
+    stop the batch. Anything else goes to the previous hook."""
+    def hook(unraisable):
+        if _received is not None and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        previous(unraisable)
+    return hook
+
+
 def handle_termination():
     """Make SIGTERM raise :class:`Terminated` (a KeyboardInterrupt) in the main thread, as SIGINT does, and
     remember either signal for :func:`raise_if_terminated`.
@@ -186,14 +198,21 @@ def handle_termination():
     Returns the previous handlers (for :func:`restore_termination`), or None outside the main thread, where
     signals are left alone."""
     try:
-        return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:
         return None
+    previous["unraisablehook"] = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+    return previous
 
 
 def restore_termination(previous) -> None:
     """Put back the handlers that :func:`handle_termination` replaced."""
     if previous is not None:
+        previous = dict(previous)
+        hook = previous.pop("unraisablehook", None)
+        if hook is not None:
+            sys.unraisablehook = hook
         for sig, handler in previous.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(sig, handler)
