@@ -18,7 +18,7 @@ from micmatch.audio import load
 from micmatch.bench.plan import DevicePlan
 from micmatch.corpus import Corpus
 from micmatch.errors import CorpusError
-from micmatch.simulate import ImpulseResponse, load_ir, record_with_ir
+from micmatch.simulate import ImpulseResponse, apply_device_chain, draw_device_chain, load_ir, record_with_ir
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,16 @@ class MismatchConfig:
     of training clips that each seen device records (the rest are the reference's). ``noise_floor_db`` and
     ``band_hz`` apply to every simulated device. ``max_train`` / ``max_test`` subsample the splits (seeded,
     stratified by label).
+
+    ``device_chain`` (default on) records every simulated device through its impulse response *and* a phone or
+    laptop recording chain drawn for it from the data seed (:func:`~micmatch.simulate.draw_device_chain`: band
+    limits, a coloured noise floor, a compressor or automatic gain control, recording level, soft clipping), so
+    that devices differ as real ones do and not by their frequency response alone. Off, a device is its impulse
+    response (plus ``noise_floor_db`` and ``band_hz`` when set).
+
+    ``umc_*`` set the converter that recipe ``umc`` trains during the run (:mod:`micmatch.bench.umc`): a
+    preset of :data:`micmatch.learn.converter.PRESETS`, its epochs, how many reference clips and how many
+    augmentation devices it trains on.
     """
 
     n_seen: int = 2
@@ -44,6 +54,11 @@ class MismatchConfig:
     sc_max_cut_db: float = 30.0
     noise_floor_db: float | None = None
     band_hz: tuple[float, float] | None = None
+    device_chain: bool = True
+    umc_preset: str = "cpu-smoke"
+    umc_epochs: int = 10
+    umc_clips: int = 1200
+    umc_devices: int = 6
     aug_p: float = 0.5
     mixup_alpha: float = 0.4
     epochs: int = 20
@@ -58,7 +73,8 @@ class MismatchConfig:
     @classmethod
     def quick(cls, **overrides) -> MismatchConfig:
         """A reduced configuration: a few hundred clips, fewer devices and epochs (minutes on two CPU cores)."""
-        base = dict(n_seen=1, n_unseen=2, epochs=10, max_train=600, max_test=150, n_mels=32, calibration_clips=8)
+        base = dict(n_seen=1, n_unseen=2, epochs=10, max_train=600, max_test=150, n_mels=32, calibration_clips=8,
+                    umc_epochs=3, umc_clips=400)
         base.update(overrides)
         return cls(**base)
 
@@ -89,7 +105,9 @@ class MismatchData:
 
     ``assign`` gives each training clip's device index (into ``plan.devices``) for the normal recipes,
     ``assign_ideal`` for ``ideal`` (uniform over all devices); ``calibration`` indexes training clips that
-    stand for a device's unlabeled calibration recordings.
+    stand for a device's unlabeled calibration recordings. ``chains`` holds each simulated device's recording
+    chain (device name -> parameters of :func:`~micmatch.simulate.draw_device_chain`; empty when
+    ``config.device_chain`` is off).
     """
 
     sample_rate: int
@@ -105,6 +123,7 @@ class MismatchData:
     assign: np.ndarray
     assign_ideal: np.ndarray
     calibration: np.ndarray
+    chains: dict[str, dict] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def record(self, waves: np.ndarray, device: int, purpose: str) -> np.ndarray:
@@ -114,6 +133,11 @@ class MismatchData:
             return waves
         cfg = self.config
         rng = np.random.default_rng([cfg.data_seed, device, sum(map(ord, purpose))])
+        chain = self.chains.get(dev.name)
+        if chain is not None:  # the device's own chain; its noise differs between training, test and calibration
+            chain = {**chain, "noise": {**chain["noise"], "seed": int(rng.integers(0, 2**31 - 1))}}
+            return apply_device_chain(waves, self.sample_rate, chain, ir=self.irs[dev.name]).astype(
+                np.float32, copy=False)
         low, high = cfg.band_hz if cfg.band_hz else (None, None)
         return record_with_ir(waves, self.sample_rate, self.irs[dev.name], noise_floor_db=cfg.noise_floor_db,
                               low_hz=low, high_hz=high, rng=rng).astype(np.float32, copy=False)
@@ -182,8 +206,15 @@ def prepare_data(corpus: Corpus, plan: DevicePlan, config: MismatchConfig) -> Mi
     if k < 1:
         raise CorpusError(f"calibration_clips={config.calibration_clips} must be >= 1")
     calibration = np.sort(rng.choice(n_train, size=k, replace=False))
+    chains = {}
+    if config.device_chain:
+        for i, d in enumerate(plan.devices):
+            if d.path is not None:
+                chains[d.name] = draw_device_chain(np.random.default_rng([config.data_seed, i, 11]), sample_rate,
+                                                   ir=d.path.name)
     return MismatchData(sample_rate, corpus.classes, plan, config, waves(train), corpus.label_indices(train),
-                        waves(test), corpus.label_indices(test), irs, aug, assign, assign_ideal, calibration)
+                        waves(test), corpus.label_indices(test), irs, aug, assign, assign_ideal, calibration,
+                        chains)
 
 
 __all__ = ["MismatchConfig", "MismatchData", "prepare_data"]

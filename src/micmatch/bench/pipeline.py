@@ -1,6 +1,7 @@
 """The torch pipeline of one recipe: waveform batches to features, on whichever device the batch lives.
 
 Order: waveform augmentations (training only) -> mel energies -> log (dB) or the recipe's compression ->
+feature augmentations of the reference device's clips (training only: the device converter) ->
 per-spectrogram normalizations -> per-device standardization. Training-batch augmentations (mixup, ...) act on
 features and targets together (:class:`BatchAugment`). Every random draw comes from the generator passed in.
 """
@@ -19,7 +20,8 @@ class FrontEnd(nn.Module):
     """Waveforms to the features of ``recipe`` for the benchmark ``data``.
 
     ``device_std`` is a fitted :class:`~micmatch.learn.transforms.PerDeviceStandardize` (recipes with
-    ``device_std``), set after fitting with :meth:`set_device_std`.
+    ``device_std``), set after fitting with :meth:`set_device_std`. Feature augmentations change only the rows
+    whose device index is the reference's (0), or every row when no indices are given.
 
     Shape: ``(batch, n_samples)`` -> ``(batch, n_mels, n_frames)``.
     """
@@ -29,15 +31,25 @@ class FrontEnd(nn.Module):
         self.logmel = LogMel(data.config.logmel(data.sample_rate))
         self.wave = nn.ModuleList([build_step(s, data) for s in recipe.wave_augment])
         self.compress = None if recipe.compress == "log" else build_step(recipe.compress, data)
+        self.feature_aug = nn.ModuleList([build_step(s, data) for s in recipe.feature_augment])
         self.clip = nn.ModuleList([build_step(s, data) for s in recipe.clip_norms])
         self.device_std: nn.Module | None = None
 
     def set_device_std(self, module: nn.Module) -> None:
         self.device_std = module
 
-    def features(self, waves: torch.Tensor) -> torch.Tensor:
-        """Features before device statistics, without augmentation."""
+    def features(self, waves: torch.Tensor, device_index: torch.Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Features before device statistics; feature augmentations only in training mode."""
         x = self.logmel(waves) if self.compress is None else self.compress(self.logmel.mel(waves))
+        if self.training and len(self.feature_aug):
+            rows = (torch.arange(x.shape[0], device=x.device) if device_index is None
+                    else torch.nonzero(device_index == 0).flatten())
+            if rows.numel():
+                part = x[rows]
+                for aug in self.feature_aug:
+                    part = aug(part, generator=generator)
+                x = x.index_copy(0, rows, part)
         for norm in self.clip:
             x = norm(x)
         return x
@@ -47,7 +59,7 @@ class FrontEnd(nn.Module):
         if self.training:
             for aug in self.wave:
                 waves = aug(waves, generator=generator)
-        x = self.features(waves)
+        x = self.features(waves, device_index, generator=generator)
         if self.device_std is not None:
             x = self.device_std(x, device_index)
         return x

@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from micmatch.errors import CorpusError
 
 #: Kinds of steps, in pipeline order: waveform augmentation (training only), compression of mel energies,
-#: normalization per spectrogram, augmentation of training batches (features and targets).
-STEP_KINDS = ("wave_augment", "compress", "clip_norms", "batch_augment")
+#: augmentation of the reference device's log-mel features (training only), normalization per spectrogram,
+#: augmentation of training batches (features and targets).
+STEP_KINDS = ("wave_augment", "compress", "feature_augment", "clip_norms", "batch_augment")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ def _dir_aug_settings(data) -> dict:
     return {"irs": [str(p) for p in data.plan.aug_irs], "p": data.config.aug_p}
 
 
+def _umc(data, arg):
+    from micmatch.bench.umc import converter_augment
+
+    return converter_augment(data, arg)
+
+
 #: Step name -> implementation. The one place where recipe steps meet the torch modules.
 STEPS: dict[str, Step] = {
     "dir-aug": Step("wave_augment", _from_registry("dir-aug", _dir_aug_settings)),
@@ -71,6 +78,8 @@ STEPS: dict[str, Step] = {
     "filteraugment": Step("batch_augment", _from_registry("filteraugment")),
     "freq-mixstyle": Step("batch_augment", _from_registry("freq-mixstyle", lambda d: {"p": d.config.aug_p,
                                                                                        "alpha": 0.3})),
+    # Without an argument the converter is trained in the run, on the augmentation devices (bench.umc).
+    "umc": Step("feature_augment", _umc, takes="CONVERTER"),
 }
 
 
@@ -105,10 +114,12 @@ class Recipe:
 
     Steps, in pipeline order: ``ideal`` (train on every device), ``correct`` (unaligned spectrum correction of
     each clip's waveform to the reference), ``wave_augment`` (training waveforms, redrawn every batch),
-    ``compress`` (``"log"`` dB or a compression step such as ``"pcen"``), ``clip_norms`` (per spectrogram),
+    ``compress`` (``"log"`` dB or a compression step such as ``"pcen"``), ``feature_augment`` (the reference
+    device's training log-mel features, in dB: the device converter), ``clip_norms`` (per spectrogram),
     ``device_std`` (per-device standardization), ``batch_augment`` (training-batch transforms: mixup,
     filteraugment, freq-mixstyle). Step names are keys of :data:`STEPS`, with ``:ARG`` once bound.
-    ``argument`` names what the recipe takes after ``name:`` (None: nothing).
+    ``argument`` names what the recipe takes after ``name:`` (None: nothing); with ``argument_optional`` the
+    recipe may also be written without one (its steps then get None).
     """
 
     name: str
@@ -121,26 +132,35 @@ class Recipe:
     batch_augment: tuple[str, ...] = ()
     description: str = ""
     argument: str | None = None
+    feature_augment: tuple[str, ...] = ()
+    argument_optional: bool = False
 
     def steps(self) -> list[str]:
         """Every step name of the recipe in pipeline order (the compression only when it is not ``log``)."""
         compress = [] if self.compress == "log" else [self.compress]
-        return [*self.wave_augment, *compress, *self.clip_norms, *self.batch_augment]
+        return [*self.wave_augment, *compress, *self.feature_augment, *self.clip_norms, *self.batch_augment]
 
 
 def compose(a: Recipe, b: Recipe) -> Recipe:
-    """``a+b``: every step of both (steps of ``a`` first); two different compressions cannot be combined."""
+    """``a+b``: every step of both (steps of ``a`` first); two different compressions cannot be combined, and
+    feature augmentations (which work on log-mel in dB) do not follow another compression."""
     if a.compress != "log" and b.compress != "log" and a.compress != b.compress:
         raise CorpusError(f"recipes {a.name!r} and {b.name!r} both replace the log compression; pick one")
+    compress = a.compress if a.compress != "log" else b.compress
+    feature_augment = a.feature_augment + tuple(v for v in b.feature_augment if v not in a.feature_augment)
+    if feature_augment and compress != "log":
+        raise CorpusError(f"recipes {a.name!r} and {b.name!r}: {', '.join(feature_augment)} converts log-mel "
+                          f"features in dB and cannot follow the compression {compress!r}; drop one")
 
     def merged(x: tuple, y: tuple) -> tuple:
         return x + tuple(v for v in y if v not in x)
 
     return Recipe(
-        f"{a.name}+{b.name}", a.ideal or b.ideal, a.correct or b.correct, merged(a.wave_augment, b.wave_augment),
-        a.compress if a.compress != "log" else b.compress, merged(a.clip_norms, b.clip_norms),
-        a.device_std or b.device_std, merged(a.batch_augment, b.batch_augment),
-        f"{a.description}; {b.description}")
+        f"{a.name}+{b.name}", ideal=a.ideal or b.ideal, correct=a.correct or b.correct,
+        wave_augment=merged(a.wave_augment, b.wave_augment), compress=compress,
+        clip_norms=merged(a.clip_norms, b.clip_norms), device_std=a.device_std or b.device_std,
+        batch_augment=merged(a.batch_augment, b.batch_augment), description=f"{a.description}; {b.description}",
+        feature_augment=feature_augment)
 
 
 def bind(recipe: Recipe, argument: str) -> Recipe:
@@ -153,8 +173,9 @@ def bind(recipe: Recipe, argument: str) -> Recipe:
     if compress != "log" and STEPS[compress].takes:
         compress = f"{compress}:{argument}"
     return replace(recipe, name=f"{recipe.name}:{argument}", wave_augment=bound(recipe.wave_augment),
-                   compress=compress, clip_norms=bound(recipe.clip_norms), batch_augment=bound(recipe.batch_augment),
-                   description=f"{recipe.description} ({argument})", argument=None)
+                   compress=compress, feature_augment=bound(recipe.feature_augment),
+                   clip_norms=bound(recipe.clip_norms), batch_augment=bound(recipe.batch_augment),
+                   description=f"{recipe.description} ({argument})", argument=None, argument_optional=False)
 
 
 #: The named remedies.
@@ -199,6 +220,10 @@ for _r in [
            description="synthetic frequency-response differences (Unified Microphone Conversion paper, p=0.5)"),
     Recipe("filteraugment", batch_augment=("filteraugment",), description="FilterAugment (random band gains)"),
     Recipe("freq-mixstyle", batch_augment=("freq-mixstyle",), description="Freq-MixStyle (p=0.5, alpha 0.3)"),
+    Recipe("umc", feature_augment=("umc",), argument="CONVERTER", argument_optional=True,
+           description="device converter (Unified Microphone Conversion paper): reference-device training features "
+                       "converted to augmentation devices and synthetic differences (p=0.5); umc trains the "
+                       "converter in the run, umc:CONVERTER loads a trained one"),
 ]:
     register_recipe(_r)
 
@@ -206,6 +231,8 @@ for _r in [
 def _one(part: str) -> Recipe:
     name, arg = split_step(part)
     recipe = RECIPES[name]
+    if recipe.argument and not arg and recipe.argument_optional:
+        return recipe
     if recipe.argument and not arg:
         raise CorpusError(f"recipe {name} needs an argument: write {name}:{recipe.argument}")
     if arg is not None and not recipe.argument:
@@ -217,6 +244,11 @@ def parse_recipe(spec: str) -> Recipe:
     """A recipe by name, ``name:ARG`` for one that takes an argument, several joined with ``+`` (``"sc+mixup"``).
 
     Arguments cannot contain ``+``.
+
+    Raises
+    ------
+    CorpusError
+        Unknown names, a missing or unexpected argument, or remedies that cannot be combined.
     """
     parts = [p.strip() for p in spec.split("+") if p.strip()]
     if not parts:

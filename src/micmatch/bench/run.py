@@ -106,7 +106,7 @@ def prepare(data: MismatchData, recipe: Recipe) -> Prepared:
         n = data.test_waves.shape[0]
         waves = corrected(data.test_set(i), np.full(n, i), data, recipe)
         test[i] = compute_features(front, waves, np.full(n, i), device=dev)
-    per_batch = bool(recipe.wave_augment)
+    per_batch = bool(recipe.wave_augment or recipe.feature_augment)
     inputs = torch.as_tensor(train_waves, device=dev) if per_batch else train
     return Prepared(inputs, train_dev, train, test, front, per_batch)
 
@@ -206,7 +206,12 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
     info = {"wall_s": round(time.perf_counter() - start, 1), "recipe_wall_s": timings, "hardware": hardware(config),
             "sample_rate": data.sample_rate, "n_train": int(data.train_waves.shape[0]),
             "n_test": int(data.test_waves.shape[0]), "classes": list(data.classes),
-            "recipes": {r.name: r.description for r in parsed}}
+            "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains}
+    converter = data._cache.get("umc-converter")
+    if converter is not None:
+        info["umc_converter"] = {"train_seconds": round(converter.info.get("train_seconds", 0.0), 1),
+                                 "last_epoch": (converter.info.get("history") or [None])[-1],
+                                 "devices": sorted(converter.info.get("simulated_devices") or {})}
     return MismatchResult(plan, config, list(seeds), runs, info)
 
 

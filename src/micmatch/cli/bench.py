@@ -17,7 +17,12 @@ def _names(value: str | None) -> list[str] | None:
 
 
 def _known_recipes() -> str:
-    return ", ".join(name + (f":{r.argument}" if r.argument else "") for name, r in RECIPES.items())
+    def spelled(name, r):
+        if not r.argument:
+            return name
+        return f"{name}[:{r.argument}]" if r.argument_optional else f"{name}:{r.argument}"
+
+    return ", ".join(spelled(name, r) for name, r in RECIPES.items())
 
 
 @click.group("bench")
