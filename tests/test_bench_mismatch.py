@@ -283,3 +283,27 @@ def test_classification_metrics():
         device_gap({"a": 1.0}, "z")
     with pytest.raises(ValueError, match="at least one device besides the reference"):
         device_gap({"a": 1.0}, "a")
+
+
+def test_devices_record_through_their_drawn_chain_by_default(setup):
+    from micmatch.bench.data import prepare_data
+    from micmatch.corpus import load_corpus
+    from micmatch.simulate import list_irs, record_with_ir
+
+    corpus, irs, _ = setup
+    cfg = _tiny()
+    plan = plan_devices(list_irs(irs), n_seen=1, n_unseen=2, seed=0)
+    data = prepare_data(load_corpus(corpus, seed=0), plan, cfg)
+    tested = [d.name for d in plan.devices if d.path is not None]
+    assert sorted(data.chains) == sorted(tested)
+    assert prepare_data(load_corpus(corpus, seed=0), plan, cfg).chains == data.chains  # drawn from the data seed
+    plain = prepare_data(load_corpus(corpus, seed=0), plan, replace(cfg, device_chain=False))
+    assert plain.chains == {}
+    i = plan.names.index(tested[-1])
+    ir_only = record_with_ir(data.test_waves, SR, data.irs[tested[-1]])
+    np.testing.assert_allclose(plain.test_set(i), ir_only, atol=1e-6)
+    assert np.abs(data.test_set(i) - ir_only).max() > 1e-3  # the chain changes the recording
+    # Training and test recordings of one device draw their own noise.
+    assert not np.allclose(data.record(data.test_waves[:2], i, "train"), data.record(data.test_waves[:2], i, "test"))
+    with pytest.raises(CorpusError, match="set device_chain=False"):
+        prepare_data(load_corpus(corpus, seed=0), plan, replace(cfg, noise_floor_db=-60.0))

@@ -179,6 +179,9 @@ class MismatchData:
 def prepare_data(corpus: Corpus, plan: DevicePlan, config: MismatchConfig) -> MismatchData:
     """Load the corpus's clips (cut or padded to ``config.clip_s``), the impulse responses, and draw the
     training-set device assignments and calibration clips from ``config.data_seed``."""
+    if config.device_chain and (config.noise_floor_db is not None or config.band_hz is not None):
+        raise CorpusError("noise_floor_db and band_hz set one noise floor and band for every device, but with "
+                          "device_chain each device draws its own: set device_chain=False to use them")
     train = _subsample(corpus, corpus.train, config.max_train, config.data_seed)
     test = _subsample(corpus, corpus.test, config.max_test, config.data_seed + 1)
     _, sample_rate = load(train[0].path, channels="mix")

@@ -60,13 +60,20 @@ def bench() -> None:
 @click.option("--seen-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of training clips recorded by each seen device [0.075].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [20; quick 10].")
-@click.option("--noise-floor-db", type=float, default=None, help="Noise floor of every simulated device (dBFS).")
+@click.option("--noise-floor-db", type=float, default=None,
+              help="Noise floor of every simulated device (dBFS); only with --no-device-chain.")
+@click.option("--device-chain/--no-device-chain", default=True, show_default=True,
+              help="Record each simulated device through its impulse response and a phone/laptop chain drawn from "
+                   "--data-seed (band limits, noise floor, compressor or AGC, level, soft clipping); "
+                   "--no-device-chain: the impulse response alone.")
+@click.option("--umc-epochs", type=click.IntRange(1), default=None,
+              help="Epochs of the converter that recipe umc trains in the run [10; quick 3].")
 @click.option("--data-seed", type=int, default=0, show_default=True,
               help="Seed of the device draw, split, seen-clip and calibration-clip choices.")
 @click.option("--device", "torch_device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, out_dir, quick, calibration_clips,
              n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             data_seed, torch_device) -> None:
+             device_chain, umc_epochs, data_seed, torch_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
@@ -84,8 +91,12 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     prepare_output_dir(out_dir, [d for d in (data_dir, irs_dir, aug_irs_dir) if d])
     overrides = {k: v for k, v in dict(calibration_clips=calibration_clips, n_seen=n_seen, n_unseen=n_unseen,
                                        seen_fraction=seen_fraction, epochs=epochs,
-                                       noise_floor_db=noise_floor_db).items() if v is not None}
-    overrides.update(data_seed=data_seed, device=torch_device)
+                                       noise_floor_db=noise_floor_db, umc_epochs=umc_epochs).items()
+                 if v is not None}
+    if noise_floor_db is not None and device_chain:
+        raise CorpusError("--noise-floor-db sets one noise floor for every device, but each device's chain draws "
+                          "its own: add --no-device-chain to use it")
+    overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain)
     config = MismatchConfig.quick(**overrides) if quick else MismatchConfig(**overrides)
     n_seeds = n_seeds or (2 if quick else 3)
     recipe_list = _names(recipes)
