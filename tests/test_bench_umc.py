@@ -49,6 +49,17 @@ def test_umc_trains_a_converter_on_augmentation_devices_only_and_is_deterministi
     assert set(first.runs) == {"baseline", "umc", "umc+sc"}
 
 
+def test_the_trained_converter_is_saved_and_reusable(setup, tmp_path):
+    from micmatch.bench.mismatch import write_results
+
+    corpus, irs, aug = setup
+    result = run_benchmark(corpus, irs, recipes=["umc"], seeds=[0], config=_tiny(epochs=1, **UMC), aug_irs_dir=aug)
+    paths = write_results(result, tmp_path / "out", chart=False)
+    again = run_benchmark(corpus, irs, recipes=[f"umc:{paths['converter']}"], seeds=[0],
+                          config=_tiny(epochs=1, **UMC), aug_irs_dir=aug)
+    assert again.runs[f"umc:{paths['converter']}"] == result.runs["umc"]  # the same converter, the same draws
+
+
 def test_umc_with_a_trained_converter_and_its_checks(setup, tmp_path):
     corpus, irs, aug = setup
     good = _converter(_tiny().n_mels).save(tmp_path / "good.conv")

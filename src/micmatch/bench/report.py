@@ -31,6 +31,9 @@ class MismatchResult:
     seeds: list[int]
     runs: dict[str, list[dict]]
     info: dict = field(default_factory=dict)
+    #: Trained models of the run, kept out of the JSON (``"umc-converter"``: the converter recipe umc trained);
+    #: :func:`write_results` saves them beside the tables.
+    models: dict = field(default_factory=dict, compare=False, repr=False)
 
     def summary(self) -> dict:
         """Mean and standard deviation over seeds of every score (see :func:`summarize`)."""
@@ -126,7 +129,8 @@ def to_markdown(result: MismatchResult) -> str:
 
 def write_results(result: MismatchResult, out_dir: str | os.PathLike, *, command: str | None = None,
                   chart: bool = True) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and (``chart``) ``accuracy.png`` into ``out_dir`` atomically."""
+    """Write ``results.json``, ``results.md`` and (``chart``) ``accuracy.png`` into ``out_dir`` atomically, and
+    ``umc-converter.pt`` when recipe umc trained a converter (reusable as ``umc:PATH`` on the same devices)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = result.to_json()
@@ -156,6 +160,8 @@ def write_results(result: MismatchResult, out_dir: str | os.PathLike, *, command
         from micmatch.plot import plot_mismatch_bars
 
         paths["png"] = plot_mismatch_bars(result.summary(), out / "accuracy.png")
+    if result.models.get("umc-converter") is not None:
+        paths["converter"] = result.models["umc-converter"].save(out / "umc-converter.pt")
     return paths
 
 

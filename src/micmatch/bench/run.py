@@ -212,7 +212,8 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
         info["umc_converter"] = {"train_seconds": round(converter.info.get("train_seconds", 0.0), 1),
                                  "last_epoch": (converter.info.get("history") or [None])[-1],
                                  "devices": sorted(converter.info.get("simulated_devices") or {})}
-    return MismatchResult(plan, config, list(seeds), runs, info)
+    return MismatchResult(plan, config, list(seeds), runs, info,
+                          models={"umc-converter": converter} if converter is not None else {})
 
 
 __all__ = ["Prepared", "check_recipe", "corrected", "prepare", "run_benchmark", "run_recipe"]
