@@ -36,7 +36,7 @@ def bench() -> None:
 @click.option("--irs", "irs_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of device impulse responses: the simulated devices.")
 @click.option("--aug-irs", "aug_irs_dir", type=click.Path(exists=True, file_okay=False),
-              help="Folder of augmentation impulse responses for dir-aug (must not hold a test device).")
+              help="Folder of augmentation impulse responses for dir-aug and umc (must not hold a test device).")
 @click.option("--aug-from-rest", is_flag=True,
               help="Use the --irs files that are not benchmark devices as augmentation IRs (a seeded split).")
 @click.option("--recipes", default="baseline,ideal,sc", show_default=True,
@@ -45,7 +45,7 @@ def bench() -> None:
 @click.option("--seeds", "n_seeds", default=None, type=click.IntRange(1),
               help="Number of training seeds (0, 1, ...) per recipe [3; quick 2].")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for results.md, results.json and accuracy.png.")
+              help="Folder for results.md, results.json, accuracy.png (and umc-converter.pt after recipe umc).")
 @click.option("--quick", is_flag=True,
               help="Reduced configuration (600 training and 150 test clips, 2 unseen and 1 seen device, 10 epochs, "
                    "2 seeds): a few minutes on two CPU cores.")
@@ -77,8 +77,11 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
-    Recipes are listed under --recipes. Features, normalizations and augmentations run batched in torch on
-    --device, with the classifier.
+    Each simulated device is an impulse response from --irs plus a phone/laptop recording chain drawn for it
+    from --data-seed (band limits, noise floor, compressor or AGC, level, soft clipping); --no-device-chain
+    keeps the impulse response alone. Recipes are listed under --recipes. Features, normalizations and
+    augmentations run batched in torch on --device, with the classifier. Recipe umc trains a device converter
+    on the augmentation devices first (--umc-epochs); umc:CONVERTER uses one from `micmatch train converter`.
 
     \b
     Example:

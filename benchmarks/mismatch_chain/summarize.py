@@ -1,0 +1,89 @@
+"""Pool the device-chain mismatch runs of several data seeds into one table (``summary.md`` and ``summary.json``).
+
+Each ``data-seed-N/results.json`` is one ``micmatch bench mismatch`` run (its own random device draw). A run's
+score is the mean accuracy over its unseen devices. Per recipe: mean and sample standard deviation over every
+(data seed, training seed) run; the baseline-to-ideal gap and the share of it closed, per data seed and then
+averaged; and, for the converter recipes, the paired difference to each augmentation recipe (same data seed and
+training seed) against the two recipes' pooled standard deviation.
+
+    python benchmarks/mismatch_chain/summarize.py [FOLDER]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+COMPARE = ("dir-aug", "synth-fr-aug", "freq-mixstyle")
+
+
+def unseen_scores(doc: dict, recipe: str) -> list[float]:
+    unseen = doc["plan"]["unseen"]
+    return [float(np.mean([run[d]["accuracy"] for d in unseen])) for run in doc["runs"][recipe]]
+
+
+def summarize(folder: Path) -> dict:
+    docs = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("data-seed-*/results.json"))}
+    if not docs:
+        raise SystemExit(f"{folder}: no data-seed-*/results.json")
+    recipes = [r for r in next(iter(docs.values()))["runs"] if all(r in d["runs"] for d in docs.values())]
+    scores = {r: {k: unseen_scores(d, r) for k, d in docs.items()} for r in recipes}
+    out: dict = {"data_seeds": list(docs), "recipes": {}, "gaps": {}, "comparisons": {}}
+    for k in docs:
+        out["gaps"][k] = float(np.mean(scores["ideal"][k]) - np.mean(scores["baseline"][k]))
+    for r in recipes:
+        flat = [v for k in docs for v in scores[r][k]]
+        closed = [(np.mean(scores[r][k]) - np.mean(scores["baseline"][k])) / out["gaps"][k] for k in docs]
+        out["recipes"][r] = {"mean": float(np.mean(flat)), "std": float(np.std(flat, ddof=1)),
+                             "per_data_seed": {k: float(np.mean(scores[r][k])) for k in docs},
+                             "gap_closed": float(np.mean(closed)), "n_runs": len(flat)}
+    for r in recipes:
+        if not r.startswith("umc"):
+            continue
+        for other in COMPARE:
+            if other not in scores:
+                continue
+            diff = [a - b for k in docs for a, b in zip(scores[r][k], scores[other][k])]
+            pooled = float(np.sqrt((out["recipes"][r]["std"] ** 2 + out["recipes"][other]["std"] ** 2) / 2))
+            out["comparisons"][f"{r} vs {other}"] = {
+                "difference": float(np.mean(diff)), "paired_std": float(np.std(diff, ddof=1)),
+                "pooled_std": pooled, "in_pooled_stds": float(np.mean(diff) / pooled) if pooled else None}
+    return out
+
+
+def to_markdown(s: dict) -> str:
+    seeds = s["data_seeds"]
+    lines = ["# Device-chain protocol: pooled over data seeds", "",
+             "Unseen-device accuracy (%), mean ± sample std over every (data seed, training seed) run; gap closed "
+             "= (recipe - baseline) / (ideal - baseline) per data seed, then averaged.", "",
+             "| recipe | unseen acc (%) | " + " | ".join(seeds) + " | gap closed |",
+             "|---|---|" + "---|" * len(seeds) + "---|"]
+    for r, v in s["recipes"].items():
+        per = " | ".join(f"{100 * v['per_data_seed'][k]:.1f}" for k in seeds)
+        lines.append(f"| {r} | {100 * v['mean']:.1f} ± {100 * v['std']:.1f} | {per} | {100 * v['gap_closed']:.0f}% |")
+    lines += ["", "Baseline-to-ideal gap per data seed (points): "
+              + ", ".join(f"{k}: {100 * g:.1f}" for k, g in s["gaps"].items())
+              + f"; mean {100 * np.mean(list(s['gaps'].values())):.1f}.", ""]
+    if s["comparisons"]:
+        lines += ["| comparison | difference (points) | paired std | pooled std | difference / pooled std |",
+                  "|---|---|---|---|---|"]
+        for name, c in s["comparisons"].items():
+            lines.append(f"| {name} | {100 * c['difference']:+.1f} | {100 * c['paired_std']:.1f} | "
+                         f"{100 * c['pooled_std']:.1f} | {c['in_pooled_stds']:+.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
+    s = summarize(folder)
+    (folder / "summary.json").write_text(json.dumps(s, indent=1) + "\n")
+    (folder / "summary.md").write_text(to_markdown(s))
+    print(to_markdown(s))
+
+
+if __name__ == "__main__":
+    main()
