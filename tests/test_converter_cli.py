@@ -54,6 +54,10 @@ def test_train_on_simulated_devices(clips, tmp_path):
     assert model.feature_config.sample_rate == SR and model.config.n_mels == 16
     assert len(model.info["simulated_devices"]) == 2 and model.info["n_clips"] == 6
     assert set(model.info["domains"]) <= {"reference", *model.info["simulated_devices"]}
+    assert model.config.norm == "instance"
+    result = _run("--data", folder, "--irs", irs, "--devices", "2", "--generator-norm", "none", "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert Converter.load(out).config.norm == "none"
 
 
 def test_train_on_recorded_devices_with_responses(tmp_path, rng):

@@ -26,6 +26,9 @@ COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_conte
 @click.option("--discriminator", type=click.Choice(["per-domain", "conditional"]), default=None,
               help="One least-squares discriminator per device, or one conditioned on the device response "
                    "[per-domain].")
+@click.option("--generator-norm", type=click.Choice(["instance", "none"]), default="instance", show_default=True,
+              help="Normalisation in the generator: instance (the paper's; the learned part then cannot move a "
+                   "band's long-term level, only the offset does) or none.")
 @click.option("--devices", "n_devices", type=click.IntRange(1), default=None,
               help="Simulated devices drawn from --irs [cpu-smoke 6, full 12].")
 @click.option("--max-clips", type=click.IntRange(2), default=None, help="Use at most this many clips [cpu-smoke 1200].")
@@ -35,8 +38,8 @@ COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_conte
 @click.option("--compute", "torch_device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the device draw and the training.")
-def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, n_devices, max_clips, n_mels,
-              n_fft, hop_length, torch_device, seed) -> None:
+def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, generator_norm, n_devices,
+              max_clips, n_mels, n_fft, hop_length, torch_device, seed) -> None:
     """Train one converter for all devices: it maps log-mel features of one device to any other, given the
     response difference (Unified Microphone Conversion, after "Unified Microphone Conversion: Many-to-Many Device
     Mapping via Feature-wise Linear Modulation").
@@ -50,7 +53,7 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
 
     model = train_converter_from_folder(
         data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,
-        discriminator=discriminator, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
+        discriminator=discriminator, norm=generator_norm, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
         n_mels=n_mels, log=lambda line: click.echo(line, err=True))
     path = model.save(output)
     last = model.info["history"][-1]

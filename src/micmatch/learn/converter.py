@@ -54,6 +54,8 @@ FORMAT_VERSION = 1
 #: Name of the domain of the recordings as they are (a flat response) in simulated corpora.
 REFERENCE_DOMAIN = "reference"
 DISCRIMINATORS = ("per-domain", "conditional")
+#: Normalisation inside the generator: ``"instance"`` (the paper's, per clip and channel over time) or ``"none"``.
+NORMS = ("instance", "none")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class ConverterConfig:
     film_hidden: int = 128
     offset_skip: bool = True
     identity_init: bool = True
+    norm: str = "instance"
     mean_db: float = -40.0
     scale_db: float = 20.0
 
@@ -87,6 +90,8 @@ class ConverterConfig:
             raise ParameterError(f"kernel_size={self.kernel_size} must be odd (the output keeps its length)")
         if not self.scale_db > 0:
             raise ParameterError(f"scale_db={self.scale_db} must be positive")
+        if self.norm not in NORMS:
+            raise ParameterError(f"norm={self.norm!r} must be one of {', '.join(NORMS)}")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
 
     def to_json(self) -> dict:
@@ -95,6 +100,7 @@ class ConverterConfig:
     @classmethod
     def from_json(cls, doc: Mapping) -> ConverterConfig:
         known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        known.setdefault("norm", "instance")  # checkpoints written before the option existed
         if "dilations" in known:
             known["dilations"] = tuple(known["dilations"])
         return cls(**known)
@@ -131,13 +137,14 @@ class FiLMEncoder(nn.Module):
 
 
 class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int, kernel_size: int, dilation: int) -> None:
+    def __init__(self, channels: int, kernel_size: int, dilation: int, norm: str = "instance") -> None:
         super().__init__()
         pad = dilation * (kernel_size // 2)
+        instance = norm == "instance"
         self.conv1 = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation)
-        self.norm1 = nn.InstanceNorm1d(channels, affine=False)
+        self.norm1 = nn.InstanceNorm1d(channels, affine=False) if instance else nn.Identity()
         self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation)
-        self.norm2 = nn.InstanceNorm1d(channels, affine=True)
+        self.norm2 = nn.InstanceNorm1d(channels, affine=True) if instance else nn.Identity()
 
     def forward(self, x: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         h = self.norm1(self.conv1(x))
@@ -173,10 +180,13 @@ class Converter(nn.Module):
         self.config = config
         c, k = config.channels, config.kernel_size
         self.encoder = FiLMEncoder(config.n_mels, c, film_channels=config.film_channels, hidden=config.film_hidden)
-        self.input = nn.Sequential(nn.Conv1d(config.n_mels, c, k, padding=k // 2), nn.InstanceNorm1d(c, affine=True),
+        instance = config.norm == "instance"
+        self.input = nn.Sequential(nn.Conv1d(config.n_mels, c, k, padding=k // 2),
+                                   nn.InstanceNorm1d(c, affine=True) if instance else nn.Identity(),
                                    nn.LeakyReLU(0.2))
         self.blocks = nn.ModuleList(
-            _ResidualBlock(c, k, config.dilations[i % len(config.dilations)]) for i in range(config.n_blocks))
+            _ResidualBlock(c, k, config.dilations[i % len(config.dilations)], config.norm)
+            for i in range(config.n_blocks))
         self.output = nn.Conv1d(c, config.n_mels, k, padding=k // 2)
         if config.identity_init:
             nn.init.zeros_(self.output.weight)
@@ -793,7 +803,8 @@ def _load_clips(paths: Sequence[Path], sample_rate: int, log) -> tuple[list[np.n
 def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLike | None = None,
                                 responses: str | os.PathLike | None = None, preset: str = "cpu-smoke",
                                 epochs: int | None = None, device: str = "auto", seed: int = 0,
-                                discriminator: str | None = None, n_devices: int | None = None,
+                                discriminator: str | None = None, norm: str | None = None,
+                                n_devices: int | None = None,
                                 max_clips: int | None = None, n_fft: int = 256, hop_length: int = 128,
                                 n_mels: int = 40, progress: bool = True, log=lambda line: None) -> Converter:
     """Train a converter on a folder of recordings, as ``micmatch train converter`` does.
@@ -809,7 +820,8 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
 
     Features are log-mel spectrograms at the first readable file's sample rate with ``n_fft``, ``hop_length``,
     ``n_mels`` (the device-mismatch benchmark's defaults). ``preset`` names an entry of :data:`PRESETS`;
-    ``epochs``, ``discriminator``, ``n_devices`` and ``max_clips`` override it.
+    ``epochs``, ``discriminator``, ``norm`` (the generator's, :data:`NORMS`), ``n_devices`` and ``max_clips``
+    override it.
     """
     from micmatch.audio import find_audio_files, first_sample_rate
     from micmatch.errors import CorpusError
@@ -881,9 +893,10 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
             band[folder.name] = known[folder.name]
         info.update(responses=str(responses), skipped=failed)
     log(f"training on domains {', '.join(f'{k} ({len(v)})' for k, v in features.items())}")
-    return train_converter(features, band, config=chosen.model, train=train, feature_config=fcfg, info=info, log=log)
+    model_config = chosen.model if norm is None else replace(chosen.model, norm=norm)
+    return train_converter(features, band, config=model_config, train=train, feature_config=fcfg, info=info, log=log)
 
 
-__all__ = ["DISCRIMINATORS", "PRESETS", "REFERENCE_DOMAIN", "Converter", "ConverterAugment", "ConverterConfig", "ConverterTrainConfig",
+__all__ = ["DISCRIMINATORS", "NORMS", "PRESETS", "REFERENCE_DOMAIN", "Converter", "ConverterAugment", "ConverterConfig", "ConverterTrainConfig",
            "FiLMEncoder", "HistoryBuffer", "PatchDiscriminator", "Preset", "count_parameters", "simulate_domains",
            "train_converter", "train_converter_from_folder"]
