@@ -51,12 +51,14 @@ def test_umc_trains_a_converter_on_augmentation_devices_only_and_is_deterministi
 
 def test_the_trained_converter_is_saved_and_reusable(setup, tmp_path):
     from micmatch.bench.mismatch import write_results
+    from micmatch.learn.converter import Converter
 
     corpus, irs, aug = setup
-    result = run_benchmark(corpus, irs, recipes=["umc"], seeds=[0], config=_tiny(epochs=1, **UMC), aug_irs_dir=aug)
+    cfg = _tiny(epochs=1, umc_norm="none", **UMC)
+    result = run_benchmark(corpus, irs, recipes=["umc"], seeds=[0], config=cfg, aug_irs_dir=aug)
     paths = write_results(result, tmp_path / "out", chart=False)
-    again = run_benchmark(corpus, irs, recipes=[f"umc:{paths['converter']}"], seeds=[0],
-                          config=_tiny(epochs=1, **UMC), aug_irs_dir=aug)
+    assert Converter.load(paths["converter"]).config.norm == "none"
+    again = run_benchmark(corpus, irs, recipes=[f"umc:{paths['converter']}"], seeds=[0], config=cfg, aug_irs_dir=aug)
     assert again.runs[f"umc:{paths['converter']}"] == result.runs["umc"]  # the same converter, the same draws
 
 

@@ -68,8 +68,8 @@ def train_for_benchmark(data):
                     threads=1 if preset.train.threads is None and torch.get_num_threads() <= 2 else None)
     _log(data, f"umc: training a converter on {len(waves)} clips, domains {', '.join(features)} "
                f"({cfg.umc_epochs} epochs)")
-    converter = train_converter(features, band, config=preset.model, train=train, feature_config=fcfg,
-                                info={"simulated_devices": devices, "preset": cfg.umc_preset}, desc="umc converter")
+    converter = train_converter(features, band, config=replace(preset.model, norm=cfg.umc_norm), train=train,
+                                feature_config=fcfg, info={"simulated_devices": devices, "preset": cfg.umc_preset}, desc="umc converter")
     data._cache[_CACHE_KEY] = converter
     return converter
 

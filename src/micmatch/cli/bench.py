@@ -68,12 +68,14 @@ def bench() -> None:
                    "--no-device-chain: the impulse response alone.")
 @click.option("--umc-epochs", type=click.IntRange(1), default=None,
               help="Epochs of the converter that recipe umc trains in the run [10; quick 3].")
+@click.option("--umc-generator-norm", type=click.Choice(["instance", "none"]), default="instance", show_default=True,
+              help="Normalisation in that converter's generator (see micmatch train converter --help).")
 @click.option("--data-seed", type=int, default=0, show_default=True,
               help="Seed of the device draw, split, seen-clip and calibration-clip choices.")
 @click.option("--device", "torch_device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, out_dir, quick, calibration_clips,
              n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             device_chain, umc_epochs, data_seed, torch_device) -> None:
+             device_chain, umc_epochs, umc_generator_norm, data_seed, torch_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
@@ -99,7 +101,8 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     if noise_floor_db is not None and device_chain:
         raise CorpusError("--noise-floor-db sets one noise floor for every device, but each device's chain draws "
                           "its own: add --no-device-chain to use it")
-    overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain)
+    overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain,
+                     umc_norm=umc_generator_norm)
     config = MismatchConfig.quick(**overrides) if quick else MismatchConfig(**overrides)
     n_seeds = n_seeds or (2 if quick else 3)
     recipe_list = _names(recipes)
