@@ -38,7 +38,8 @@ class MismatchConfig:
 
     ``umc_*`` set the converter that recipe ``umc`` trains during the run (:mod:`micmatch.bench.umc`): a
     preset of :data:`micmatch.learn.converter.PRESETS`, its epochs, how many reference clips and how many
-    augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``).
+    augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``; None:
+    the preset's).
     """
 
     n_seen: int = 2
@@ -59,7 +60,7 @@ class MismatchConfig:
     umc_epochs: int = 10
     umc_clips: int = 1200
     umc_devices: int = 6
-    umc_norm: str = "instance"
+    umc_norm: str | None = None
     aug_p: float = 0.5
     mixup_alpha: float = 0.4
     epochs: int = 20

@@ -33,7 +33,8 @@ def train_for_benchmark(data):
 
     The corpus is ``config.umc_clips`` of the reference device's training clips (a seeded draw) spread over the
     reference and ``config.umc_devices`` chains drawn with the augmentation impulse responses; the architecture
-    and schedule come from the preset ``config.umc_preset`` with ``config.umc_epochs`` epochs.
+    and schedule come from the preset ``config.umc_preset`` with ``config.umc_epochs`` epochs, and the
+    generator's normalisation from ``config.umc_norm`` when set.
 
     Raises
     ------
@@ -68,8 +69,9 @@ def train_for_benchmark(data):
                     threads=1 if preset.train.threads is None and torch.get_num_threads() <= 2 else None)
     _log(data, f"umc: training a converter on {len(waves)} clips, domains {', '.join(features)} "
                f"({cfg.umc_epochs} epochs)")
-    converter = train_converter(features, band, config=replace(preset.model, norm=cfg.umc_norm), train=train,
-                                feature_config=fcfg, info={"simulated_devices": devices, "preset": cfg.umc_preset}, desc="umc converter")
+    model = replace(preset.model, norm=cfg.umc_norm or preset.model.norm)
+    converter = train_converter(features, band, config=model, train=train, feature_config=fcfg,
+                                info={"simulated_devices": devices, "preset": cfg.umc_preset}, desc="umc converter")
     data._cache[_CACHE_KEY] = converter
     return converter
 

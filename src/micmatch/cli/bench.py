@@ -68,14 +68,17 @@ def bench() -> None:
                    "--no-device-chain: the impulse response alone.")
 @click.option("--umc-epochs", type=click.IntRange(1), default=None,
               help="Epochs of the converter that recipe umc trains in the run [10; quick 3].")
-@click.option("--umc-generator-norm", type=click.Choice(["instance", "none"]), default="instance", show_default=True,
-              help="Normalisation in that converter's generator (see micmatch train converter --help).")
+@click.option("--umc-preset", type=click.Choice(["cpu-smoke", "cpu-short", "full"]), default=None,
+              help="Size and schedule of that converter (as micmatch train converter --config) [cpu-smoke].")
+@click.option("--umc-generator-norm", type=click.Choice(["instance", "none"]), default=None,
+              help="Normalisation in that converter's generator (see micmatch train converter --help) "
+                   "[the preset's].")
 @click.option("--data-seed", type=int, default=0, show_default=True,
               help="Seed of the device draw, split, seen-clip and calibration-clip choices.")
 @click.option("--device", "torch_device", default="auto", show_default=True, help="auto, cpu or cuda.")
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, out_dir, quick, calibration_clips,
              n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             device_chain, umc_epochs, umc_generator_norm, data_seed, torch_device) -> None:
+             device_chain, umc_epochs, umc_preset, umc_generator_norm, data_seed, torch_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
@@ -96,7 +99,8 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     prepare_output_dir(out_dir, [d for d in (data_dir, irs_dir, aug_irs_dir) if d])
     overrides = {k: v for k, v in dict(calibration_clips=calibration_clips, n_seen=n_seen, n_unseen=n_unseen,
                                        seen_fraction=seen_fraction, epochs=epochs,
-                                       noise_floor_db=noise_floor_db, umc_epochs=umc_epochs).items()
+                                       noise_floor_db=noise_floor_db, umc_epochs=umc_epochs,
+                                       umc_preset=umc_preset).items()
                  if v is not None}
     if noise_floor_db is not None and device_chain:
         raise CorpusError("--noise-floor-db sets one noise floor for every device, but each device's chain draws "

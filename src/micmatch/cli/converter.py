@@ -20,15 +20,17 @@ COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_conte
               help="Responses JSON (micmatch profile/pair/measure) naming each device sub-folder of --data.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Converter checkpoint to write (weights plus a JSON header).")
-@click.option("--config", "preset", type=click.Choice(["cpu-smoke", "full"]), default="cpu-smoke",
-              show_default=True, help="Training budget: cpu-smoke (about 5 CPU-minutes on one thread) or full (meant for a GPU).")
+@click.option("--config", "preset", type=click.Choice(["cpu-smoke", "cpu-short", "full"]), default="cpu-smoke",
+              show_default=True,
+              help="Training budget: cpu-smoke (about 5 CPU-minutes on one thread), cpu-short (the same without "
+                   "instance norms and step decay, for a few epochs) or full (meant for a GPU).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Override the configuration's epochs.")
 @click.option("--discriminator", type=click.Choice(["per-domain", "conditional"]), default=None,
               help="One least-squares discriminator per device, or one conditioned on the device response "
                    "[per-domain].")
-@click.option("--generator-norm", type=click.Choice(["instance", "none"]), default="instance", show_default=True,
+@click.option("--generator-norm", type=click.Choice(["instance", "none"]), default=None,
               help="Normalisation in the generator: instance (the paper's; the learned part then cannot move a "
-                   "band's long-term level, only the offset does) or none.")
+                   "band's long-term level, only the offset does) or none [the configuration's].")
 @click.option("--devices", "n_devices", type=click.IntRange(1), default=None,
               help="Simulated devices drawn from --irs [cpu-smoke 6, full 12].")
 @click.option("--max-clips", type=click.IntRange(2), default=None, help="Use at most this many clips [cpu-smoke 1200].")

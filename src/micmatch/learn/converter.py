@@ -412,13 +412,22 @@ class Preset:
 
 
 #: Training budgets. ``cpu-smoke``: a CI-sized smoke run, measured at 315 CPU-seconds on one thread (FSDD, 1140
-#: steps); ``full``: the paper's schedule (100 epochs, step decay every 30) at a size meant for a GPU (untimed).
+#: steps); ``cpu-short``: the same size without the generator's instance norms and without step decay
+#: (``benchmarks/results/converter_norm.md``); ``full``: the paper's schedule (100 epochs, step decay every 30) at
+#: a size meant for a GPU (untimed).
 PRESETS: dict[str, Preset] = {
     "cpu-smoke": Preset(
         ConverterConfig(channels=32, n_blocks=4, film_channels=16, film_hidden=64),
         ConverterTrainConfig(epochs=30, batch_size=32, n_frames=32, learning_rate=5e-4, discriminator_channels=16),
         n_devices=6, max_clips=1200,
         description="32 channels, 4 residual blocks, 1200 clips on 6 simulated devices + the reference, 30 epochs"),
+    "cpu-short": Preset(
+        ConverterConfig(channels=32, n_blocks=4, film_channels=16, film_hidden=64, norm="none"),
+        ConverterTrainConfig(epochs=30, batch_size=32, n_frames=32, learning_rate=5e-4, decay_fraction=1.0,
+                             discriminator_channels=16),
+        n_devices=6, max_clips=1200,
+        description="cpu-smoke without instance norms in the generator (so it can move a band's level and noise "
+                    "floor) and at a constant learning rate, for runs of a few epochs"),
     "full": Preset(
         ConverterConfig(channels=128, n_blocks=9, film_channels=32, film_hidden=256),
         ConverterTrainConfig(epochs=100, batch_size=64, n_frames=64, learning_rate=5e-4, discriminator_channels=64),
