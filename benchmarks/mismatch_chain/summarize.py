@@ -6,13 +6,15 @@ score is the mean accuracy over its unseen devices. Per recipe: mean and sample 
 averaged; and, for the converter recipes, the paired difference to each augmentation recipe (same data seed and
 training seed) against the two recipes' pooled standard deviation.
 
-    python benchmarks/mismatch_chain/summarize.py [FOLDER]
+A variant folder (``LABEL=FOLDER``, holding its own ``data-seed-N/results.json`` for the same devices) adds its
+recipes as ``recipe [LABEL]``, e.g. the converter recipe run again with another converter preset.
+
+    python benchmarks/mismatch_chain/summarize.py [FOLDER] [--variant LABEL=FOLDER ...]
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +28,20 @@ def unseen_scores(doc: dict, recipe: str) -> list[float]:
     return [float(np.mean([run[d]["accuracy"] for d in unseen])) for run in doc["runs"][recipe]]
 
 
-def summarize(folder: Path) -> dict:
+def _load(folder: Path) -> dict:
     docs = {p.parent.name: json.loads(p.read_text()) for p in sorted(folder.glob("data-seed-*/results.json"))}
     if not docs:
         raise SystemExit(f"{folder}: no data-seed-*/results.json")
+    return docs
+
+
+def summarize(folder: Path, variants: dict[str, Path] | None = None) -> dict:
+    docs = _load(folder)
+    for label, other in (variants or {}).items():
+        for key, doc in _load(other).items():
+            if key not in docs or doc["plan"] != docs[key]["plan"] or doc["seeds"] != docs[key]["seeds"]:
+                raise SystemExit(f"{other / key}: not the devices and seeds of {folder / key}")
+            docs[key]["runs"].update({f"{r} [{label}]": runs for r, runs in doc["runs"].items()})
     recipes = [r for r in next(iter(docs.values()))["runs"] if all(r in d["runs"] for d in docs.values())]
     scores = {r: {k: unseen_scores(d, r) for k, d in docs.items()} for r in recipes}
     out: dict = {"data_seeds": list(docs), "recipes": {}, "gaps": {}, "comparisons": {}}
@@ -78,8 +90,14 @@ def to_markdown(s: dict) -> str:
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
-    s = summarize(folder)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, nargs="?", default=HERE)
+    ap.add_argument("--variant", action="append", default=[], help="LABEL=FOLDER")
+    args = ap.parse_args()
+    folder = args.folder
+    s = summarize(folder, {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in args.variant})
     (folder / "summary.json").write_text(json.dumps(s, indent=1) + "\n")
     (folder / "summary.md").write_text(to_markdown(s))
     print(to_markdown(s))
