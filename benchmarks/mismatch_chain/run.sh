@@ -14,4 +14,5 @@ done
 micmatch bench mismatch "${COMMON[@]}" --recipes umc --umc-preset cpu-short --umc-epochs 30 --data-seed 1 \
   -o benchmarks/mismatch_chain/umc-cpu-short/data-seed-1
 python benchmarks/mismatch_chain/plot_umc.py benchmarks/mismatch_chain/data-seed-2
-python benchmarks/mismatch_chain/summarize.py
+python benchmarks/mismatch_chain/plot_umc.py benchmarks/mismatch_chain/umc-cpu-short/data-seed-1
+python benchmarks/mismatch_chain/summarize.py --variant cpu-short=benchmarks/mismatch_chain/umc-cpu-short
