@@ -108,3 +108,24 @@ def test_feature_augmentation_changes_reference_rows_only_and_not_in_eval(rng):
     changed = (out - plain).abs().amax(dim=(1, 2)) > 1e-3
     assert changed.tolist() == (devices == 0).tolist()
     assert torch.equal(front.eval()(waves, devices), plain)
+
+
+def test_a_missing_converter_file_is_one_error_before_training(setup, tmp_path):
+    from micmatch.errors import ProfileError
+
+    corpus, irs, aug = setup
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(ProfileError, match=f"{missing}: converter checkpoint not found"):
+        run_benchmark(corpus, irs, recipes=["baseline", f"umc:{missing}"], seeds=[0], config=_tiny(epochs=1),
+                      aug_irs_dir=aug)
+
+
+def test_command_line_preset_choices_are_the_presets():
+    # The choices are spelled out so that --help does not import torch; they must follow PRESETS.
+    from micmatch.cli.bench import mismatch
+    from micmatch.cli.converter import converter
+    from micmatch.learn.converter import PRESETS
+
+    for command, option in ((mismatch, "umc_preset"), (converter, "preset")):
+        param = next(p for p in command.params if p.name == option)
+        assert list(param.type.choices) == list(PRESETS)

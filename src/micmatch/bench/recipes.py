@@ -146,14 +146,15 @@ def compose(a: Recipe, b: Recipe) -> Recipe:
     feature augmentations (which work on log-mel in dB) do not follow another compression."""
     if a.compress != "log" and b.compress != "log" and a.compress != b.compress:
         raise CorpusError(f"recipes {a.name!r} and {b.name!r} both replace the log compression; pick one")
-    compress = a.compress if a.compress != "log" else b.compress
-    feature_augment = a.feature_augment + tuple(v for v in b.feature_augment if v not in a.feature_augment)
-    if feature_augment and compress != "log":
-        raise CorpusError(f"recipes {a.name!r} and {b.name!r}: {', '.join(feature_augment)} converts log-mel "
-                          f"features in dB and cannot follow the compression {compress!r}; drop one")
 
     def merged(x: tuple, y: tuple) -> tuple:
         return x + tuple(v for v in y if v not in x)
+
+    compress = a.compress if a.compress != "log" else b.compress
+    feature_augment = merged(a.feature_augment, b.feature_augment)
+    if feature_augment and compress != "log":
+        raise CorpusError(f"recipes {a.name!r} and {b.name!r}: {', '.join(feature_augment)} converts log-mel "
+                          f"features in dB and cannot follow the compression {compress!r}; drop one")
 
     return Recipe(
         f"{a.name}+{b.name}", ideal=a.ideal or b.ideal, correct=a.correct or b.correct,

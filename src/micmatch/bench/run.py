@@ -207,7 +207,9 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
             "sample_rate": data.sample_rate, "n_train": int(data.train_waves.shape[0]),
             "n_test": int(data.test_waves.shape[0]), "classes": list(data.classes),
             "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains}
-    converter = data._cache.get("umc-converter")
+    from micmatch.bench.umc import trained_converter
+
+    converter = trained_converter(data)
     if converter is not None:
         info["umc_converter"] = {"train_seconds": round(converter.info.get("train_seconds", 0.0), 1),
                                  "last_epoch": (converter.info.get("history") or [None])[-1],

@@ -76,6 +76,11 @@ def train_for_benchmark(data):
     return converter
 
 
+def trained_converter(data):
+    """The converter that recipe ``umc`` trained in this run, or None when no recipe trained one."""
+    return data._cache.get(_CACHE_KEY)
+
+
 def converter_devices(converter) -> set[str]:
     """Names of the devices a converter was trained on (its domains and its simulated devices' IR files)."""
     names = {str(n) for n in converter.info.get("domains", [])}
@@ -127,4 +132,5 @@ def converter_augment(data, path: str | None):
                             synthetic_fraction=0.5 if targets else 1.0)
 
 
-__all__ = ["converter_augment", "converter_devices", "load_for_benchmark", "train_for_benchmark"]
+__all__ = ["converter_augment", "converter_devices", "load_for_benchmark", "train_for_benchmark",
+           "trained_converter"]
