@@ -257,9 +257,6 @@ def correction_curve(
     else:
         ref = level(reference)
         used.append(reference)
-    gain = ref - dev
-    if smoothing_octaves:
-        gain = smooth_fractional_octave(gain, freqs, smoothing_octaves)
     active = None
     if isinstance(limit_band, str):
         if limit_band != "auto":
@@ -268,22 +265,80 @@ def correction_curve(
             active = signal_band([response_level_db(responses[n], statistic) for n in dict.fromkeys(used)], freqs)
     elif limit_band is not None:
         active = (float(limit_band[0]), float(limit_band[1]))
+    recorded = [float(responses[n].meta["band_hz"]) for n in dict.fromkeys(used) if "band_hz" in responses[n].meta]
+    return correction_from_levels(
+        dev, ref, cfg.sample_rate, cfg.n_fft, device=device, reference=reference, max_boost_db=max_boost_db,
+        max_cut_db=max_cut_db, smoothing_octaves=smoothing_octaves, band_hz=active,
+        transition_octaves=transition_octaves, outside=outside, strength=strength,
+        recorded_band_hz=min(recorded) if recorded else None,
+        settings={"dynamic_range_db": dynamic_range_db, "hop_length": cfg.hop_length, "statistic": statistic},
+    )
+
+
+def correction_from_levels(
+    device_db: np.ndarray,
+    reference_db: np.ndarray,
+    sample_rate: int,
+    n_fft: int,
+    *,
+    device: str = "device",
+    reference: str = "reference",
+    max_boost_db: float = DEFAULT_MAX_BOOST_DB,
+    max_cut_db: float = DEFAULT_MAX_CUT_DB,
+    smoothing_octaves: float | None = None,
+    band_hz: tuple[float, float] | None = None,
+    transition_octaves: float = DEFAULT_TRANSITION_OCTAVES,
+    outside: str = "cuts",
+    strength: float = 1.0,
+    recorded_band_hz: float | None = None,
+    settings: dict | None = None,
+) -> Correction:
+    """The regularised correction from two long-term level curves on one FFT grid (no responses file needed).
+
+    Parameters
+    ----------
+    device_db, reference_db : np.ndarray [shape=(n_fft // 2 + 1,)]
+        Long-term levels in dB of the recording to correct and of the one to sound like (already floored).
+    sample_rate, n_fft : int
+        The grid of both curves.
+    band_hz : (float, float), optional
+        Where the correction acts; outside it boosts (``outside="cuts"``) or all gains (``"flat"``) go to 0 dB
+        over ``transition_octaves`` along a raised cosine. None: the whole band.
+    recorded_band_hz : float, optional
+        Highest frequency either recording holds (a file recorded at a lower rate): 0 dB above it.
+    settings : dict, optional
+        Extra entries for :attr:`Correction.settings` (e.g. the statistic the levels came from).
+
+    Other options as in :func:`correction_curve`.
+    """
+    if max_boost_db < 0 or max_cut_db < 0:
+        raise ParameterError(f"max_boost_db={max_boost_db} and max_cut_db={max_cut_db} must be non-negative")
+    if not 0.0 <= strength <= 1.0:
+        raise ParameterError(f"strength={strength} must lie between 0 and 1")
     if outside not in ("cuts", "flat"):
         raise ParameterError(f"outside={outside!r} must be 'cuts' or 'flat'")
-    if active is not None:
-        w = band_taper(freqs, active, transition_octaves=transition_octaves)
+    freqs = frequencies(sample_rate, n_fft)
+    gain = np.asarray(reference_db, dtype=np.float64) - np.asarray(device_db, dtype=np.float64)
+    if gain.shape != freqs.shape:
+        raise ConfigMismatchError(f"level curves of {gain.shape} bins; n_fft={n_fft} needs {freqs.size}")
+    if smoothing_octaves:
+        gain = smooth_fractional_octave(gain, freqs, smoothing_octaves)
+    if band_hz is not None:
+        w = band_taper(freqs, band_hz, transition_octaves=transition_octaves)
         gain = w * gain + (1.0 - w) * (np.minimum(gain, 0.0) if outside == "cuts" else 0.0)
     # A device recorded below the analysis band (e.g. 8 kHz audio profiled at 48 kHz) holds nothing above its own
     # Nyquist frequency: 0 dB there, not a boost of resampling silence up to the clamp.
-    recorded = [float(responses[n].meta["band_hz"]) for n in dict.fromkeys(used) if "band_hz" in responses[n].meta]
-    if recorded and min(recorded) < freqs[-1]:
-        gain = np.where(freqs > min(recorded), 0.0, gain)
+    if recorded_band_hz is not None and recorded_band_hz < freqs[-1]:
+        gain = np.where(freqs > recorded_band_hz, 0.0, gain)
     gain = np.clip(gain, -max_cut_db, max_boost_db) * strength
-    settings = {"max_boost_db": max_boost_db, "max_cut_db": max_cut_db, "dynamic_range_db": dynamic_range_db,
-                "smoothing_octaves": smoothing_octaves, "hop_length": cfg.hop_length, "statistic": statistic,
-                "band_hz": None if active is None else [round(active[0], 2), round(active[1], 2)],
-                "transition_octaves": transition_octaves, "outside": outside, "strength": strength}
-    return Correction(device, reference, cfg.sample_rate, cfg.n_fft, gain, settings)
+    extra = dict(settings or {})
+    all_settings = {"max_boost_db": max_boost_db, "max_cut_db": max_cut_db,
+                    "dynamic_range_db": extra.pop("dynamic_range_db", None),
+                    "smoothing_octaves": smoothing_octaves, "hop_length": extra.pop("hop_length", None),
+                    "statistic": extra.pop("statistic", None),
+                    "band_hz": None if band_hz is None else [round(band_hz[0], 2), round(band_hz[1], 2)],
+                    "transition_octaves": transition_octaves, "outside": outside, "strength": strength, **extra}
+    return Correction(device, reference, sample_rate, n_fft, gain, all_settings)
 
 
 def resample_correction(correction: Correction, sample_rate: int) -> Correction:
