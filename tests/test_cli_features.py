@@ -136,7 +136,7 @@ def test_per_device_standardization_removes_the_level_difference(corpus, tmp_pat
     out, saved = tmp_path / "f.npz", tmp_path / "norm.json"
     result = _run(corpus, "-o", out, "--normalization", "device-std", "--save-normalizer", saved, *OPTS)
     assert result.exit_code == 0, result.output
-    norm = F.load_normalizer(saved)
+    norm = F.load_feature_stats(saved)
     assert norm.devices == ["phone", "studio"]
     # The phone is 6.02 dB quieter in every band (same clips); float32 audio files limit the precision.
     np.testing.assert_allclose(norm.mean("studio") - norm.mean("phone"), 20 * np.log10(2), atol=1e-3)

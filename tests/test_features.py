@@ -207,7 +207,7 @@ def _responses():
 
 
 def test_correction_offset_averages_gain_through_bands():
-    offset = F.correction_offset_db(responses=_responses(), device="phone", reference="ref", config=CFG)
+    offset = F.correction_band_db(responses=_responses(), device="phone", reference="ref", config=CFG)
     centres = CFG.band_frequencies()
     # Correction = reference - device: +12 dB well below 1 kHz, -3 dB well above.
     np.testing.assert_allclose(offset[centres < 700.0], 12.0, atol=1e-9)
@@ -218,9 +218,9 @@ def test_correction_offset_averages_gain_through_bands():
     from micmatch.correct import correction_curve
 
     curve = correction_curve(_responses(), "phone", "ref")
-    np.testing.assert_allclose(F.correction_offset_db(curve, config=CFG), offset, atol=1e-12)
+    np.testing.assert_allclose(F.correction_band_db(curve, config=CFG), offset, atol=1e-12)
     # A flat gain stays that gain, and the offset is what a device's filter would add to log-mel features.
-    flat = F.band_gain_db(np.full(257, 4.5), 16000, 512, config=CFG)
+    flat = F.curve_band_db(np.full(257, 4.5), 16000, 512, config=CFG)
     np.testing.assert_allclose(flat, 4.5, atol=1e-12)
 
 
@@ -234,8 +234,8 @@ def test_correction_offset_removes_a_simulated_device(rng):
                               DeviceResponse("tilt", true_db, method="builtin")])
     clean = white(rng, 16000, 2.0)
     recorded = model.record(clean, 16000)
-    offset = F.correction_offset_db(responses=rs, device="tilt", reference="ref", config=CFG)
-    corrected = F.apply_band_offset(F.log_mel(recorded, 16000, config=CFG), offset)
+    offset = F.correction_band_db(responses=rs, device="tilt", reference="ref", config=CFG)
+    corrected = F.apply_band_db(F.log_mel(recorded, 16000, config=CFG), offset)
     # Long-term band levels agree to a fraction of a dB (white noise, smooth shelves).
     err = corrected.mean(axis=-1) - F.log_mel(clean, 16000, config=CFG).mean(axis=-1)
     assert np.abs(err[1:]).max() < 0.5
@@ -244,16 +244,16 @@ def test_correction_offset_removes_a_simulated_device(rng):
 def test_correction_offset_errors():
     rs = _responses()
     with pytest.raises(UnknownDeviceError, match="'tablet'"):
-        F.correction_offset_db(responses=rs, device="tablet", reference="ref", config=CFG)
+        F.correction_band_db(responses=rs, device="tablet", reference="ref", config=CFG)
     with pytest.raises(F.FeatureError, match="pass a correction"):
-        F.correction_offset_db(config=CFG)
+        F.correction_band_db(config=CFG)
     with pytest.raises(ConfigMismatchError, match="sample_rate=16000 but the features at 8000"):
-        F.band_gain_db(np.zeros(257), 16000, 512,
+        F.curve_band_db(np.zeros(257), 16000, 512,
                        config=F.LogMelConfig(sample_rate=8000, n_fft=256, hop_length=64, n_mels=20))
     with pytest.raises(F.FeatureError, match=r"gain_db.shape=\(10,\)"):
-        F.band_gain_db(np.zeros(10), 16000, 512, config=CFG)
+        F.curve_band_db(np.zeros(10), 16000, 512, config=CFG)
     with pytest.raises(F.FeatureError, match="offset has 3 bands"):
-        F.apply_band_offset(np.zeros((40, 5)), np.zeros(3))
+        F.apply_band_db(np.zeros((40, 5)), np.zeros(3))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_global_normalizer_gmsvn_and_gms(rng, tmp_path):
     path = g.save(tmp_path / "norm.json")
     back = F.GlobalNormalizer.load(path)
     np.testing.assert_allclose(back.transform(train, config=CFG), z, atol=1e-12)
-    assert isinstance(F.load_normalizer(path), F.GlobalNormalizer)
+    assert isinstance(F.load_feature_stats(path), F.GlobalNormalizer)
 
 
 def test_normalizers_refuse_other_configurations(rng, tmp_path):
@@ -307,7 +307,7 @@ def test_per_device_standardizer_errors_and_round_trip(rng, tmp_path):
     assert p.devices == ["a", "b"]
     out = p.transform(list(train), list("aabb"), config=CFG)
     assert isinstance(out, list) and len(out) == 4
-    back = F.load_normalizer(p.save(tmp_path / "p.json"))
+    back = F.load_feature_stats(p.save(tmp_path / "p.json"))
     np.testing.assert_allclose(back.transform(train, list("aabb"), config=CFG), np.stack(out), atol=1e-12)
     with pytest.raises(UnknownDeviceError, match="device 'c' was not in the fitting set"):
         p.transform(train, list("aabc"), config=CFG)
@@ -337,24 +337,24 @@ def test_normalizer_files_that_are_not_ours(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ProfileError, match="not valid JSON"):
-        F.load_normalizer(bad)
+        F.load_feature_stats(bad)
     bad.write_text(json.dumps({"format": "other"}))
     with pytest.raises(ProfileError, match="not a micmatch normalizer"):
-        F.load_normalizer(bad)
+        F.load_feature_stats(bad)
     bad.write_text(json.dumps({"format": F.FORMAT, "format_version": 99}))
     with pytest.raises(ProfileError, match="format_version=99"):
-        F.load_normalizer(bad)
+        F.load_feature_stats(bad)
     bad.write_text(json.dumps({"format": F.FORMAT, "format_version": 1, "kind": "magic"}))
     with pytest.raises(ProfileError, match="unknown normalizer kind 'magic'"):
-        F.load_normalizer(bad)
+        F.load_feature_stats(bad)
     bad.write_text(json.dumps({"format": F.FORMAT, "format_version": 1, "kind": "global"}))
     with pytest.raises(ProfileError, match="invalid global normalizer"):
-        F.load_normalizer(bad)
+        F.load_feature_stats(bad)
     bad.write_text(json.dumps({"format": F.FORMAT, "format_version": 1, "kind": "per_device"}))
     with pytest.raises(ProfileError, match="invalid per-device normalizer"):
-        F.load_normalizer(bad)
+        F.load_feature_stats(bad)
     with pytest.raises(ProfileError, match="cannot read normalizer"):
-        F.load_normalizer(tmp_path / "missing.json")
+        F.load_feature_stats(tmp_path / "missing.json")
 
 
 def test_refitting_with_other_band_counts_is_refused(rng):
@@ -370,3 +370,9 @@ def test_numpy_side_imports_without_torch():
     code = ("import sys; import micmatch.features, micmatch.augment; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_old_names_of_the_band_db_functions_and_the_statistics_reader_still_work():
+    # Kept for one release: band_gain_db, correction_offset_db, apply_band_offset, load_normalizer.
+    assert F.band_gain_db is F.curve_band_db and F.correction_offset_db is F.correction_band_db
+    assert F.apply_band_offset is F.apply_band_db and F.load_normalizer is F.load_feature_stats

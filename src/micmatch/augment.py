@@ -27,7 +27,7 @@ import scipy.fft
 from micmatch import validate
 from micmatch.audio import validate_audio
 from micmatch.errors import AudioError, AugmentError
-from micmatch.features import DEFAULT_AMIN, LogMelConfig, hz_to_mel
+from micmatch.logmel import DEFAULT_AMIN, LogMelConfig, hz_to_mel
 from micmatch.simulate import DeviceModel, Section, apply_ir, list_irs, load_ir
 
 #: Zero padding (samples) added before a waveform is filtered in the frequency domain, so the short impulse
