@@ -75,17 +75,21 @@ def bench() -> None:
                    "[the preset's].")
 @click.option("--data-seed", type=int, default=0, show_default=True,
               help="Seed of the device draw, split, seen-clip and calibration-clip choices.")
-@click.option("--device", "torch_device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--compute", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Torch compute device: auto, cpu or cuda (as in micmatch train)  [default: auto].")
+# Old spelling of --compute, kept for one release (goes in the next one): --device names a recording device
+# everywhere else.
+@click.option("--device", "old_device", default=None, hidden=True)
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, out_dir, quick, calibration_clips,
              n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             device_chain, umc_epochs, umc_preset, umc_generator_norm, data_seed, torch_device) -> None:
+             device_chain, umc_epochs, umc_preset, umc_generator_norm, data_seed, compute, old_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
     Each simulated device is an impulse response from --irs plus a phone/laptop recording chain drawn for it
     from --data-seed (band limits, noise floor, compressor or AGC, level, soft clipping); --no-device-chain
     keeps the impulse response alone. Recipes are listed under --recipes. Features, normalizations and
-    augmentations run batched in torch on --device, with the classifier. Recipe umc trains a device converter
+    augmentations run batched in torch on --compute, with the classifier. Recipe umc trains a device converter
     on the augmentation devices first (--umc-epochs); umc:CONVERTER uses one from `micmatch train converter`.
 
     \b
@@ -95,6 +99,13 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     """
     from micmatch.bench.mismatch import MismatchConfig, run_benchmark, write_results
     from micmatch.outputs import prepare_output_dir
+
+    if old_device is not None:
+        if compute is not None and compute != old_device:
+            raise CorpusError(f"--compute {compute} and --device {old_device} disagree; pass --compute only")
+        click.echo("micmatch: warning: bench mismatch --device is deprecated and will be removed in the next "
+                   "release; use --compute", err=True)
+    torch_device = compute or old_device or "auto"
 
     prepare_output_dir(out_dir, [d for d in (data_dir, irs_dir, aug_irs_dir) if d])
     overrides = {k: v for k, v in dict(calibration_clips=calibration_clips, n_seen=n_seen, n_unseen=n_unseen,
