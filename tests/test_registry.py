@@ -37,26 +37,28 @@ def ir_folder(tmp_path):
     return str(tmp_path / "irs")
 
 
-def _input(entry, rng):
-    """A batch of 3 items of what the entry takes, float64."""
-    if entry.input == "waveform" and entry.params.get("domain", "waveform") == "waveform":
+def _input(entry, rng, what=None):
+    """A batch of 3 items of what the entry takes (or ``what``), float64."""
+    what = what or entry.input
+    if what == "waveform" and entry.params.get("domain", "waveform") == "waveform":
         return np.stack([pink(rng, 16000, 0.25) for _ in range(3)])
     feats = rng.normal(-40.0, 8.0, size=(3, CFG.n_mels, 30)) + rng.normal(0.0, 5.0, size=(3, CFG.n_mels, 1))
-    return np.power(10.0, feats / 10.0) if entry.input == "mel" else feats
+    return np.power(10.0, feats / 10.0) if what == "mel" else feats
 
 
 def _params(entry, ir_folder):
-    """Defaults plus the values an entry cannot default (a correction offset, an IR folder)."""
-    extra = {"sc": {"offset_db": list(np.linspace(-6.0, 6.0, CFG.n_mels))}, "dir-aug": {"irs": ir_folder, "p": 0.7}}
+    """Defaults plus the values an entry cannot default (an IR folder)."""
+    extra = {"dir-aug": {"irs": ir_folder, "p": 0.7}}
     return entry.parameters(extra.get(entry.name))
 
 
 def _build(entry, x, params):
     """(numpy function of x, torch module, torch call) for a non-augmentation entry."""
     if entry.fitted:
-        state = entry.fit(list(x), config=CFG, devices=DEVICES, **params)
+        items = x if entry.fits_on == entry.input else _input(entry, np.random.default_rng(5), entry.fits_on)
+        state = entry.fit(list(items), config=CFG, devices=DEVICES, reference=DEVICES[0], **params)
         module = entry.torch(config=CFG, state=state, **params)
-        if entry.name == "device-std":
+        if entry.per_device:
             def call(m, t):
                 index = module.index(DEVICES[: t.shape[0]]) if t.dim() == 3 else module.index(DEVICES[:1])[0]
                 return m(t, index)
@@ -73,7 +75,8 @@ def _close(actual, expected):
 
 
 PLAIN = [e.name for e in registry.entries() if e.kind != "augmentation"]
-AUGMENTATIONS = registry.names("augmentation")
+# Fitted augmentations (the device converter) hold a trained network: tests/test_registry_fitted.py.
+AUGMENTATIONS = [e.name for e in registry.entries("augmentation") if not e.fitted]
 
 
 @pytest.mark.parametrize("name", PLAIN)
@@ -187,8 +190,8 @@ def test_names_aliases_and_parameters():
         registry.get("median").parameters({"sizes": [3, 3]})
     with pytest.raises(ParameterError, match="already registered"):
         registry.register(registry.get("median"))
-    with pytest.raises(ParameterError, match="sc needs offset_db"):
-        registry.get("sc").numpy(np.zeros((40, 5)), config=CFG, offset_db=None)
+    with pytest.raises(ParameterError, match="sc needs state="):
+        registry.get("sc").numpy(np.zeros((40, 5)), config=CFG, state=None, devices=["a"])
     for entry in registry.entries():
         json.dumps(entry.params)  # JSON parameters, no objects
         assert entry.description and "\n" not in entry.description

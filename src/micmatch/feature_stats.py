@@ -86,7 +86,8 @@ class BandStats:
         return cls(total, squares, as_int(doc["count"], "count", lo=1, hi=10**15))
 
 
-def _config_dict(config: LogMelConfig | Mapping) -> dict:
+def config_json(config: LogMelConfig | Mapping) -> dict:
+    """A feature configuration as plain JSON types (so saved and loaded configurations compare equal)."""
     doc = config.to_json() if isinstance(config, LogMelConfig) else dict(config)
     if "sample_rate" not in doc:
         raise FeatureError("the feature config must include sample_rate")
@@ -102,7 +103,7 @@ class _FeatureStats:
     def _check(self, config: LogMelConfig | Mapping, features: np.ndarray | None = None) -> None:
         if self.config is None:
             raise FeatureError(f"this {type(self).__name__} is not fitted; call fit(features, config=...) first")
-        given = _config_dict(config)
+        given = config_json(config)
         for key in sorted(set(given) | set(self.config)):
             if given.get(key) != self.config.get(key):
                 raise ConfigMismatchError(
@@ -190,7 +191,7 @@ class PerDeviceStandardizer(_FeatureStats):
         for name in sorted(set(devices)):
             s = BandStats.of([x for x, d in zip(items, devices) if d == name])
             self.stats[name] = self.stats[name] + s if name in self.stats else s
-        self.config = _config_dict(config)
+        self.config = config_json(config)
         return self
 
     @property
@@ -237,7 +238,7 @@ class PerDeviceStandardizer(_FeatureStats):
         try:
             out = cls(scale=bool(doc["scale"]))
             out.stats = {str(d): BandStats.from_json(s) for d, s in doc["devices"].items()}
-            out.config = _config_dict(doc["config"])
+            out.config = config_json(doc["config"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProfileError(f"{source}: invalid per-device normalizer ({exc})") from None
         return out
@@ -264,7 +265,7 @@ class GlobalNormalizer(_FeatureStats):
             self._check(config)
         s = BandStats.of(_as_items(features))
         self.stats = s if self.stats is None else self.stats + s
-        self.config = _config_dict(config)
+        self.config = config_json(config)
         return self
 
     @property
@@ -303,7 +304,7 @@ class GlobalNormalizer(_FeatureStats):
         try:
             out = cls(str(doc["mode"]))
             out.stats = BandStats.from_json(doc["stats"])
-            out.config = _config_dict(doc["config"])
+            out.config = config_json(doc["config"])
         except (KeyError, TypeError, ValueError, AttributeError, FeatureError) as exc:
             raise ProfileError(f"{source}: invalid global normalizer ({exc})") from None
         return out
@@ -322,4 +323,4 @@ def _as_items(features) -> list[np.ndarray]:
 load_normalizer = load_feature_stats
 
 __all__ = ["BandStats", "FORMAT", "FORMAT_VERSION", "GlobalNormalizer", "MIN_STD_DB", "PerDeviceStandardizer",
-           "load_feature_stats", "load_normalizer"]
+           "config_json", "load_feature_stats", "load_normalizer"]

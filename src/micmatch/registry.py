@@ -6,18 +6,31 @@ with their defaults, its numpy function and a factory for its ``torch.nn.Module`
 method is one entry and shows up everywhere, ``--help`` included.
 
 Entry kinds and call signatures (``x`` is time-last: waveforms ``(..., n_samples)``, features
-``(..., n_mels, n_frames)``; ``config`` is a :class:`~micmatch.features.LogMelConfig`):
+``(..., n_mels, n_frames)``; ``config`` is a :class:`~micmatch.logmel.LogMelConfig`):
 
 * ``front-end``: ``numpy(x, config=..., **params)`` turns waveforms into features.
-* ``normalization``: ``numpy(x, config=..., **params)``; a *fitted* one (``fitted=True``) first needs
-  ``state = fit(items, config=..., devices=..., **params)`` and then takes ``state=`` (and ``devices=``).
-  :attr:`Transform.input` says whether it takes log-mel features in dB (``"log-mel"``) or linear mel power
-  (``"mel"``).
+* ``normalization``: ``numpy(x, config=..., **params)``. :attr:`Transform.input` says whether it takes log-mel
+  features in dB (``"log-mel"``) or linear mel power (``"mel"``).
 * ``augmentation``: ``drawn = draw(rng, batch_size, config=..., **params)`` (JSON types, to log and replay),
   then ``numpy(x, drawn, config=..., **params)``.
 
-``torch(config=..., **params)`` (and ``state=`` for fitted entries) builds the module; it imports torch only when
-called, so this registry stays importable without it.
+``torch(config=..., **params)`` builds the module; it imports torch only when called, so this registry stays
+importable without it.
+
+**Fitted entries** (``sc``, ``device-std``, ``gms``, ``gmsvn``, ``umc``) hold a state fitted once on data
+before any pipeline is built::
+
+    state = entry.fit(items, config=cfg, devices=devices, reference=reference, **params)
+
+``items`` are what :attr:`Transform.fit_input` names (waveforms ``(n_samples,)`` or log-mel ``(n_mels,
+n_frames)``), taken from the recordings :attr:`Transform.fit_on` names: ``"per-device"`` (every device's
+recordings, ``devices`` labelling each; ``reference`` names the device to correct towards), ``"training"`` (the
+training set) or ``"reference"`` (the reference device's recordings). A state saved earlier or trained
+elsewhere comes back with ``entry.load(path, config=cfg)`` where the entry has a file form. Every call then
+takes ``state=``: ``numpy(x, config=..., state=..., devices=..., **params)`` (``devices`` for per-device
+entries), ``torch(config=..., state=..., **params)`` and, for augmentations, ``draw(..., state=...)``.
+:func:`fit` does the same from a name. The benchmark fits every fitted entry of a recipe through this one call
+(:mod:`micmatch.bench.fitting`); ``micmatch features`` fits on its inputs, or loads ``--feature-stats``.
 
 Old spellings (``mean``, ``medfilt``, ``per-device``, ``pcen``) still resolve through :func:`get` for one release,
 with a :class:`FutureWarning` naming the new name.
@@ -28,16 +41,21 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from micmatch import augment as aug
-from micmatch import features as feat
+from micmatch import feature_stats as stats
+from micmatch import logmel, normalizations as norms
 from micmatch.errors import ParameterError
 
 #: Kinds of entries, in the order listings show them.
 KINDS = ("front-end", "normalization", "augmentation")
+
+#: Which recordings a fitted entry is fitted on (:attr:`Transform.fit_on`).
+FIT_ON = ("per-device", "training", "reference")
 
 #: Old names kept for one release: old -> canonical.
 ALIASES: dict[str, str] = {"mean": "spec-mean-sub", "medfilt": "median", "per-device": "device-std",
@@ -62,10 +80,12 @@ class Transform:
         What the numpy function takes with the default parameters.
     params : Mapping
         JSON defaults of every parameter; :meth:`parameters` merges overrides and refuses unknown names.
-    numpy, torch, fit, draw : callables
+    numpy, torch, fit, draw, load : callables
         See the module docstring for their signatures.
-    fitted : bool
-        Needs statistics fitted on a set of recordings first (:attr:`fit`).
+    fit_input : {"waveform", "log-mel"}, optional
+        What :attr:`fit` takes (default: :attr:`input`).
+    fit_on : {"per-device", "training", "reference"}
+        Which recordings the state is fitted on (fitted entries).
     """
 
     name: str
@@ -77,10 +97,28 @@ class Transform:
     params: Mapping[str, Any] = field(default_factory=dict)
     fit: Callable[..., Any] | None = None
     draw: Callable[..., Any] | None = None
+    fit_input: str | None = None
+    fit_on: str = "training"
+    load: Callable[..., Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fit_on not in FIT_ON:
+            raise ParameterError(f"{self.name}: fit_on={self.fit_on!r} must be one of {', '.join(FIT_ON)}")
 
     @property
     def fitted(self) -> bool:
+        """The entry needs a state fitted on data first (:attr:`fit`)."""
         return self.fit is not None
+
+    @property
+    def per_device(self) -> bool:
+        """The state holds one part per device: applying it needs each item's device."""
+        return self.fitted and self.fit_on == "per-device"
+
+    @property
+    def fits_on(self) -> str:
+        """What :attr:`fit` takes: ``"waveform"`` or ``"log-mel"``."""
+        return self.fit_input or self.input
 
     def parameters(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with ``overrides`` applied; an unknown parameter raises :class:`ParameterError`."""
@@ -138,6 +176,17 @@ def help_text(kind: str) -> str:
     return "; ".join(f"{e.name} ({e.description})" for e in entries(kind))
 
 
+def fit(name: str, items, *, config, devices: Sequence[str] | None = None, reference: str | None = None,
+        params: Mapping[str, Any] | None = None):
+    """Fit the state of the fitted entry ``name`` on ``items`` (see the module docstring), with its default
+    parameters overridden by ``params``; returns ``(state, parameters)``."""
+    entry = get(name)
+    if not entry.fitted:
+        raise ParameterError(f"{entry.name} is not fitted: it needs no data before use")
+    p = entry.parameters(params)
+    return entry.fit(items, config=config, devices=devices, reference=reference, **p), p
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Entries. Torch twins are imported inside the factories so the numpy core never imports torch.
 
@@ -158,32 +207,52 @@ def _stateless(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
 
 register(Transform(
     "log-mel", "front-end", "log-mel spectrogram in dB, librosa compatible", "waveform",
-    numpy=lambda x, *, config: feat.log_mel(x, config.sample_rate, config=config),
+    numpy=lambda x, *, config: logmel.log_mel(x, config.sample_rate, config=config),
     torch=lambda *, config: _t().LogMel(config)))
 
 
-def _sc(x, *, config, offset_db):
-    if offset_db is None:
-        raise ParameterError("sc needs offset_db: one dB value per mel band (micmatch.features.correction_offset_db)")
-    return feat.apply_band_offset(x, np.asarray(offset_db, dtype=np.float64))
+def _check_state(name: str, state, cls) -> None:
+    if not isinstance(state, cls):
+        raise ParameterError(f"{name} needs state=: a fitted {cls.__name__} (fit it first)")
 
 
-def _sc_torch(*, config, offset_db):
-    if offset_db is None:
-        raise ParameterError("sc needs offset_db: one dB value per mel band (micmatch.features.correction_offset_db)")
-    return _t().BandOffset(np.asarray(offset_db, dtype=np.float64))
+def _needs_devices(name: str, devices) -> list[str]:
+    if devices is None:
+        raise ParameterError(f"{name} needs devices=: the recording device of each item")
+    return [str(d) for d in devices]
+
+
+def _sc_fit(waves, *, config, devices=None, reference=None, n_fft, max_boost_db, max_cut_db):
+    from micmatch.spectrum_correction import SpectrumCorrection
+
+    if reference is None:
+        raise ParameterError("sc needs reference=: the device the others are corrected to")
+    return SpectrumCorrection.fit(list(waves), _needs_devices("sc", devices), config.sample_rate, reference=reference,
+                                  n_fft=n_fft, max_boost_db=max_boost_db, max_cut_db=max_cut_db)
+
+
+def _sc_state(state):
+    from micmatch.spectrum_correction import SpectrumCorrection
+
+    _check_state("sc", state, SpectrumCorrection)
+    return state
 
 
 register(Transform(
-    "sc", "normalization", "spectrum correction as one dB offset per mel band, from measured device responses",
-    "log-mel", numpy=_sc, torch=_sc_torch, params={"offset_db": None}))
+    "sc", "normalization", "spectrum correction: each device's response corrected to the reference's, as one dB "
+    "value per mel band", "log-mel",
+    numpy=lambda x, *, config, state, devices, **p: _sc_state(state).transform(
+        x, _needs_devices("sc", devices), config=config),
+    torch=lambda *, config, state, **p: _t().PerDeviceStandardize(_sc_state(state).standardizer(config=config)),
+    fit=_sc_fit, fit_input="waveform", fit_on="per-device",
+    params={"n_fft": 2048, "max_boost_db": 20.0, "max_cut_db": 30.0}))
 register(Transform(
     "spec-mean-sub", "normalization", "each band minus its mean over time, per spectrogram", "log-mel",
-    numpy=_stateless(feat.spectrogram_mean_subtraction), torch=lambda *, config: _t().SpectrogramMeanSubtraction()))
+    numpy=_stateless(norms.spectrogram_mean_subtraction), torch=lambda *, config: _t().SpectrogramMeanSubtraction()))
 
 
 def _median(x, *, config, size):
-    return feat.median_filter_residual(x, size=tuple(size))
+    return norms.median_filter_residual(x, size=tuple(size))
 
 
 register(Transform(
@@ -191,16 +260,16 @@ register(Transform(
     numpy=_median, torch=lambda *, config, size: _t().MedianFilterResidual(tuple(size)), params={"size": [7, 21]}))
 register(Transform(
     "cms", "normalization", "cepstral mean subtraction: mean-free cepstra", "log-mel",
-    numpy=lambda x, *, config, n_ceps: feat.cepstral_mean_subtraction(x, n_ceps=n_ceps),
+    numpy=lambda x, *, config, n_ceps: norms.cepstral_mean_subtraction(x, n_ceps=n_ceps),
     torch=lambda *, config, n_ceps: _t().CepstralMeanSubtraction(config.n_mels, n_ceps), params={"n_ceps": None}))
 
 
 def _pcen_entry(preset: str, description: str) -> Transform:
-    defaults = {**feat.PCEN_PRESETS[preset], "input_scale": PCEN_INPUT_SCALE}
+    defaults = {**norms.PCEN_PRESETS[preset], "input_scale": PCEN_INPUT_SCALE}
 
     def run(x, *, config, input_scale, **options):
         scaled = x if input_scale == 1.0 else np.multiply(x, input_scale, dtype=np.result_type(x, np.float32))
-        return feat.pcen(scaled, config.sample_rate, hop_length=config.hop_length, **options)
+        return norms.pcen(scaled, config.sample_rate, hop_length=config.hop_length, **options)
 
     def module(*, config, input_scale, **options):
         return _t().PCEN(config.sample_rate, hop_length=config.hop_length, input_scale=input_scale, **options)
@@ -213,49 +282,57 @@ register(_pcen_entry("a", "per-channel energy normalization, time constant 0.01 
 register(_pcen_entry("b", "per-channel energy normalization, time constant 0.2 s, gain 1.0"))
 register(Transform(
     "rasta", "normalization", "RASTA band-pass filtering of each band along time", "log-mel",
-    numpy=lambda x, *, config, pole: feat.rasta(x, pole=pole),
+    numpy=lambda x, *, config, pole: norms.rasta(x, pole=pole),
     torch=lambda *, config, pole: _t().Rasta(pole), params={"pole": 0.98}))
 
 
-def _check_state(name: str, state, cls) -> None:
-    if not isinstance(state, cls):
-        raise ParameterError(f"{name} needs state=: a fitted {cls.__name__} (fit it first)")
+def _load_stats(name: str, cls, mode: str | None = None):
+    """The file form of a feature-statistics entry: a file saved by ``micmatch features --save-feature-stats``."""
+
+    def load(path, *, config=None):
+        state = stats.load_feature_stats(path)
+        if not isinstance(state, cls) or (mode is not None and state.mode != mode):
+            raise ParameterError(f"{path}: holds {state.kind} feature statistics, not {name!r}; fit them with "
+                                 f"--normalization {name} --save-feature-stats PATH")
+        return state
+
+    return load
 
 
-def _device_std_fit(items, *, config, devices, scale):
-    if devices is None:
-        raise ParameterError("device-std needs devices=: the recording device of each item")
-    return feat.PerDeviceStandardizer(scale=scale).fit(items, devices, config=config)
+def _device_std_fit(items, *, config, devices=None, reference=None, scale):
+    return stats.PerDeviceStandardizer(scale=scale).fit(items, _needs_devices("device-std", devices), config=config)
 
 
 def _device_std(x, *, config, state, devices, scale):
-    _check_state("device-std", state, feat.PerDeviceStandardizer)
-    return state.transform(x, devices, config=config)
+    _check_state("device-std", state, stats.PerDeviceStandardizer)
+    return state.transform(x, _needs_devices("device-std", devices), config=config)
 
 
 def _device_std_torch(*, config, state, scale):
-    _check_state("device-std", state, feat.PerDeviceStandardizer)
+    _check_state("device-std", state, stats.PerDeviceStandardizer)
     return _t().PerDeviceStandardize(state)
 
 
 register(Transform(
     "device-std", "normalization", "per-device standardization with each device's band statistics", "log-mel",
-    numpy=_device_std, torch=_device_std_torch, fit=_device_std_fit, params={"scale": True}))
+    numpy=_device_std, torch=_device_std_torch, fit=_device_std_fit, fit_on="per-device",
+    load=_load_stats("device-std", stats.PerDeviceStandardizer), params={"scale": True}))
 
 
 def _global_entry(mode: str, description: str) -> Transform:
-    def fit(items, *, config, devices=None):
-        return feat.GlobalNormalizer(mode).fit(items, config=config)
+    def fit(items, *, config, devices=None, reference=None):
+        return stats.GlobalNormalizer(mode).fit(items, config=config)
 
     def run(x, *, config, state, devices=None):
-        _check_state(mode, state, feat.GlobalNormalizer)
+        _check_state(mode, state, stats.GlobalNormalizer)
         return state.transform(x, config=config)
 
     def module(*, config, state):
-        _check_state(mode, state, feat.GlobalNormalizer)
+        _check_state(mode, state, stats.GlobalNormalizer)
         return _t().GlobalNormalize(state)
 
-    return Transform(mode, "normalization", description, "log-mel", numpy=run, torch=module, fit=fit)
+    return Transform(mode, "normalization", description, "log-mel", numpy=run, torch=module, fit=fit,
+                     load=_load_stats(mode, stats.GlobalNormalizer, mode))
 
 
 register(_global_entry("gms", "global mean subtraction with training-set band means"))
@@ -278,9 +355,9 @@ def _pair(value):
     return tuple(value) if isinstance(value, Sequence) else value
 
 
-def _irs(irs) -> list[str]:
+def _irs(irs, name: str = "dir-aug") -> list[str]:
     if not irs:
-        raise ParameterError("dir-aug needs irs: a folder or a list of impulse-response files")
+        raise ParameterError(f"{name} needs irs: a folder or a list of impulse-response files")
     return aug.DeviceIRAugment(irs).irs
 
 
@@ -324,5 +401,84 @@ register(Transform(
     params={"alpha": 0.3, "p": 0.5}))
 
 
-__all__ = ["ALIASES", "KINDS", "PCEN_INPUT_SCALE", "Transform", "canonical", "entries", "get", "help_text", "names",
-           "register"]
+
+# The device converter: a fitted augmentation. Its state is a trained converter (torch); fitting trains one.
+
+
+def _converter_api():
+    """The converter half of :mod:`micmatch.learn` (torch), imported here only, when an entry needs it."""
+    from micmatch.learn import converter
+
+    return converter
+
+
+def _umc_fit(waves, *, config, devices=None, reference=None, irs, preset, epochs, n_clips, n_devices, norm, seed,
+             compute, progress, p):
+    """Train a converter on ``waves`` (clean clips of the reference device; at most ``n_clips`` of them, a seeded
+    draw) recorded through ``n_devices`` chains drawn with the impulse responses ``irs``."""
+    from dataclasses import replace
+
+    import torch
+
+    api = _converter_api()
+    paths = _irs(irs, "umc")
+    if preset not in api.PRESETS:
+        raise ParameterError(f"umc: preset={preset!r} must be one of {', '.join(api.PRESETS)}")
+    chosen = api.PRESETS[preset]
+    rows = np.arange(len(waves))
+    if len(rows) > n_clips:
+        rows = np.sort(np.random.default_rng([seed, 13]).choice(rows, size=n_clips, replace=False))
+    clips = [waves[i] for i in rows]
+    features, band, simulated = api.simulate_domains(clips, config.sample_rate, paths, feature_config=config,
+                                                     n_devices=min(n_devices, len(paths)), seed=seed,
+                                                     progress=progress)
+    train = replace(chosen.train, epochs=epochs, seed=seed, device=compute, progress=progress,
+                    threads=1 if chosen.train.threads is None and torch.get_num_threads() <= 2 else None)
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"umc: training a converter on {len(clips)} clips, domains {', '.join(features)} "
+                   f"({epochs} epochs)")
+    model = replace(chosen.model, norm=norm or chosen.model.norm)
+    return api.train_converter(features, band, config=model, train=train, feature_config=config,
+                               info={"simulated_devices": simulated, "preset": preset}, desc="umc converter")
+
+
+def _umc_load(path, *, config=None):
+    return _converter_api().Converter.load(path)
+
+
+def _umc_module(*, config, state, irs, p, **unused):
+    """The converter as an augmentation: targets are the band dB vectors of ``irs`` (half the converted items),
+    and synthetic differences (the other half, or all without ``irs``)."""
+    from micmatch.learn.conditioning import ir_band_response
+
+    api = _converter_api()
+    _check_state("umc", state, api.Converter)
+    targets = {Path(f).stem: ir_band_response(f, config=config) for f in (_irs(irs, "umc") if irs else [])}
+    return api.ConverterAugment(state, targets=targets, p=p, synthetic_fraction=0.5 if targets else 1.0)
+
+
+def _umc_apply(x, drawn, *, config, state, **params):
+    import copy
+
+    import torch
+
+    x = torch.as_tensor(np.asarray(x))
+    # A copy of the converter in the features' precision, so the fitted state is left as it is.
+    module = _umc_module(config=config, state=copy.deepcopy(state).to(x.dtype), **params)
+    return module.apply(x, drawn).numpy()
+
+
+register(Transform(
+    "umc", "augmentation", "device converter (FiLM CycleGAN): reference-device features converted to other devices",
+    "log-mel", numpy=_umc_apply, torch=_umc_module,
+    draw=lambda rng, n, *, config, state, **params: _umc_module(config=config, state=state, **params).draw(
+        n, generator=rng),
+    fit=_umc_fit, fit_input="waveform", fit_on="reference", load=_umc_load,
+    params={"irs": None, "preset": "cpu-smoke", "epochs": 10, "n_clips": 1200, "n_devices": 6, "norm": None,
+            "seed": 0, "compute": "auto", "progress": False, "p": 0.5}))
+
+
+__all__ = ["ALIASES", "FIT_ON", "KINDS", "PCEN_INPUT_SCALE", "Transform", "canonical", "entries", "fit", "get",
+           "help_text", "names", "register"]

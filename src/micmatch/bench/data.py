@@ -36,8 +36,8 @@ class MismatchConfig:
     that devices differ as real ones do and not by their frequency response alone. Off, a device is its impulse
     response (plus ``noise_floor_db`` and ``band_hz`` when set).
 
-    ``umc_*`` set the converter that recipe ``umc`` trains during the run (:mod:`micmatch.bench.umc`): a
-    preset of :data:`micmatch.learn.converter.PRESETS`, its epochs, how many reference clips and how many
+    ``umc_*`` set the converter that recipe ``umc`` trains during the run (the registry entry ``umc``, fitted
+    by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter.PRESETS`, its epochs, how many reference clips and how many
     augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``; None:
     the preset's).
     """
@@ -126,7 +126,7 @@ class MismatchData:
     assign_ideal: np.ndarray
     calibration: np.ndarray
     chains: dict[str, dict] = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict, repr=False)
+    _recorded: dict = field(default_factory=dict, repr=False)  # recordings, by purpose and device
 
     def record(self, waves: np.ndarray, device: int, purpose: str) -> np.ndarray:
         """``waves`` as recorded by device index ``device``; noise seeded by (data seed, device, purpose)."""
@@ -147,26 +147,26 @@ class MismatchData:
     def train_set(self, ideal: bool) -> np.ndarray:
         """Training waveforms ``(n_train, n_samples)``, each recorded by its assigned device (cached)."""
         key = ("train", ideal)
-        if key not in self._cache:
+        if key not in self._recorded:
             assign = self.assign_ideal if ideal else self.assign
             out = self.train_waves.copy()
             for d in np.unique(assign):
                 rows = np.flatnonzero(assign == d)
                 out[rows] = self.record(self.train_waves[rows], int(d), "train")
-            self._cache[key] = out
-        return self._cache[key]
+            self._recorded[key] = out
+        return self._recorded[key]
 
     def test_set(self, device: int) -> np.ndarray:
         key = ("test", device)
-        if key not in self._cache:
-            self._cache[key] = self.record(self.test_waves, device, "test")
-        return self._cache[key]
+        if key not in self._recorded:
+            self._recorded[key] = self.record(self.test_waves, device, "test")
+        return self._recorded[key]
 
     def calibration_set(self, device: int) -> np.ndarray:
         key = ("calibration", device)
-        if key not in self._cache:
-            self._cache[key] = self.record(self.train_waves[self.calibration], device, "calibration")
-        return self._cache[key]
+        if key not in self._recorded:
+            self._recorded[key] = self.record(self.train_waves[self.calibration], device, "calibration")
+        return self._recorded[key]
 
     def device_source(self, device: int, ideal: bool) -> np.ndarray:
         """Waveforms a remedy may learn device ``device``'s statistics from: its training clips if it has any

@@ -19,9 +19,10 @@ features and Table 2 of "Unified Microphone Conversion"), on any corpus and any 
    mean and standard deviation over seeds.
 
 The work is split by job: :mod:`~micmatch.bench.plan` (devices), :mod:`~micmatch.bench.data` (settings and
-clips), :mod:`~micmatch.bench.recipes` (the recipe language and registry), :mod:`~micmatch.bench.pipeline` (the
-torch pipeline), :mod:`~micmatch.bench.run` (training and scoring) and :mod:`~micmatch.bench.report` (tables,
-JSON, chart). This module gathers their public names.
+clips), :mod:`~micmatch.bench.recipes` (the recipe language and registry), :mod:`~micmatch.bench.fitting`
+(fitting the states of fitted steps), :mod:`~micmatch.bench.pipeline` (the torch pipeline),
+:mod:`~micmatch.bench.run` (training and scoring) and :mod:`~micmatch.bench.report` (tables, JSON, chart). This
+module gathers their public names.
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 Order: waveform augmentations (training only) -> mel energies -> log (dB) or the recipe's compression ->
 feature augmentations of the reference device's clips (training only: the device converter) ->
-per-spectrogram normalizations -> per-device standardization. Training-batch augmentations (mixup, ...) act on
-features and targets together (:class:`BatchAugment`). Every random draw comes from the generator passed in.
+per-spectrogram normalizations -> normalizations with fitted statistics (per device or global). Training-batch
+augmentations (mixup, ...) act on features and targets together (:class:`BatchAugment`). Every random draw comes
+from the generator passed in. Fitted steps get their states from :mod:`micmatch.bench.fitting`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -19,28 +22,33 @@ from micmatch.learn.transforms import LogMel, Mixup
 class FrontEnd(nn.Module):
     """Waveforms to the features of ``recipe`` for the benchmark ``data``.
 
-    ``device_std`` is a fitted :class:`~micmatch.learn.transforms.PerDeviceStandardize` (recipes with
-    ``device_std``), set after fitting with :meth:`set_device_std`. Feature augmentations change only the rows
-    whose device index is the reference's (0), or every row when no indices are given.
+    ``states`` maps each fitted step of the recipe that precedes the fitted normalizations (a device converter)
+    to its state. Normalizations with fitted statistics are added in recipe order with :meth:`add_fitted` once
+    fitted on the features before them. Feature augmentations change only the rows whose device index is the
+    reference's (0), or every row when no indices are given.
 
     Shape: ``(batch, n_samples)`` -> ``(batch, n_mels, n_frames)``.
     """
 
-    def __init__(self, recipe: Recipe, data) -> None:
+    def __init__(self, recipe: Recipe, data, states: Mapping[str, object] | None = None) -> None:
         super().__init__()
+        states = dict(states or {})
         self.logmel = LogMel(data.config.logmel(data.sample_rate))
-        self.wave = nn.ModuleList([build_step(s, data) for s in recipe.wave_augment])
+        self.wave = nn.ModuleList([build_step(s, data, states.get(s)) for s in recipe.wave_augment])
         self.compress = None if recipe.compress == "log" else build_step(recipe.compress, data)
-        self.feature_aug = nn.ModuleList([build_step(s, data) for s in recipe.feature_augment])
+        self.feature_aug = nn.ModuleList([build_step(s, data, states.get(s)) for s in recipe.feature_augment])
         self.clip = nn.ModuleList([build_step(s, data) for s in recipe.clip_norms])
-        self.device_std: nn.Module | None = None
+        self.fitted = nn.ModuleList()
+        self._per_device: list[bool] = []
 
-    def set_device_std(self, module: nn.Module) -> None:
-        self.device_std = module
+    def add_fitted(self, module: nn.Module, *, per_device: bool) -> None:
+        """Append a normalization with fitted statistics; ``per_device`` ones take the device index."""
+        self.fitted.append(module)
+        self._per_device.append(bool(per_device))
 
     def features(self, waves: torch.Tensor, device_index: torch.Tensor | None = None, *,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Features before device statistics; feature augmentations only in training mode."""
+        """Features before fitted statistics; feature augmentations only in training mode."""
         x = self.logmel(waves) if self.compress is None else self.compress(self.logmel.mel(waves))
         if self.training and len(self.feature_aug):
             rows = (torch.arange(x.shape[0], device=x.device) if device_index is None
@@ -60,8 +68,8 @@ class FrontEnd(nn.Module):
             for aug in self.wave:
                 waves = aug(waves, generator=generator)
         x = self.features(waves, device_index, generator=generator)
-        if self.device_std is not None:
-            x = self.device_std(x, device_index)
+        for norm, per_device in zip(self.fitted, self._per_device):
+            x = norm(x, device_index) if per_device else norm(x)
         return x
 
 

@@ -2,11 +2,13 @@
 
 A recipe is a named remedy, described by the pipeline steps it changes; ``a+b`` combines remedies and
 ``name:ARG`` gives a recipe that takes an argument (a file or a folder, e.g. a trained model used as an
-augmentation or a normalizer) its value. Later remedies are one :func:`register_recipe` call each, plus one
-:func:`register_step` when they need a new kind of step.
+augmentation or a normalizer) its value. Every entry of :mod:`micmatch.registry` is a step and a recipe of the
+same name (the front end ``log-mel`` is ``baseline``); later remedies are one :func:`register_recipe` call each,
+plus one :func:`register_step` when they need a new kind of step.
 
 Step names map to torch modules in one place, :data:`STEPS`; each builder gets the benchmark data (sample rate,
-settings, augmentation impulse responses) and the step's argument (None for steps that take none).
+settings, augmentation impulse responses), the step's argument (None for steps that take none) and, for a step
+of a fitted registry entry, the entry's fitted state (:mod:`micmatch.bench.fitting` fits it first).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from dataclasses import dataclass, replace
 
 from micmatch.errors import CorpusError
 
-#: Kinds of steps, in pipeline order: waveform augmentation (training only), compression of mel energies,
-#: augmentation of the reference device's log-mel features (training only), normalization per spectrogram,
-#: augmentation of training batches (features and targets).
-STEP_KINDS = ("wave_augment", "compress", "feature_augment", "clip_norms", "batch_augment")
+#: Kinds of steps, in pipeline order: correction of each device's waveforms (fitted; applied once, in numpy),
+#: waveform augmentation (training only), compression of mel energies, augmentation of the reference device's
+#: log-mel features (training only), normalization per spectrogram, normalization with statistics fitted on the
+#: data (after the per-spectrogram ones), augmentation of training batches (features and targets).
+STEP_KINDS = ("correct", "wave_augment", "compress", "feature_augment", "clip_norms", "fitted_norms",
+              "batch_augment")
 
 
 @dataclass(frozen=True)
@@ -27,29 +31,41 @@ class Step:
     """How a step name becomes a torch module: ``build(data, argument) -> nn.Module``.
 
     ``kind`` is one of :data:`STEP_KINDS`; ``takes`` names the argument (e.g. ``"PATH"``) for steps written
-    ``name:ARG``, None for steps without one.
+    ``name:ARG``, None for steps without one. ``fitted`` names the fitted registry entry whose state the step
+    applies: its builder is then ``build(data, argument, state)``, and its state is fitted on the benchmark's
+    data (or, given an argument, loaded from that file) before any pipeline is built. ``settings(data)`` gives
+    the entry's parameters in the benchmark (over its JSON defaults); ``before_fit(data)`` refuses data the
+    entry cannot be fitted on; ``check_loaded(state, argument, data)`` refuses a loaded state that does not
+    suit the benchmark.
     """
 
     kind: str
     build: Callable
     takes: str | None = None
+    fitted: str | None = None
+    settings: Callable = lambda data: {}
+    before_fit: Callable | None = None
+    check_loaded: Callable | None = None
 
 
 def _logmel(data):
     return data.config.logmel(data.sample_rate)
 
 
-def _from_registry(name: str, overrides: Callable = lambda data: {}) -> Callable:
-    """A builder of the registry entry ``name``'s torch module with the benchmark's settings (``overrides(data)``
-    over the entry's JSON defaults): recipes and ``micmatch features`` share one implementation per method."""
+def _registry_step(kind: str, name: str, settings: Callable = lambda data: {}, **options) -> Step:
+    """The step of registry entry ``name``: its torch module with the benchmark's ``settings(data)`` over the
+    entry's JSON defaults, so recipes and ``micmatch features`` share one implementation per method."""
+    from micmatch import registry
 
-    def build(data, arg):
-        from micmatch import registry
+    entry = registry.get(name)
 
-        entry = registry.get(name)
-        return entry.torch(config=_logmel(data), **entry.parameters(overrides(data)))
+    def build(data, arg, state=None):
+        params = entry.parameters(settings(data))
+        if entry.fitted:
+            return entry.torch(config=_logmel(data), state=state, **params)
+        return entry.torch(config=_logmel(data), **params)
 
-    return build
+    return Step(kind, build, fitted=name if entry.fitted else None, settings=settings, **options)
 
 
 def _dir_aug_settings(data) -> dict:
@@ -59,27 +75,60 @@ def _dir_aug_settings(data) -> dict:
     return {"irs": [str(p) for p in data.plan.aug_irs], "p": data.config.aug_p}
 
 
-def _umc(data, arg):
-    from micmatch.bench.umc import converter_augment
+def _sc_settings(data) -> dict:
+    cfg = data.config
+    return {"n_fft": cfg.sc_n_fft, "max_boost_db": cfg.sc_max_boost_db, "max_cut_db": cfg.sc_max_cut_db}
 
-    return converter_augment(data, arg)
+
+def _sc_build(data, arg, state):
+    """Spectrum correction of waveforms: ``correct(waves, device_index)`` with each row's device's curve."""
+
+    def correct(waves, devices):
+        return state.correct(waves, devices, data.sample_rate, names=data.plan.names)
+
+    return correct
+
+
+def _umc_settings(data) -> dict:
+    cfg = data.config
+    return {"irs": [str(p) for p in data.plan.aug_irs], "preset": cfg.umc_preset, "epochs": cfg.umc_epochs,
+            "n_clips": cfg.umc_clips, "n_devices": cfg.umc_devices, "norm": cfg.umc_norm, "seed": cfg.data_seed,
+            "compute": cfg.device, "progress": cfg.progress, "p": cfg.aug_p}
+
+
+def _umc_before_fit(data) -> None:
+    if not data.plan.aug_irs:
+        raise CorpusError("recipe umc trains a converter on augmentation devices: pass --aug-irs DIR (or "
+                          "--aug-from-rest), or give a trained one as umc:CONVERTER")
+
+
+def _umc_check_loaded(converter, path: str, data) -> None:
+    from micmatch.bench.umc import check_converter
+
+    check_converter(converter, path, data)
 
 
 #: Step name -> implementation. The one place where recipe steps meet the torch modules.
 STEPS: dict[str, Step] = {
-    "dir-aug": Step("wave_augment", _from_registry("dir-aug", _dir_aug_settings)),
-    "synth-fr-aug": Step("wave_augment", _from_registry("synth-fr-aug", lambda d: {"p": d.config.aug_p})),
+    # Fitted per device on each device's training or calibration clips; applied once to the waveforms.
+    "sc": Step("correct", _sc_build, fitted="sc", settings=_sc_settings),
+    "dir-aug": _registry_step("wave_augment", "dir-aug", _dir_aug_settings),
+    "synth-fr-aug": _registry_step("wave_augment", "synth-fr-aug", lambda d: {"p": d.config.aug_p}),
     # The recipe "pcen" is the registry's setting b (T = 0.2 s, gain 1.0), scaled as librosa advises.
-    "pcen": Step("compress", _from_registry("pcen-b")),
-    **{n: Step("clip_norms", _from_registry(n)) for n in ("spec-mean-sub", "cms", "median", "rasta")},
+    "pcen": _registry_step("compress", "pcen-b"),
+    **{n: _registry_step("compress", n) for n in ("pcen-a", "pcen-b")},
+    **{n: _registry_step("clip_norms", n) for n in ("spec-mean-sub", "cms", "median", "rasta")},
+    # Fitted on features: each device's (device-std) or the whole training set's (gms, gmsvn).
+    "device-std": _registry_step("fitted_norms", "device-std", lambda d: {"scale": True}),
+    **{n: _registry_step("fitted_norms", n) for n in ("gms", "gmsvn")},
     # Mixed as the features are given (dB or normalized values), so it composes with every front end.
-    "mixup": Step("batch_augment", _from_registry("mixup", lambda d: {"alpha": d.config.mixup_alpha,
-                                                                       "domain": "log"})),
-    "filteraugment": Step("batch_augment", _from_registry("filteraugment")),
-    "freq-mixstyle": Step("batch_augment", _from_registry("freq-mixstyle", lambda d: {"p": d.config.aug_p,
-                                                                                       "alpha": 0.3})),
-    # Without an argument the converter is trained in the run, on the augmentation devices (bench.umc).
-    "umc": Step("feature_augment", _umc, takes="CONVERTER"),
+    "mixup": _registry_step("batch_augment", "mixup", lambda d: {"alpha": d.config.mixup_alpha, "domain": "log"}),
+    "filteraugment": _registry_step("batch_augment", "filteraugment"),
+    "freq-mixstyle": _registry_step("batch_augment", "freq-mixstyle", lambda d: {"p": d.config.aug_p,
+                                                                                  "alpha": 0.3}),
+    # Without an argument the converter is trained on the augmentation devices; umc:CONVERTER loads a trained one.
+    "umc": _registry_step("feature_augment", "umc", _umc_settings, takes="CONVERTER",
+                          before_fit=_umc_before_fit, check_loaded=_umc_check_loaded),
 }
 
 
@@ -89,10 +138,16 @@ def split_step(step: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
-def build_step(step: str, data):
-    """The torch module of one step (``"name"`` or ``"name:arg"``) for the benchmark ``data``."""
+def build_step(step: str, data, state=None):
+    """The torch module of one step (``"name"`` or ``"name:arg"``) for the benchmark ``data``; a fitted step
+    takes its fitted ``state``."""
     name, arg = split_step(step)
-    return STEPS[name].build(data, arg)
+    impl = STEPS[name]
+    if impl.fitted:
+        if state is None:
+            raise CorpusError(f"step {step!r} applies a fitted {impl.fitted}: fit it first (micmatch.bench.fitting)")
+        return impl.build(data, arg, state)
+    return impl.build(data, arg)
 
 
 def register_step(name: str, step: Step) -> None:
@@ -112,33 +167,45 @@ def register_step(name: str, step: Step) -> None:
 class Recipe:
     """A remedy, as the pipeline steps it changes; :func:`compose` merges two.
 
-    Steps, in pipeline order: ``ideal`` (train on every device), ``correct`` (unaligned spectrum correction of
-    each clip's waveform to the reference), ``wave_augment`` (training waveforms, redrawn every batch),
-    ``compress`` (``"log"`` dB or a compression step such as ``"pcen"``), ``feature_augment`` (the reference
-    device's training log-mel features, in dB: the device converter), ``clip_norms`` (per spectrogram),
-    ``device_std`` (per-device standardization), ``batch_augment`` (training-batch transforms: mixup,
-    filteraugment, freq-mixstyle). Step names are keys of :data:`STEPS`, with ``:ARG`` once bound.
-    ``argument`` names what the recipe takes after ``name:`` (None: nothing); with ``argument_optional`` the
-    recipe may also be written without one (its steps then get None).
+    Steps, in pipeline order: ``ideal`` (train on every device), ``correct`` (per-device corrections of the
+    waveforms, e.g. ``("sc",)``: unaligned spectrum correction of each clip to the reference), ``wave_augment``
+    (training waveforms, redrawn every batch), ``compress`` (``"log"`` dB or a compression step such as
+    ``"pcen"``), ``feature_augment`` (the reference device's training log-mel features, in dB: the device
+    converter), ``clip_norms`` (per spectrogram), ``fitted_norms`` (with statistics fitted on the data:
+    ``device-std``, ``gms``, ``gmsvn``), ``batch_augment`` (training-batch transforms: mixup, filteraugment,
+    freq-mixstyle). Step names are keys of :data:`STEPS`, with ``:ARG`` once bound. ``argument`` names what the
+    recipe takes after ``name:`` (None: nothing); with ``argument_optional`` the recipe may also be written
+    without one (its steps then get None).
+
+    ``correct=True`` (the spelling of the previous release) means ``correct=("sc",)``; it goes in the next release.
     """
 
     name: str
     ideal: bool = False
-    correct: bool = False
+    correct: tuple[str, ...] = ()
     wave_augment: tuple[str, ...] = ()
     compress: str = "log"
     clip_norms: tuple[str, ...] = ()
-    device_std: bool = False
+    fitted_norms: tuple[str, ...] = ()
     batch_augment: tuple[str, ...] = ()
     description: str = ""
     argument: str | None = None
     feature_augment: tuple[str, ...] = ()
     argument_optional: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.correct, bool):
+            object.__setattr__(self, "correct", ("sc",) if self.correct else ())
+
     def steps(self) -> list[str]:
         """Every step name of the recipe in pipeline order (the compression only when it is not ``log``)."""
         compress = [] if self.compress == "log" else [self.compress]
-        return [*self.wave_augment, *compress, *self.feature_augment, *self.clip_norms, *self.batch_augment]
+        return [*self.correct, *self.wave_augment, *compress, *self.feature_augment, *self.clip_norms,
+                *self.fitted_norms, *self.batch_augment]
+
+
+#: Recipe fields that hold a tuple of steps.
+_STEP_FIELDS = ("correct", "wave_augment", "feature_augment", "clip_norms", "fitted_norms", "batch_augment")
 
 
 def compose(a: Recipe, b: Recipe) -> Recipe:
@@ -151,17 +218,12 @@ def compose(a: Recipe, b: Recipe) -> Recipe:
         return x + tuple(v for v in y if v not in x)
 
     compress = a.compress if a.compress != "log" else b.compress
-    feature_augment = merged(a.feature_augment, b.feature_augment)
-    if feature_augment and compress != "log":
-        raise CorpusError(f"recipes {a.name!r} and {b.name!r}: {', '.join(feature_augment)} converts log-mel "
-                          f"features in dB and cannot follow the compression {compress!r}; drop one")
-
-    return Recipe(
-        f"{a.name}+{b.name}", ideal=a.ideal or b.ideal, correct=a.correct or b.correct,
-        wave_augment=merged(a.wave_augment, b.wave_augment), compress=compress,
-        clip_norms=merged(a.clip_norms, b.clip_norms), device_std=a.device_std or b.device_std,
-        batch_augment=merged(a.batch_augment, b.batch_augment), description=f"{a.description}; {b.description}",
-        feature_augment=feature_augment)
+    steps = {f: merged(getattr(a, f), getattr(b, f)) for f in _STEP_FIELDS}
+    if steps["feature_augment"] and compress != "log":
+        raise CorpusError(f"recipes {a.name!r} and {b.name!r}: {', '.join(steps['feature_augment'])} converts "
+                          f"log-mel features in dB and cannot follow the compression {compress!r}; drop one")
+    return Recipe(f"{a.name}+{b.name}", ideal=a.ideal or b.ideal, compress=compress,
+                  description=f"{a.description}; {b.description}", **steps)
 
 
 def bind(recipe: Recipe, argument: str) -> Recipe:
@@ -173,10 +235,9 @@ def bind(recipe: Recipe, argument: str) -> Recipe:
     compress = recipe.compress
     if compress != "log" and STEPS[compress].takes:
         compress = f"{compress}:{argument}"
-    return replace(recipe, name=f"{recipe.name}:{argument}", wave_augment=bound(recipe.wave_augment),
-                   compress=compress, feature_augment=bound(recipe.feature_augment),
-                   clip_norms=bound(recipe.clip_norms), batch_augment=bound(recipe.batch_augment),
-                   description=f"{recipe.description} ({argument})", argument=None, argument_optional=False)
+    return replace(recipe, name=f"{recipe.name}:{argument}", compress=compress,
+                   description=f"{recipe.description} ({argument})", argument=None, argument_optional=False,
+                   **{f: bound(getattr(recipe, f)) for f in _STEP_FIELDS})
 
 
 #: The named remedies.
@@ -205,15 +266,22 @@ def register_recipe(recipe: Recipe) -> Recipe:
 for _r in [
     Recipe("baseline", description="log-mel, per-band standardization over the training set"),
     Recipe("ideal", ideal=True, description="every device in training (the upper bound)"),
-    Recipe("sc", correct=True, description="unaligned spectrum correction of waveforms to the reference "
-                                           "(unseen devices: from calibration clips)"),
-    Recipe("device-std", device_std=True, description="per-device standardization of log-mel "
-                                                      "(unseen devices: from calibration clips)"),
+    Recipe("sc", correct=("sc",), description="unaligned spectrum correction of waveforms to the reference "
+                                               "(unseen devices: from calibration clips)"),
+    Recipe("device-std", fitted_norms=("device-std",), description="per-device standardization of log-mel "
+                                                                   "(unseen devices: from calibration clips)"),
+    Recipe("gms", fitted_norms=("gms",), description="global mean subtraction with training-set band means"),
+    Recipe("gmsvn", fitted_norms=("gmsvn",), description="global mean and variance normalization with "
+                                                         "training-set band statistics"),
     Recipe("spec-mean-sub", clip_norms=("spec-mean-sub",), description="spectrogram-wise mean subtraction"),
     Recipe("cms", clip_norms=("cms",), description="cepstral mean subtraction"),
     Recipe("median", clip_norms=("median",), description="median-filter residual (7 bands x 21 frames)"),
     Recipe("pcen", compress="pcen", description="PCEN instead of log (Spectrum Correction paper, setting b: "
                                                 "T=0.2 s, alpha=1)"),
+    Recipe("pcen-a", compress="pcen-a", description="PCEN instead of log (Spectrum Correction paper, setting a: "
+                                                    "T=0.01 s, alpha=0.95)"),
+    Recipe("pcen-b", compress="pcen-b", description="PCEN instead of log (Spectrum Correction paper, setting b: "
+                                                    "T=0.2 s, alpha=1; the same as pcen)"),
     Recipe("rasta", clip_norms=("rasta",), description="RASTA filtering of log-mel (pole 0.98)"),
     Recipe("mixup", batch_augment=("mixup",), description="mixup (alpha 0.4, on the features as given)"),
     Recipe("dir-aug", wave_augment=("dir-aug",), description="device impulse-response augmentation (p=0.5)"),

@@ -1,7 +1,8 @@
 """Running the mismatch benchmark: one classifier per recipe and seed, trained on tensors, scored per device.
 
-Per recipe, the waveforms every device records and their spectrum correction (``sc``) are prepared once, in
-numpy (:mod:`micmatch.bench.data`). Everything after that runs in torch on one device, batched
+The waveforms every device records are prepared once, in numpy (:mod:`micmatch.bench.data`); the states of
+fitted steps (spectrum correction, statistics, the device converter) are fitted once per run through one path
+(:mod:`micmatch.bench.fitting`), before the pipeline that uses them is built. Everything after that runs in torch on one device, batched
 (:mod:`micmatch.bench.pipeline`): recipes without waveform augmentation compute their features once and train on
 them; recipes with it train on waveforms and compute features batch by batch, so a GPU speeds up the features
 as well as the classifier.
@@ -16,48 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micmatch import features as feat
 from micmatch.bench.data import MismatchConfig, MismatchData, prepare_data
+from micmatch.bench.fitting import FittedStates, entry_of, fitting_rows, waveform_states
 from micmatch.bench.plan import plan_devices
-from micmatch.bench.recipes import Recipe, build_step, parse_recipe
+from micmatch.bench.recipes import Recipe, build_step, parse_recipe, split_step
 from micmatch.bench.report import MismatchResult, hardware
 from micmatch.corpus import load_corpus
 from micmatch.errors import CorpusError
 from micmatch.simulate import list_irs
-
-
-def _corrections(data: MismatchData, ideal: bool) -> dict[int, object]:
-    """Spectrum correction of every non-reference device to the reference (cached per training set)."""
-    key = ("corrections", ideal)
-    if key in data._cache:
-        return data._cache[key]
-    from micmatch.correct import correction_curve
-    from micmatch.estimate import estimate_responses
-
-    cfg = data.config
-    sources = {d.name: list(data.device_source(i, ideal)) for i, d in enumerate(data.plan.devices)}
-    responses = estimate_responses(sources, data.sample_rate, n_fft=cfg.sc_n_fft, hop_length=cfg.sc_n_fft // 4)
-    ref = data.plan.reference.name
-    out = {i: correction_curve(responses, d.name, ref, max_boost_db=cfg.sc_max_boost_db,
-                               max_cut_db=cfg.sc_max_cut_db)
-           for i, d in enumerate(data.plan.devices) if d.role != "reference"}
-    data._cache[key] = out
-    return out
-
-
-def corrected(waves: np.ndarray, devices: np.ndarray, data: MismatchData, recipe: Recipe) -> np.ndarray:
-    """``waves`` ``(n, n_samples)`` corrected to the reference per row's device when the recipe corrects."""
-    if not recipe.correct:
-        return waves
-    from micmatch.correct import apply_correction
-
-    corrections = _corrections(data, recipe.ideal)
-    out = waves.copy()
-    for d in np.unique(devices):
-        if int(d) in corrections:
-            rows = np.flatnonzero(devices == d)
-            out[rows] = apply_correction(waves[rows], data.sample_rate, corrections[int(d)], method="stft")
-    return out
 
 
 @dataclass
@@ -73,38 +40,52 @@ class Prepared:
     per_batch: bool
 
 
-def prepare(data: MismatchData, recipe: Recipe) -> Prepared:
-    """Build the recipe's front end, fit its device statistics, and compute the fixed features."""
+def prepare(data: MismatchData, recipe: Recipe, store: FittedStates | None = None) -> Prepared:
+    """Fit the recipe's fitted steps (through ``store``, shared by the recipes of a run), build its front end and
+    compute the fixed features."""
     import torch
 
     from micmatch.bench.pipeline import FrontEnd, compute_features
     from micmatch.learn.train import select_device
-    from micmatch.learn.transforms import PerDeviceStandardize
 
+    store = FittedStates() if store is None else store
     dev = select_device(data.config.device)
     ideal = recipe.ideal
     train_dev = data.assign_ideal if ideal else data.assign
-    train_waves = corrected(data.train_set(ideal), train_dev, data, recipe)
-    front = FrontEnd(recipe, data).to(dev)
+    states = waveform_states(recipe, data, store)
+    corrections = [build_step(s, data, states[s]) for s in recipe.correct]
+
+    def corrected(waves: np.ndarray, devices: np.ndarray) -> np.ndarray:
+        for correct in corrections:
+            waves = correct(waves, devices)
+        return waves
+
+    train_waves = corrected(data.train_set(ideal), train_dev)
+    front = FrontEnd(recipe, data, states).to(dev)
     train = compute_features(front, train_waves, device=dev)
-    if recipe.device_std:
-        cfg = data.config.logmel(data.sample_rate)
-        standardizer = feat.PerDeviceStandardizer(scale=True)
-        names = data.plan.names
-        for i in range(len(names)):
-            rows = np.flatnonzero(train_dev == i)
-            if rows.size:
-                source = train[torch.as_tensor(rows, device=dev)]
-            else:
-                calib = data.calibration_set(i)
-                source = compute_features(front, corrected(calib, np.full(len(calib), i), data, recipe), device=dev)
-            standardizer.fit(source.double().cpu().numpy(), [names[i]] * len(source), config=cfg)
-        front.set_device_std(PerDeviceStandardize(standardizer).to(dev))
+    for step in recipe.fitted_norms:
+        entry = entry_of(step)
+        if split_step(step)[1] is not None:
+            state = store.load(step, data)
+        else:
+            items, labels = [], []
+            for i, rows in fitting_rows(data, ideal, entry.fit_on):
+                if callable(rows):  # a device without training clips: its calibration clips
+                    calib = rows()
+                    source = compute_features(front, corrected(calib, np.full(len(calib), i)), np.full(len(calib), i),
+                                              device=dev)
+                    index = np.full(len(calib), i)
+                else:
+                    source, index = train[torch.as_tensor(rows, device=dev)], train_dev[rows]
+                items.append(source.double().cpu().numpy())
+                labels += [data.plan.names[int(d)] for d in index]
+            state = store.fit(step, data, np.concatenate(items), devices=labels, reference=data.plan.reference.name)
+        front.add_fitted(build_step(step, data, state).to(dev), per_device=entry.per_device)
         train = compute_features(front, train_waves, train_dev, device=dev)
     test = {}
     for i in range(len(data.plan.names)):
         n = data.test_waves.shape[0]
-        waves = corrected(data.test_set(i), np.full(n, i), data, recipe)
+        waves = corrected(data.test_set(i), np.full(n, i))
         test[i] = compute_features(front, waves, np.full(n, i), device=dev)
     per_batch = bool(recipe.wave_augment or recipe.feature_augment)
     inputs = torch.as_tensor(train_waves, device=dev) if per_batch else train
@@ -152,10 +133,15 @@ def run_recipe(data: MismatchData, recipe: Recipe, seed: int, *, prepared: Prepa
     return out
 
 
-def check_recipe(recipe: Recipe, data: MismatchData) -> None:
-    """Build every step of ``recipe`` once, so a missing input (e.g. no augmentation IRs) fails before training."""
+def check_recipe(recipe: Recipe, data: MismatchData, store: FittedStates | None = None) -> None:
+    """Build every step of ``recipe`` once, and load or check what its fitted steps need, so a missing input (no
+    augmentation IRs, a converter file that does not suit) fails before training."""
+    store = FittedStates() if store is None else store
     for step in recipe.steps():
-        build_step(step, data)
+        if entry_of(step) is not None:
+            store.check(step, data)
+        else:
+            build_step(step, data)
 
 
 def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, recipes: Sequence[str],
@@ -190,13 +176,14 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
     plan = plan_devices(list_irs(irs_dir), n_seen=config.n_seen, n_unseen=config.n_unseen, seed=config.data_seed,
                         reference=reference, seen=seen, unseen=unseen, aug_irs=aug, aug_from_rest=aug_from_rest)
     data = prepare_data(corpus, plan, config)
+    store = FittedStates()
     for recipe in parsed:
-        check_recipe(recipe, data)
+        check_recipe(recipe, data, store)
     runs: dict[str, list[dict]] = {}
     timings: dict[str, float] = {}
     for recipe in parsed:
         t0 = time.perf_counter()
-        prepared = prepare(data, recipe)
+        prepared = prepare(data, recipe, store)
         runs[recipe.name] = [run_recipe(data, recipe, s, prepared=prepared) for s in seeds]
         timings[recipe.name] = round(time.perf_counter() - t0, 2)
         if log is not None:
@@ -207,15 +194,13 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
             "sample_rate": data.sample_rate, "n_train": int(data.train_waves.shape[0]),
             "n_test": int(data.test_waves.shape[0]), "classes": list(data.classes),
             "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains}
-    from micmatch.bench.umc import trained_converter
-
-    converter = trained_converter(data)
+    converter = store.first_trained("umc")
     if converter is not None:
-        info["umc_converter"] = {"train_seconds": round(converter.info.get("train_seconds", 0.0), 1),
-                                 "last_epoch": (converter.info.get("history") or [None])[-1],
-                                 "devices": sorted(converter.info.get("simulated_devices") or {})}
+        from micmatch.bench.umc import converter_info
+
+        info["umc_converter"] = converter_info(converter)
     return MismatchResult(plan, config, list(seeds), runs, info,
                           models={"umc-converter": converter} if converter is not None else {})
 
 
-__all__ = ["Prepared", "check_recipe", "corrected", "prepare", "run_benchmark", "run_recipe"]
+__all__ = ["Prepared", "check_recipe", "prepare", "run_benchmark", "run_recipe"]

@@ -35,33 +35,40 @@ def _normalization(ctx, param, value: str) -> str:
 
 
 def _extract(path: Path, cfg: F.LogMelConfig, *, resample: bool, n_samples: int | None, entry, params: dict,
-             offset_db: np.ndarray | None) -> tuple[np.ndarray, int]:
+             band_db: np.ndarray | None) -> tuple[np.ndarray, int]:
     """One file's features ``(n_bands, n_frames)`` with its per-recording normalization, and its audio frames."""
     if entry is not None and entry.input == "mel":
         mel, n_audio = extract.file_mel(path, cfg, n_samples=n_samples, resample=resample)
-        if offset_db is not None:  # the correction as a power gain on linear mel energies
-            mel *= np.power(10.0, offset_db / 10.0).astype(np.float32)[:, None]
+        if band_db is not None:  # the correction as a power gain on linear mel energies
+            mel *= np.power(10.0, band_db / 10.0).astype(np.float32)[:, None]
         if "input_scale" in params:  # scale our own array in place: one copy less of a long file's features
             mel *= np.float32(params["input_scale"])
             params = {**params, "input_scale": 1.0}
         return entry.numpy(mel, config=cfg, **params).astype(np.float32, copy=False), n_audio
     feats, n_audio = extract.file_log_mel(path, cfg, n_samples=n_samples, resample=resample)
-    if offset_db is not None:
-        feats += offset_db.astype(np.float32)[:, None]
-    if entry is not None and not entry.fitted and entry.name != "sc":
+    if band_db is not None:
+        feats += band_db.astype(np.float32)[:, None]
+    if entry is not None and not entry.fitted:
         feats = entry.numpy(feats, config=cfg, **params).astype(np.float32, copy=False)
     return feats, n_audio
 
 
-def _fitted(entry, items, devices, cfg, normalizer_path, params):
-    if normalizer_path is not None:
-        norm = F.load_normalizer(normalizer_path)
-        wanted = F.PerDeviceStandardizer if entry.name == "device-std" else F.GlobalNormalizer
-        if not isinstance(norm, wanted) or (entry.name != "device-std" and norm.mode != entry.name):
-            raise MicmatchError(f"{normalizer_path}: holds a {norm.kind} normalizer, not {entry.name!r}; fit one "
-                                f"with --normalization {entry.name} --save-normalizer PATH")
-        return norm
+def _feature_stats(entry, items, devices, cfg, stats_path, params):
+    """The entry's feature statistics: read from ``stats_path``, or fitted on ``items``."""
+    if stats_path is not None:
+        return entry.load(stats_path, config=cfg)
     return entry.fit(items, config=cfg, devices=devices, **params)
+
+
+def _new_spelling(new, old, new_flag: str, old_flag: str):
+    """The value of an option given under its new or its old (hidden, deprecated) name."""
+    if old is None:
+        return new
+    if new is not None and new != old:
+        raise ParameterError(f"{new_flag} and {old_flag} disagree; pass {new_flag} only")
+    click.echo(f"micmatch: warning: {old_flag} is deprecated and will be removed in the next release; use "
+               f"{new_flag}", err=True)
+    return old
 
 
 def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -> int | None:
@@ -103,16 +110,22 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
 @click.option("--responses", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Responses JSON: spectrum-correct each file's features from its device towards --reference.")
 @click.option("--reference", default=None, help="Reference device for --responses.")
-@click.option("--normalizer", "normalizer_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Use this fitted normalizer (device-std, gms, gmsvn) instead of fitting on INPUTS (test sets).")
-@click.option("--save-normalizer", type=click.Path(dir_okay=False), default=None,
-              help="Write the normalizer fitted on INPUTS here (JSON), to apply it to other sets later.")
+@click.option("--feature-stats", "stats_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use these fitted feature statistics (device-std, gms, gmsvn; a JSON file written by "
+                   "--save-feature-stats) instead of fitting them on INPUTS (test sets).")
+@click.option("--save-feature-stats", "save_stats", type=click.Path(dir_okay=False), default=None,
+              help="Write the feature statistics fitted on INPUTS here (JSON), to apply them to other sets later.")
+# Old spellings of the two options above, kept for one release (they go in the next one): "normalizer" now
+# names only the trained networks of micmatch train.
+@click.option("--normalizer", "old_stats_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              hidden=True)
+@click.option("--save-normalizer", "old_save_stats", type=click.Path(dir_okay=False), default=None, hidden=True)
 @click.option("--skip-existing", is_flag=True,
               help="Resume: if the output file already exists (outputs appear only when complete), do nothing.")
 @click.pass_context
 def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, hop_length, n_mels, fmin, fmax,
-             n_ceps, frames, duration_s, device_from, label_from, responses, reference, normalizer_path,
-             save_normalizer, skip_existing):
+             n_ceps, frames, duration_s, device_from, label_from, responses, reference, stats_path, save_stats,
+             old_stats_path, old_save_stats, skip_existing):
     """Compute log-mel features of audio files with one normalization and save them in one .npz file.
 
     With --frames or --duration-s every clip is cropped or zero-padded to one length and 'features' is
@@ -125,8 +138,8 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
 
     \b
     Example:
-      micmatch features recordings/ -o train.npz --normalization gms --save-normalizer gms.json
-      micmatch features test/ -o test.npz --normalization gms --normalizer gms.json
+      micmatch features recordings/ -o train.npz --normalization gms --save-feature-stats gms.json
+      micmatch features test/ -o test.npz --normalization gms --feature-stats gms.json
       micmatch features clips/ -o feats.npz --sample-rate 22050 --resample --n-mels 80 --duration-s 1 \\
           --label-from csv:clips/metadata.csv
     """
@@ -135,11 +148,15 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     from micmatch.corpus import label_files
     from micmatch.outputs import prepare_output, raise_if_terminated
 
-    read = [*inputs, *(p for p in (responses, normalizer_path) if p)]
+    stats_flag = "--normalizer" if old_stats_path and not stats_path else "--feature-stats"
+    save_flag = "--save-normalizer" if old_save_stats and not save_stats else "--save-feature-stats"
+    stats_path = _new_spelling(stats_path, old_stats_path, "--feature-stats", "--normalizer")
+    save_stats = _new_spelling(save_stats, old_save_stats, "--save-feature-stats", "--save-normalizer")
+    read = [*inputs, *(p for p in (responses, stats_path) if p)]
     prepare_output(output, read)
-    if save_normalizer:
-        prepare_output(save_normalizer, read, option="--save-normalizer")
-    if skip_existing and Path(output).is_file() and (not save_normalizer or Path(save_normalizer).is_file()):
+    if save_stats:
+        prepare_output(save_stats, read, option=save_flag)
+    if skip_existing and Path(output).is_file() and (not save_stats or Path(save_stats).is_file()):
         click.echo(f"{output} exists: skipped (--skip-existing)", err=True)
         return
     files = audio_io.find_audio_files(inputs)
@@ -150,9 +167,11 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     if normalization == "sc" and responses is None:
         raise MicmatchError("--normalization sc needs --responses and --reference (the measured device responses)")
     entry = None if normalization == "none" else registry.get(normalization, kind="normalization")
-    fitted_names = [e.name for e in registry.entries("normalization") if e.fitted]
-    if normalizer_path and (entry is None or not entry.fitted):
-        raise MicmatchError(f"--normalizer applies to {', '.join(fitted_names)}, not --normalization {normalization}")
+    # Entries fitted on the features themselves; sc takes its state from --responses instead.
+    on_features = entry is not None and entry.fitted and entry.fits_on == "log-mel"
+    with_files = [e.name for e in registry.entries("normalization") if e.load is not None]
+    if stats_path and (entry is None or entry.load is None):
+        raise MicmatchError(f"{stats_flag} applies to {', '.join(with_files)}, not --normalization {normalization}")
     params = {} if entry is None else entry.parameters({"n_ceps": n_ceps} if "n_ceps" in entry.params else None)
     labels, problems = label_files(files, device_from, what="device")
     classes = label_files(files, label_from)[0] if label_from else [None] * len(files)
@@ -173,13 +192,14 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                          fmax=fmax)
     n_samples = _frames(frames, duration_s, cfg)
-    offsets_db = {}
+    band_db = {}
     if responses is not None:
         from micmatch.response import ResponseSet
+        from micmatch.spectrum_correction import SpectrumCorrection
 
-        rs = ResponseSet.load(responses)
-        for d in sorted({lab for lab in labels if lab}):
-            offsets_db[d] = F.correction_offset_db(responses=rs, device=d, reference=reference, config=cfg)
+        used = sorted({lab for lab in labels if lab})
+        correction = SpectrumCorrection.from_responses(ResponseSet.load(responses), reference=reference, devices=used)
+        band_db = {d: correction.band_db(d, config=cfg) for d in used}
 
     kept, items, devices, kept_labels, lengths = [], [], [], [], []
     progress = tqdm(list(zip(files, labels, classes)), desc="features", unit="file", file=sys.stderr,
@@ -190,7 +210,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
             continue
         try:
             x, n_audio = _extract(path, cfg, resample=resample, n_samples=n_samples, entry=entry, params=params,
-                                  offset_db=offsets_db.get(device))
+                                  band_db=band_db.get(device))
         except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
             failed += 1
             msg = str(exc) if isinstance(exc, MicmatchError) else (exc.strerror or str(exc))
@@ -204,12 +224,12 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     if not items:
         raise MicmatchError("no input file could be turned into features")
 
-    if entry is not None and entry.fitted:
-        norm = _fitted(entry, items, devices, cfg, normalizer_path, params)
-        items = entry.numpy(items, config=cfg, state=norm, devices=devices, **params)
-        if save_normalizer:
-            norm.save(save_normalizer)
-            click.echo(f"wrote {save_normalizer}", err=True)
+    if on_features:
+        state = _feature_stats(entry, items, devices, cfg, stats_path, params)
+        items = entry.numpy(items, config=cfg, state=state, devices=devices, **params)
+        if save_stats:
+            state.save(save_stats)
+            click.echo(f"wrote {save_stats}", err=True)
 
     layout = "ragged" if n_samples is None else "fixed"
     settings = {"normalization_params": params, "n_samples": n_samples, "frames": None if n_samples is None
