@@ -68,7 +68,7 @@ def test_synthetic_response_on_waveforms_matches_the_feature_offset(rng):
     filtered = A.apply_synthetic_response(audio, 16000, params)
     assert filtered.shape == audio.shape and filtered.dtype == audio.dtype
     measured = log_mel(filtered, 16000, config=CFG).mean(-1) - log_mel(audio, 16000, config=CFG).mean(-1)
-    expected = A.synthetic_response_offsets(params, CFG)
+    expected = A.synthetic_band_db(params, CFG)
     # Same curve in both domains: within 0.5 dB per band (white-noise level estimates, band averaging).
     assert np.abs(measured[:, 1:] - expected[:, 1:]).max() < 0.5
     feats = np.zeros((2, 3, 40, 5))
@@ -141,13 +141,13 @@ def test_filter_augment_ranges_and_application():
         assert np.all(np.diff(e) >= 0) and np.all(np.abs(g) <= 6.0)
     x = np.zeros((8, 40, 7))
     out = A.apply_filter_augment(x, _replayed(params))
-    off = A.filter_augment_offsets(params, 40)
+    off = A.filter_augment_band_db(params, 40)
     np.testing.assert_allclose(out, off[:, :, None] * np.ones(7))
     # Step mode: every band takes one of the drawn gains, the lowest band the first and the highest the last.
     for o, g in zip(off, params["gains_db"]):
         assert set(np.round(o, 12)) <= set(np.round(g, 12)) and o[0] == g[0] and o[-1] == g[-1]
     lin = A.draw_filter_augment(np.random.default_rng(5), 2, mode="linear")
-    off = A.filter_augment_offsets(lin, 40)
+    off = A.filter_augment_band_db(lin, 40)
     np.testing.assert_allclose(off[:, 0], [g[0] for g in lin["gains_db"]])
     np.testing.assert_allclose(off[:, -1], [g[-1] for g in lin["gains_db"]])
     with pytest.raises(A.AugmentError, match="mode='smooth'"):

@@ -256,18 +256,20 @@ def apply_synthetic_response(audio: np.ndarray, sample_rate: int, params: Mappin
     return apply_gain_curve(x, synthetic_response_db(params, mel_position(freqs, sample_rate)), n_fft)
 
 
-def synthetic_response_offsets(params: Mapping, config: LogMelConfig) -> np.ndarray:
-    """The drawn curves at the mel bands' centre frequencies: ``(batch, n_mels)`` dB offsets."""
+def synthetic_band_db(params: Mapping, config: LogMelConfig) -> np.ndarray:
+    """The drawn curves at the mel bands' centre frequencies: one band dB vector per item, ``(batch, n_mels)``."""
     return synthetic_response_db(params, mel_position(config.band_frequencies(), config.sample_rate))
 
 
+
+
 def apply_synthetic_response_features(features: np.ndarray, params: Mapping, *, config: LogMelConfig) -> np.ndarray:
-    """Add the drawn curves to log-mel features ``(batch, ..., n_mels, n_frames)`` as per-band offsets."""
+    """Add the drawn curves to log-mel features ``(batch, ..., n_mels, n_frames)`` as band dB vectors."""
     x = np.asarray(features)
     _check_batch(x, params, "values_db", "features")
     if x.shape[-2] != config.n_mels:
         raise AugmentError(f"features have {x.shape[-2]} bands but config.n_mels={config.n_mels}")
-    off = synthetic_response_offsets(params, config)
+    off = synthetic_band_db(params, config)
     off = off.reshape(off.shape[:1] + (1,) * (x.ndim - 3) + off.shape[1:] + (1,))
     return (x + off).astype(x.dtype, copy=False)
 
@@ -306,8 +308,8 @@ def draw_filter_augment(rng: np.random.Generator, batch_size: int, *, n_bands: i
     return {"mode": mode, "edges": edges, "gains_db": gains}
 
 
-def filter_augment_offsets(params: Mapping, n_mels: int) -> np.ndarray:
-    """The drawn per-band gains on ``n_mels`` bands: ``(batch, n_mels)`` dB."""
+def filter_augment_band_db(params: Mapping, n_mels: int) -> np.ndarray:
+    """The drawn gains on ``n_mels`` bands: one band dB vector per item, ``(batch, n_mels)``."""
     pos = np.linspace(0.0, 1.0, n_mels)
     out = []
     for e, g in zip(params["edges"], params["gains_db"], strict=True):
@@ -324,7 +326,7 @@ def apply_filter_augment(features: np.ndarray, params: Mapping) -> np.ndarray:
     """Add the drawn gains to log-mel features ``(batch, ..., n_mels, n_frames)`` (dB)."""
     x = np.asarray(features)
     _check_batch(x, params, "gains_db", "features")
-    off = filter_augment_offsets(params, x.shape[-2])
+    off = filter_augment_band_db(params, x.shape[-2])
     off = off.reshape(off.shape[:1] + (1,) * (x.ndim - 3) + off.shape[1:] + (1,))
     return (x + off).astype(x.dtype, copy=False)
 
@@ -501,12 +503,14 @@ def apply_freq_mixstyle(features: np.ndarray, params: Mapping, *, eps: float = M
     return ((work - mu) / sig * sig_mix + mu_mix).astype(x.dtype, copy=False)
 
 
+# Old names of the band dB functions, kept for one release (they go in the next one).
+synthetic_response_offsets, filter_augment_offsets = synthetic_band_db, filter_augment_band_db
+
 __all__ = [
     "AugmentError", "DeviceIRAugment", "FILTER_PAD", "MAX_LEVEL_GAIN", "MIN_RMS", "MIXSTYLE_EPS", "apply_device_ir",
-    "apply_filter_augment",
-    "apply_freq_mixstyle", "apply_gain_curve", "apply_mixup", "apply_parametric_eq", "apply_synthetic_response",
-    "apply_synthetic_response_features", "draw_device_ir", "draw_filter_augment", "draw_freq_mixstyle",
-    "draw_mixup", "draw_parametric_eq", "draw_synthetic_response", "filter_augment_offsets", "filter_grid",
-    "match_level", "mel_position", "mix_labels", "parametric_eq_db", "synthetic_response_db",
-    "synthetic_response_offsets",
+    "apply_filter_augment", "apply_freq_mixstyle", "apply_gain_curve", "apply_mixup", "apply_parametric_eq",
+    "apply_synthetic_response", "apply_synthetic_response_features", "draw_device_ir", "draw_filter_augment",
+    "draw_freq_mixstyle", "draw_mixup", "draw_parametric_eq", "draw_synthetic_response", "filter_augment_band_db",
+    "filter_augment_offsets", "filter_grid", "match_level", "mel_position", "mix_labels", "parametric_eq_db",
+    "synthetic_band_db", "synthetic_response_db", "synthetic_response_offsets",
 ]
