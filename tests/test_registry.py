@@ -55,7 +55,7 @@ def _params(entry, ir_folder):
 def _build(entry, x, params):
     """(numpy function of x, torch module, torch call) for a non-augmentation entry."""
     if entry.fitted:
-        items = x if entry.fits_on == entry.input else _input(entry, np.random.default_rng(5), entry.fits_on)
+        items = x if entry.fit_domain == entry.input else _input(entry, np.random.default_rng(5), entry.fit_domain)
         state = entry.fit(list(items), config=CFG, devices=DEVICES, reference=DEVICES[0], **params)
         module = entry.torch(config=CFG, state=state, **params)
         if entry.per_device:

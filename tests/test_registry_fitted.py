@@ -31,7 +31,7 @@ def test_the_registry_imports_without_torch():
 
 def test_umc_and_the_other_fitted_entries_are_listed():
     assert "umc" in registry.names("augmentation")
-    fitted = {e.name: (e.fits_on, e.fit_on) for e in registry.entries() if e.fitted}
+    fitted = {e.name: (e.fit_domain, e.fit_on) for e in registry.entries() if e.fitted}
     assert fitted == {"sc": ("waveform", "per-device"), "device-std": ("log-mel", "per-device"),
                       "gms": ("log-mel", "training"), "gmsvn": ("log-mel", "training"),
                       "umc": ("waveform", "reference")}

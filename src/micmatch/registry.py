@@ -22,7 +22,7 @@ before any pipeline is built::
 
     state = entry.fit(items, config=cfg, devices=devices, reference=reference, **params)
 
-``items`` are what :attr:`Transform.fit_input` names (waveforms ``(n_samples,)`` or log-mel ``(n_mels,
+``items`` are what :attr:`Transform.fit_domain` names (waveforms ``(n_samples,)`` or log-mel ``(n_mels,
 n_frames)``), taken from the recordings :attr:`Transform.fit_on` names: ``"per-device"`` (every device's
 recordings, ``devices`` labelling each; ``reference`` names the device to correct towards), ``"training"`` (the
 training set) or ``"reference"`` (the reference device's recordings). A state saved earlier or trained
@@ -116,7 +116,7 @@ class Transform:
         return self.fitted and self.fit_on == "per-device"
 
     @property
-    def fits_on(self) -> str:
+    def fit_domain(self) -> str:
         """What :attr:`fit` takes: ``"waveform"`` or ``"log-mel"``."""
         return self.fit_input or self.input
 

@@ -131,7 +131,7 @@ def waveform_states(recipe: Recipe, data, store: FittedStates) -> dict[str, obje
     states: dict[str, object] = {}
     for step in recipe.steps():
         entry = entry_of(step)
-        if entry is None or entry.fits_on != "waveform":
+        if entry is None or entry.fit_domain != "waveform":
             continue
         if split_step(step)[1] is not None:
             states[step] = store.load(step, data)

@@ -168,7 +168,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         raise MicmatchError("--normalization sc needs --responses and --reference (the measured device responses)")
     entry = None if normalization == "none" else registry.get(normalization, kind="normalization")
     # Entries fitted on the features themselves; sc takes its state from --responses instead.
-    on_features = entry is not None and entry.fitted and entry.fits_on == "log-mel"
+    on_features = entry is not None and entry.fitted and entry.fit_domain == "log-mel"
     with_files = [e.name for e in registry.entries("normalization") if e.load is not None]
     if stats_path and (entry is None or entry.load is None):
         raise MicmatchError(f"{stats_flag} applies to {', '.join(with_files)}, not --normalization {normalization}")
