@@ -28,7 +28,7 @@ from micmatch import validate
 from micmatch.audio import validate_audio
 from micmatch.errors import AudioError, AugmentError
 from micmatch.logmel import DEFAULT_AMIN, LogMelConfig, hz_to_mel
-from micmatch.simulate import DeviceModel, Section, apply_ir, list_irs, load_ir
+from micmatch.device_models import DeviceModel, Section, apply_ir, list_irs, load_ir
 
 #: Zero padding (samples) added before a waveform is filtered in the frequency domain, so the short impulse
 #: response of a smooth gain curve does not wrap around the ends of the clip.
