@@ -5,7 +5,7 @@ Each command group lives in its own module of this package (``core``: profile/co
 converter); what they share is in ``common`` (options, error lines, output plans) and ``batch`` (the batch runner).
 This module registers every command, from one explicit list, and turns :class:`~micmatch.errors.MicmatchError`
 into one clear line on stderr and exit code 1 (traceback with ``--verbose``). Command modules import torch,
-matplotlib, scipy.signal and dask only inside the commands that use them, so ``import micmatch.cli`` stays light.
+matplotlib and dask only inside the commands that use them, so ``import micmatch.cli`` stays light.
 """
 
 from __future__ import annotations
