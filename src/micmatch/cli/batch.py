@@ -136,10 +136,10 @@ class Batch:
 
         outcome = BatchOutcome(n_planned=len(self.pairs), n_skipped=len(self.pairs) - len(self.todo))
         call = _PairCall(work, capture_warnings)
-        jobs_ = [_Job(Path(src), None if dst is None else Path(dst)) for src, dst in self.todo]
+        planned = [_Job(Path(src), None if dst is None else Path(dst)) for src, dst in self.todo]
         show = progress_enabled() if progress is None else progress
         overs: dict[str, list] = {}
-        for job, result in map_files(call, jobs_, jobs=jobs, scheduler=scheduler, progress=show, desc=desc):
+        for job, result in map_files(call, planned, jobs=jobs, scheduler=scheduler, progress=show, desc=desc):
             if isinstance(result, FileFailure):
                 outcome.n_failed += 1
                 fail_line(str(result))
