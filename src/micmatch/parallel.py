@@ -27,13 +27,13 @@ CONNECT_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class FileFailure:
-    """A file that could not be processed, and why (one line)."""
+    """A file that could not be processed, and why (one line that names the file once)."""
 
     path: str
     message: str
 
     def __str__(self) -> str:
-        return self.message if self.message.startswith(self.path) else f"{self.path}: {self.message}"
+        return self.message if self.path in self.message else f"{self.path}: {self.message}"
 
 
 def _guarded(func: Callable[[Any], Any], item: Any) -> Any:

@@ -1,20 +1,21 @@
 """The ``micmatch`` command.
 
 Each command group lives in its own module of this package (``core``: profile/correct/export/plot/demo,
-``measure``: sweep/measure/pair, ``features``, ``bench``, ``train``); this module only assembles them and turns
-:class:`~micmatch.errors.MicmatchError` into one clear line on stderr and exit code 1 (traceback with
-``--verbose``).
+``measure``: sweep/measure/pair, ``match``, ``features``, ``bench``, ``train`` and ``converter``: train
+converter); what they share is in ``common`` (options, error lines, output plans) and ``batch`` (the batch runner).
+This module registers every command, from one explicit list, and turns :class:`~micmatch.errors.MicmatchError`
+into one clear line on stderr and exit code 1 (traceback with ``--verbose``). Command modules import torch,
+matplotlib and dask only inside the commands that use them, so ``import micmatch.cli`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import traceback
 
 import click
 
 from micmatch import __version__
+from micmatch.cli import bench, converter, core, features, match, measure, train
 from micmatch.errors import MicmatchError
 from micmatch.outputs import (
     Terminated,
@@ -23,8 +24,12 @@ from micmatch.outputs import (
     restore_termination,
 )
 
-#: Modules of this package that define commands; each exposes ``COMMANDS``, a list of click commands.
-COMMAND_MODULES = ("core", "measure", "features", "bench", "match", "train", "converter")
+#: Every top-level command, in one place (``micmatch --help`` lists them by name).
+COMMANDS = [*core.COMMANDS, *measure.COMMANDS, *match.COMMANDS, *features.COMMANDS, *bench.COMMANDS,
+            *train.COMMANDS]
+
+#: Commands of the groups above that are defined in other modules: group -> its added commands.
+SUBCOMMANDS = {train.train: [converter.converter]}
 
 
 class _Group(click.Group):
@@ -71,8 +76,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-for _name in COMMAND_MODULES:
-    _full = f"{__name__}.{_name}"
-    if importlib.util.find_spec(_full) is not None:
-        for _cmd in importlib.import_module(_full).COMMANDS:
-            main.add_command(_cmd)
+for _group, _cmds in SUBCOMMANDS.items():
+    for _cmd in _cmds:
+        _group.add_command(_cmd)
+for _cmd in COMMANDS:
+    main.add_command(_cmd)

@@ -1,16 +1,14 @@
 """``micmatch train converter``: train a many-to-many device converter (log-mel spectrograms, FiLM-conditioned
-on response differences) for use as augmentation."""
+on response differences) for use as augmentation; :mod:`micmatch.cli` adds it to the ``train`` group."""
 
 from __future__ import annotations
 
 import click
 
-from micmatch.cli.train import train as train_group
-
-COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
+from micmatch.cli.common import COMMON, compute_option
 
 
-@train_group.command("converter", **COMMON)
+@click.command("converter", **COMMON)
 @click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of recordings: any audio files (with --irs), or one sub-folder per device (with "
                    "--responses).")
@@ -37,8 +35,7 @@ COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_conte
 @click.option("--n-mels", type=click.IntRange(8), default=40, show_default=True, help="Mel bands of the features.")
 @click.option("--n-fft", type=click.IntRange(16), default=256, show_default=True, help="FFT size of the features.")
 @click.option("--hop-length", type=click.IntRange(1), default=128, show_default=True, help="Hop of the features.")
-@click.option("--compute", "torch_device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where to train.")
+@compute_option(dest="torch_device", help="Where to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the device draw and the training.")
 def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, generator_norm, n_devices,
               max_clips, n_mels, n_fft, hop_length, torch_device, seed) -> None:
@@ -63,6 +60,3 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
                f"{last['cycle'] * model.config.scale_db:.2f} dB, identity {last['identity'] * model.config.scale_db:.2f}"
                f" dB; {model.info['train_seconds']:.0f} s)")
 
-
-#: The command joins the ``train`` group of :mod:`micmatch.cli.train` (registered there).
-COMMANDS: list = []

@@ -1,8 +1,7 @@
-"""Core commands: profile, correct, export, plot, demo."""
+"""Core commands: profile, correct (with a responses file or a trained model), export, plot, demo."""
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -10,59 +9,27 @@ from pathlib import Path
 import click
 
 from micmatch import audio as audio_io
-from micmatch.errors import AudioError, MicmatchError
+from micmatch.cli.batch import exit_with, plan_batch, run_batch
+from micmatch.cli.common import (
+    COMMON,
+    check_plot_suffix,
+    compute_option,
+    collect_files,
+    even_n_fft,
+    fail_line,
+    file_error,
+    finite_level,
+    odd_n_taps,
+    output_paths,
+    progress_enabled,
+    relative_gate,
+)
+from micmatch.errors import MicmatchError
 from micmatch.outputs import prepare_output, prepare_output_dir, save_responses
 
-COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
-
-
-def _fail_line(message: str) -> None:
-    click.echo(f"micmatch: error: {message}", err=True)
-
-
-def _collect_files(inputs: tuple[str, ...]) -> list[Path]:
-    files = audio_io.find_audio_files(inputs)
-    if not files:
-        raise AudioError(f"no audio files found in: {', '.join(inputs)}")
-    return files
-
-
-def _file_error(path, exc: BaseException) -> str:
-    """One line for a file that failed: the project's message, or the OS's reason, naming the file once."""
-    if isinstance(exc, MicmatchError):
-        message = str(exc)
-    else:
-        message = getattr(exc, "strerror", None) or str(exc)
-    return message if str(path) in message else f"{path}: {message}"
-
-
-def _progress_enabled() -> bool:
-    return sys.stderr.isatty()
-
-
-# Option checks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
-#: Largest FFT size and FIR length accepted (far beyond any use; larger ones only exhaust memory).
-MAX_N_FFT = 1 << 24
-MAX_N_TAPS = (1 << 20) + 1
-
-
-def _even_n_fft(ctx, param, value: int) -> int:
-    from micmatch.resources import check_memory, stats_bytes
-
-    if value < 16 or value % 2 or value > MAX_N_FFT:
-        raise click.BadParameter(f"{value} must be an even integer between 16 and {MAX_N_FFT}")
-    try:
-        check_memory(stats_bytes(value), f"--n-fft {value}")
-    except MicmatchError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
-
-
-def _odd_n_taps(ctx, param, value: int) -> int:
-    if value < 3 or value % 2 == 0 or value > MAX_N_TAPS:
-        raise click.BadParameter(f"{value} must be an odd integer between 3 and {MAX_N_TAPS} (a linear-phase "
-                                 f"type I filter)")
-    return value
+# Old private names that cli/match.py still imports from here; they go once it imports micmatch.cli.common.
+_file_error = file_error
+_progress_enabled = progress_enabled
 
 
 def _check_fir_memory(n_taps: int, corr, method: str = "fir") -> None:
@@ -73,24 +40,6 @@ def _check_fir_memory(n_taps: int, corr, method: str = "fir") -> None:
         check_memory(fir_design_bytes(n_taps, corr.gain_db.size), f"--n-taps {n_taps}")
 
 
-def _finite_level(ctx, param, value: float) -> float:
-    import math
-
-    if not math.isfinite(value):
-        raise click.BadParameter(f"{value} must be a finite level in dB")
-    return value
-
-
-def _relative_gate(ctx, param, value: float) -> float:
-    import math
-
-    if not math.isfinite(value) or value < 0:
-        raise click.BadParameter(f"{value} must be a finite number of dB >= 0 (0 disables the relative gate)")
-    return value
-
-
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-
 
 @click.command(**COMMON)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
@@ -99,7 +48,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
               help="Device label of each file: 'dir' (name of the folder holding it), 'regex:PATTERN' (first group, "
                    "or the group named 'device', matched on the path), 'csv:FILE' (columns filename/path and device) "
                    "or 'name:DEVICE' (one device for all inputs).")
-@click.option("--n-fft", default=2048, show_default=True, callback=_even_n_fft, help="FFT size (samples, even).")
+@click.option("--n-fft", default=2048, show_default=True, callback=even_n_fft, help="FFT size (samples, even).")
 @click.option("--hop", "hop_length", default=512, show_default=True, type=click.IntRange(min=1),
               help="Hop between frames (samples, at most --n-fft).")
 @click.option("--sample-rate", type=click.IntRange(min=1), default=None,
@@ -107,9 +56,9 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 @click.option("--resample", is_flag=True, help="Resample files at other rates to the analysis rate (soxr).")
 @click.option("--channels", type=click.Choice(["mix", "first", "each"]), default="mix", show_default=True,
               help="Multichannel files: average the channels, take the first, or count each channel's frames.")
-@click.option("--gate-db", default=-80.0, show_default=True, callback=_finite_level,
+@click.option("--gate-db", default=-80.0, show_default=True, callback=finite_level,
               help="Frames quieter than this (windowed RMS, dB re full scale) are not counted.")
-@click.option("--relative-gate-db", default=30.0, show_default=True, callback=_relative_gate,
+@click.option("--relative-gate-db", default=30.0, show_default=True, callback=relative_gate,
               help="Frames more than this many dB below a file's loudest frame are not counted (keeps pauses, "
                    "which hold only the device's noise, out of the estimate); 0 disables it.")
 @click.option("--jobs", "-j", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
@@ -134,10 +83,10 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     from micmatch.response import ResponseSet, SpectralConfig
 
     prepare_output(output, inputs)
-    files = _collect_files(inputs)
+    files = collect_files(inputs)
     labels, problems = label_devices(files, device_from)
     for p in problems:
-        _fail_line(p)
+        fail_line(p)
     labelled = [(f, d) for f, d in zip(files, labels) if d]
     if not labelled:
         raise MicmatchError("no input file could be given a device label")
@@ -155,9 +104,9 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
     labelled = _skip_counted(labelled, existing, merge_into)
     responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
                                         channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
-                                        progress=_progress_enabled())
+                                        progress=progress_enabled())
     for fail in failures:
-        _fail_line(str(fail))
+        fail_line(str(fail))
     if resample:
         _mark_device_bands(responses, labelled, sample_rate)
     if len(responses) == 0 and not merge_into:
@@ -298,7 +247,7 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
 @_correction_options
 @click.option("--method", type=click.Choice(["stft", "fir"]), default="stft", show_default=True,
               help="Apply as STFT-domain gain or as an FIR filter.")
-@click.option("--n-taps", default=1025, show_default=True, callback=_odd_n_taps, help="FIR length (odd).")
+@click.option("--n-taps", default=1025, show_default=True, callback=odd_n_taps, help="FIR length (odd).")
 @click.option("--phase", type=click.Choice(["linear", "minimum"]), default="linear", show_default=True,
               help="FIR phase; linear phase is delay compensated (output aligned with input).")
 @click.option("--overs", type=click.Choice(["scale", "float", "clip"]), default="scale", show_default=True,
@@ -315,8 +264,9 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
                    "complete) and correct only the missing ones.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Apply a learned normalizer from 'micmatch train' instead of a responses file.")
+@compute_option(default="cpu", help="Where --model runs: cpu, CUDA when available (auto), or cuda.")
 def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic, strength,
-            band, method, n_taps, phase, overs, jobs, resample, output_dir, skip_existing, model_path):
+            band, method, n_taps, phase, overs, jobs, resample, output_dir, skip_existing, model_path, compute):
     """Correct recordings of one device so they sound as if the reference device made them.
 
     Outputs keep the input's format and subtype. Inputs are never modified; each output appears only when
@@ -330,73 +280,56 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     """
     import functools
 
-    from micmatch.correct import design_fir
-    from micmatch.parallel import FileFailure, map_files
-
     exclude = prepare_output_dir(output_dir, inputs)
     if model_path is not None:
-        from micmatch.cli.train import correct_with_model
+        sys.exit(_correct_with_model(inputs, model_path, output_dir, overs=overs, resample=resample, exclude=exclude,
+                                     skip_existing=skip_existing, compute=compute))
+    from micmatch.correct import design_fir
 
-        sys.exit(correct_with_model(inputs, model_path, output_dir, overs=overs, resample=resample,
-                                    exclude=exclude, skip_existing=skip_existing))
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,
                             strength, band)
     _check_fir_memory(n_taps, corr, method)
-    targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
-    n_skipped = 0
-    todo = targets
-    if skip_existing:
-        todo = [(src, dst) for src, dst in targets if not dst.is_file()]
-        n_skipped = len(targets) - len(todo)
+    batch = plan_batch(output_paths(inputs, Path(output_dir), exclude=exclude), skip_existing=skip_existing)
     # One FIR design for the whole batch, passed to every worker.
-    taps = design_fir(corr, n_taps=n_taps, phase=phase) if method == "fir" and todo else None
-    destination = dict(todo)
-    work = functools.partial(_correct_one, destination=destination, correction=corr, method=method, n_taps=n_taps,
-                             phase=phase, overs=overs, resample=resample, taps=taps)
-    failures = 0
-    actions: dict[str, list] = {}
-    for _, result in map_files(work, [src for src, _ in todo], jobs=jobs, progress=_progress_enabled(),
-                               desc="correcting"):
-        if isinstance(result, FileFailure):
-            failures += 1
-            _fail_line(str(result))
-        elif result.action != "ok":
-            actions.setdefault(result.action, []).append(result)
-    for action, results in actions.items():  # one line per kind of over, not one per file
-        worst = max(r.peak for r in results)
-        what = {"scaled": "were scaled down as a whole to keep their format", "float": "were written as 32-bit "
-                "float to keep samples above full scale", "clipped": "were clipped at full scale"}[action]
-        click.echo(f"micmatch: warning: {len(results)} file(s) exceeded full scale after correction (peak up to "
-                   f"{20 * math.log10(max(worst, 1e-12)):+.1f} dBFS) and {what}; e.g. {results[0].input}", err=True)
-    skipped = f" ({n_skipped} already there, skipped)" if n_skipped else ""
-    click.echo(f"corrected {len(todo) - failures}/{len(targets)} file(s) from {device} to {reference} "
-               f"({method}) into {output_dir}{skipped}")
-    if failures:
-        sys.exit(1)
+    taps = design_fir(corr, n_taps=n_taps, phase=phase) if method == "fir" and batch.todo else None
+    work = functools.partial(_correct_one, correction=corr, method=method, n_taps=n_taps, phase=phase, overs=overs,
+                             resample=resample, taps=taps)
+    outcome = batch.run(work, jobs=jobs, desc="correcting", summarize_overs=True)
+    click.echo(f"corrected {outcome.n_done}/{outcome.n_planned} file(s) from {device} to {reference} "
+               f"({method}) into {output_dir}{outcome.skipped_note()}")
+    exit_with(outcome)
 
 
-def _correct_one(src, *, destination, correction, **options):
+def _correct_one(src, dst, *, correction, **options):
     from micmatch.correct import correct_file
 
-    return correct_file(src, destination[src], correction, warn=False, **options)
+    return correct_file(src, dst, correction, warn=False, **options)
 
 
-def _output_paths(inputs: tuple[str, ...], outdir: Path, *, exclude=()) -> list[tuple[Path, Path]]:
-    pairs: list[tuple[Path, Path]] = []
-    seen: dict[Path, Path] = {}
-    for item in inputs:
-        root = Path(item)
-        files = audio_io.find_audio_files([root], exclude=exclude)
-        for f in files:
-            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            dst = outdir / rel
-            if dst in seen:
-                raise AudioError(f"{f}: its output {dst} would overwrite the output of {seen[dst]}")
-            seen[dst] = f
-            pairs.append((f, dst))
-    if not pairs:
-        raise AudioError(f"no audio files found in: {', '.join(inputs)}")
-    return pairs
+def _correct_with_model(inputs, model_path: str, output_dir: str, *, overs: str, resample: bool, exclude=(),
+                        skip_existing: bool = False, compute: str = "cpu") -> int:
+    """``correct --model``: apply a trained normalizer to every audio file of ``inputs`` into ``output_dir``.
+
+    The same output rule and batch behaviour as the other corrections (one line per bad file, ``skip_existing``);
+    the model's own warnings are printed per file. Returns the exit code (1 when any file failed).
+    """
+    import functools
+
+    from micmatch.learn.normalizers import Normalizer
+
+    normalizer = Normalizer.load(model_path)
+    work = functools.partial(_model_one, normalizer=normalizer, resample=resample, overs=overs, compute=compute)
+    outcome = run_batch(output_paths(inputs, Path(output_dir), exclude=exclude), work, skip_existing=skip_existing,
+                        desc="correcting", capture_warnings=True)
+    click.echo(f"corrected {outcome.n_done}/{outcome.n_planned} file(s) with {Path(model_path).name} "
+               f"({normalizer.method}) into {output_dir}{outcome.skipped_note()}")
+    return outcome.exit_code
+
+
+def _model_one(src, dst, *, normalizer, **options):
+    from micmatch.learn.normalizers import correct_file_with_model
+
+    return correct_file_with_model(src, dst, normalizer, **options)
 
 
 @click.command(name="export", **COMMON)
@@ -417,7 +350,7 @@ def _output_paths(inputs: tuple[str, ...], outdir: Path, *, exclude=()) -> list[
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
 @click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
               help="Band of the correction in Hz (default: where both devices have signal).")
-@click.option("--n-taps", default=1025, show_default=True, callback=_odd_n_taps,
+@click.option("--n-taps", default=1025, show_default=True, callback=odd_n_taps,
               help="Impulse-response length for --format wav (odd).")
 @click.option("--phase", type=click.Choice(["linear", "minimum"]), default="linear", show_default=True)
 @click.option("--sample-rate", type=click.IntRange(min=1), default=None,
@@ -468,8 +401,7 @@ def plot_cmd(responses_path, output, reference, smoothing):
     from micmatch.plot import plot_responses
     from micmatch.response import ResponseSet
 
-    if Path(output).suffix.lower() not in PLOT_SUFFIXES:
-        raise click.BadParameter(f"{output}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint="'-o'")
+    check_plot_suffix(output, "-o")
     prepare_output(output, [responses_path])
     responses = ResponseSet.load(responses_path)
     if reference is not None:
@@ -498,7 +430,7 @@ def demo(output_dir, clips, seed):
     from micmatch.demo import run_demo
 
     prepare_output_dir(output_dir, [])
-    report = run_demo(Path(output_dir), n_clips=clips, seed=seed, progress=_progress_enabled(),
+    report = run_demo(Path(output_dir), n_clips=clips, seed=seed, progress=progress_enabled(),
                       echo=lambda s: click.echo(s))
     click.echo(f"report: {report}")
 

@@ -10,16 +10,11 @@ from pathlib import Path
 import click
 
 from micmatch import audio as audio_io
+from micmatch.cli.common import COMMON, check_plot_suffix, progress_enabled
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
 from micmatch.outputs import prepare_output, save_responses
 from micmatch.resources import check_memory
 from micmatch.response import ResponseSet
-
-COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
-
-
-#: File types a plot can be written as.
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def _write_responses(responses: ResponseSet, output: str, append: bool) -> ResponseSet:
@@ -32,8 +27,7 @@ def _check_plot_path(plot_path: str | None, inputs) -> None:
     """Refuse a bad --plot path before any work, so a measurement is never lost to its plot."""
     if plot_path is None:
         return
-    if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
-        raise click.BadParameter(f"{plot_path}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint="'--plot'")
+    check_plot_suffix(plot_path, "--plot")
     prepare_output(plot_path, inputs, option="--plot")
 
 
@@ -168,7 +162,7 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
     prepare_output(output, [reference, *devices])
     _check_plot_path(plot_path, [reference, *devices])
     results, failed = [], []
-    show = sys.stderr.isatty() and len(devices) > 1
+    show = progress_enabled() and len(devices) > 1
     from tqdm import tqdm
 
     for path, name in tqdm(list(zip(devices, names)), desc="pairs", unit="pair", disable=not show):

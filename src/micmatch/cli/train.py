@@ -1,17 +1,12 @@
-"""``micmatch train``: learned device normalizers from calibration pairs (ratio-net, eq-net); and the
-``correct --model`` helper that applies a trained model to files."""
+"""``micmatch train``: the group of training commands, and the device normalizers trained from calibration pairs
+(ratio-net, eq-net); ``train converter`` lives in :mod:`micmatch.cli.converter` and joins the group in
+:mod:`micmatch.cli`. A trained normalizer is applied by ``micmatch correct --model``."""
 
 from __future__ import annotations
 
-import sys
-import warnings
-from pathlib import Path
-
 import click
 
-from micmatch.errors import MicmatchError, ParameterError
-
-COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
+from micmatch.cli.common import COMMON, compute_option, progress_enabled
 
 
 @click.group(**COMMON)
@@ -40,8 +35,7 @@ def _pair_options(func):
                      help="Model file to write (written only when training succeeds)."),
         click.option("--epochs", type=click.IntRange(min=1), default=None,
                      help="Training epochs (early stopping on the held-out part may stop sooner)."),
-        click.option("--compute", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where to train: CUDA when available (auto), or force cpu/cuda."),
+        compute_option(help="Where to train: CUDA when available (auto), or force cpu/cuda."),
         click.option("--init", "init_path", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Fine-tune this model (same method and sample rate) instead of starting afresh."),
         click.option("--resample", is_flag=True, help="Resample device recordings at another rate to the reference's."),
@@ -103,7 +97,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
     pairs = _load_pairs(references, devices, pairs_csv, resample)
     model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
                           epochs=epochs or 60, seed=seed, compute=compute, init=_init(init_path),
-                          progress=sys.stderr.isatty())
+                          progress=progress_enabled())
     _finish(model, output)
 
 
@@ -124,45 +118,8 @@ def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, r
     pairs = _load_pairs(references, devices, pairs_csv, resample)
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
                        stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
-                       init=_init(init_path), progress=sys.stderr.isatty())
+                       init=_init(init_path), progress=progress_enabled())
     _finish(model, output)
-
-
-def correct_with_model(inputs: tuple[str, ...], model_path: str, output_dir: str, *, overs: str = "scale",
-                       resample: bool = False, exclude=(), skip_existing: bool = False) -> int:
-    """Apply a trained normalizer to every audio file of ``inputs`` into ``output_dir`` (``correct --model``).
-
-    The same output rule as the other corrections: ``exclude`` (from :func:`micmatch.outputs.prepare_output_dir`)
-    keeps an output folder inside an input folder out of the input walk, and ``skip_existing`` keeps outputs
-    already there. Keeps going past bad files (one line each); returns the exit code (1 when any file failed).
-    """
-    from tqdm.auto import tqdm
-
-    from micmatch.cli.core import _file_error, _output_paths
-    from micmatch.learn.normalizers import Normalizer, correct_file_with_model
-    from micmatch.outputs import raise_if_terminated
-
-    if overs not in ("float", "scale", "clip"):
-        raise ParameterError(f"overs={overs!r} must be float, scale or clip")
-    normalizer = Normalizer.load(model_path)
-    targets = _output_paths(inputs, Path(output_dir), exclude=exclude)
-    todo = [(src, dst) for src, dst in targets if not (skip_existing and dst.is_file())]
-    failures = 0
-    for src, dst in tqdm(todo, desc="correcting", unit="file", disable=not sys.stderr.isatty(), file=sys.stderr):
-        raise_if_terminated()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                correct_file_with_model(src, dst, normalizer, resample=resample, overs=overs)
-            for w in caught:
-                click.echo(f"micmatch: warning: {w.message}", err=True)
-        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
-            failures += 1
-            click.echo(f"micmatch: error: {_file_error(src, exc)}", err=True)
-    skipped = f" ({len(targets) - len(todo)} already there, skipped)" if len(todo) < len(targets) else ""
-    click.echo(f"corrected {len(todo) - failures}/{len(targets)} file(s) with {Path(model_path).name} "
-               f"({normalizer.method}) into {output_dir}{skipped}")
-    return 1 if failures else 0
 
 
 COMMANDS = [train]

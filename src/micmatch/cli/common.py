@@ -1,0 +1,148 @@
+"""Pieces every ``micmatch`` command shares: click settings, option checks, error lines, inputs and output plans.
+
+The commands' modules import from here and never from one another, so no command module depends on another.
+Keep this module light: heavy libraries are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from micmatch import audio as audio_io
+from micmatch.errors import AudioError, MicmatchError
+
+#: Keyword arguments of every command: ``-h`` as well as ``--help``, and help text up to 100 columns wide.
+COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
+
+#: File types a plot can be written as.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+#: Largest FFT size and FIR length accepted (far beyond any use; larger ones only exhaust memory).
+MAX_N_FFT = 1 << 24
+MAX_N_TAPS = (1 << 20) + 1
+
+#: Choices of ``--compute``, where torch runs.
+COMPUTE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def fail_line(message: str) -> None:
+    """Print one error line on stderr (``micmatch: error: MESSAGE``); the command goes on."""
+    click.echo(f"micmatch: error: {message}", err=True)
+
+
+def warn_line(message: str) -> None:
+    """Print one warning line on stderr (``micmatch: warning: MESSAGE``)."""
+    click.echo(f"micmatch: warning: {message}", err=True)
+
+
+def file_error(path, exc: BaseException) -> str:
+    """One line for a file that failed: the project's message, or the OS's reason, naming the file once."""
+    if isinstance(exc, MicmatchError):
+        message = str(exc)
+    else:
+        message = getattr(exc, "strerror", None) or str(exc)
+    return message if str(path) in message else f"{path}: {message}"
+
+
+def progress_enabled() -> bool:
+    """Whether to draw progress bars: only when stderr is a terminal (never into logs or pipes)."""
+    return sys.stderr.isatty()
+
+
+def collect_files(inputs) -> list[Path]:
+    """The audio files of ``inputs`` (files, or folders walked recursively); an :class:`AudioError` if none."""
+    files = audio_io.find_audio_files(inputs)
+    if not files:
+        raise AudioError(f"no audio files found in: {', '.join(inputs)}")
+    return files
+
+
+def output_paths(inputs, output_dir: Path, *, exclude=()) -> list[tuple[Path, Path]]:
+    """Plan one output per input audio file: ``(input, output_dir / relative path)`` pairs, in walk order.
+
+    A file given directly keeps its name; a file found in a folder keeps its path below that folder. Folders in
+    ``exclude`` (an output folder inside an input folder) are left out of the walk.
+
+    Raises
+    ------
+    AudioError
+        When two inputs would be written to one output, or no audio file is found.
+    """
+    output_dir = Path(output_dir)
+    pairs: list[tuple[Path, Path]] = []
+    seen: dict[Path, Path] = {}
+    for item in inputs:
+        root = Path(item)
+        for f in audio_io.find_audio_files([root], exclude=exclude):
+            dst = output_dir / (f.relative_to(root) if root.is_dir() else Path(f.name))
+            if dst in seen:
+                raise AudioError(f"{f}: its output {dst} would overwrite the output of {seen[dst]}")
+            seen[dst] = f
+            pairs.append((f, dst))
+    if not pairs:
+        raise AudioError(f"no audio files found in: {', '.join(inputs)}")
+    return pairs
+
+
+# Option callbacks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
+
+def even_n_fft(ctx, param, value: int) -> int:
+    """``--n-fft``: an even size from 16 to :data:`MAX_N_FFT` whose statistics fit in memory."""
+    from micmatch.resources import check_memory, stats_bytes
+
+    if value < 16 or value % 2 or value > MAX_N_FFT:
+        raise click.BadParameter(f"{value} must be an even integer between 16 and {MAX_N_FFT}")
+    try:
+        check_memory(stats_bytes(value), f"--n-fft {value}")
+    except MicmatchError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def odd_n_taps(ctx, param, value: int) -> int:
+    """``--n-taps``: an odd FIR length from 3 to :data:`MAX_N_TAPS` (linear-phase type I)."""
+    if value < 3 or value % 2 == 0 or value > MAX_N_TAPS:
+        raise click.BadParameter(f"{value} must be an odd integer between 3 and {MAX_N_TAPS} (a linear-phase "
+                                 f"type I filter)")
+    return value
+
+
+def finite_level(ctx, param, value: float) -> float:
+    """A level in dB that must be finite."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} must be a finite level in dB")
+    return value
+
+
+def relative_gate(ctx, param, value: float) -> float:
+    """``--relative-gate-db``: a finite number of dB >= 0 (0 disables the gate)."""
+    if not math.isfinite(value) or value < 0:
+        raise click.BadParameter(f"{value} must be a finite number of dB >= 0 (0 disables the relative gate)")
+    return value
+
+
+def band_range(ctx, param, value):
+    """``--band LO HI``: ``None``, or a pair with 0 <= LO < HI (Hz)."""
+    if value is None:
+        return None
+    lo, hi = value
+    if not 0 <= lo < hi:
+        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz)")
+    return (lo, hi)
+
+
+def compute_option(*, default: str = "auto", dest: str = "compute",
+                   help: str = "Where torch runs: CUDA when available (auto), or force cpu/cuda."):
+    """The ``--compute`` option: the torch compute device of a command (one name on every command)."""
+    return click.option("--compute", dest, type=click.Choice(COMPUTE_CHOICES), default=default, show_default=True,
+                        help=help)
+
+
+def check_plot_suffix(path: str, option: str) -> None:
+    """Refuse a plot file name that is not one of :data:`PLOT_SUFFIXES` (a usage error naming ``option``)."""
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(f"{path}: use a {', '.join(PLOT_SUFFIXES)} file name", param_hint=f"'{option}'")
