@@ -43,8 +43,9 @@ from micmatch.correct import (
 from micmatch.errors import AudioError, MeasurementError, ParameterError
 from micmatch.estimate import array_stats
 from micmatch.loudness import (
-    OVERS_POLICIES,
+    OVERS_ALIASES,
     integrated_loudness,
+    overs_policy,
     parse_loudness,
     peak_reduction_db,
 )
@@ -274,7 +275,7 @@ def match(
     band_hz: tuple[float, float] | None = None,
     smoothing_octaves: float | None = None,
     loudness: str | float = "match",
-    overs: str = "reduce",
+    overs: str = "scale",
     route: str = "auto",
     reference_weights: list[float] | None = None,
     max_boost_db: float = DEFAULT_MAX_BOOST_DB,
@@ -304,9 +305,10 @@ def match(
         the long-term spectrum further from the reference).
     loudness : "match", "keep", or a level such as "-23LUFS" / -23.0
         Integrated loudness (ITU-R BS.1770) of the result: the reference's, the target's, or that level.
-    overs : {"reduce", "clip", "float"}
+    overs : {"scale", "clip", "float"}
         When the result exceeds full scale (true peak above -1 dBTP) in an integer format: one whole-file gain
-        reduction (default), clip, or write a float file.
+        reduction (default), clip, or write a float file. ``"reduce"``, the old name of ``"scale"``, is accepted
+        for one release.
     route : {"auto", "aligned", "unaligned"}
     n_fft : int, optional
         Analysis FFT size; default :func:`analysis_n_fft` (about 93 ms, smaller for inputs too short for it).
@@ -319,8 +321,10 @@ def match(
     """
     if route not in ROUTES:
         raise ParameterError(f"route={route!r} must be one of {ROUTES}")
-    if overs not in OVERS_POLICIES:
-        raise ParameterError(f"overs={overs!r} must be one of {OVERS_POLICIES}")
+    if overs in OVERS_ALIASES:
+        warnings.warn(f"overs={overs!r} is now called {OVERS_ALIASES[overs]!r}; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+    overs = overs_policy(overs)
     level_mode = parse_loudness(loudness)
     x, sr = _load_audio(target, None, "target")
     refs = list(reference) if isinstance(reference, (list, tuple)) and not (
@@ -435,7 +439,7 @@ def match(
     subtype = _output_subtype(target, output)
     reduction = 0.0
     is_int = subtype is not None and not subtype.startswith(("FLOAT", "DOUBLE"))
-    if is_int and overs == "reduce":
+    if is_int and overs == "scale":
         reduction = peak_reduction_db(y, sr)
         if reduction > 0:
             y = (y * np.float32(10 ** (-reduction / 20))).astype(np.float32)
