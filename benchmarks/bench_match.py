@@ -91,7 +91,7 @@ def main() -> None:
                                                                            "shared" / "data")))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from micmatch.match import match
+    from micmatch.matching import match
 
     irs = sorted((Path(args.data) / "micirp" / "ir").glob("*.wav"))
     if not irs:

@@ -67,7 +67,7 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
     """
     from tqdm import tqdm
 
-    from micmatch.match import match
+    from micmatch.matching import match
 
     weights = None
     if reference_weights:
@@ -117,9 +117,9 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         click.echo(line)
         if len(jobs) == 1:
             click.echo(f"  route: {res.route_reason}")
-        for note in res.warnings:  # overs and 'further' notes are summarised below, once
-            if not note.startswith("overs:") and "further from the reference" not in note:
-                click.echo(f"micmatch: warning: {src}: {note}", err=True)
+        for note in res.notes:  # overs and distance notes are summarised below, once
+            if note.kind not in ("overs", "distance"):
+                click.echo(f"micmatch: warning: {src}: {note.message}", err=True)
         if res.overs_reduction_db > 0:
             reduced.append((src, res.overs_reduction_db))
         if not res.helped:

@@ -1,4 +1,4 @@
-"""One call from recordings to a matched file: the flow for audio people.
+"""One call from recordings to a matched file: the matching flow for audio people.
 
 :func:`match` makes a target recording sound as if made by the reference device (or like a target curve):
 
@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import types
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +32,6 @@ from micmatch.align import Alignment, align, estimate_alignment, estimate_pair
 from micmatch.correct import (
     DEFAULT_MAX_BOOST_DB,
     DEFAULT_MAX_CUT_DB,
-    Correction,
     apply_correction,
     correction_curve,
     widest_band,
@@ -49,6 +45,7 @@ from micmatch.loudness import (
     parse_loudness,
     peak_reduction_db,
 )
+from micmatch.matchresult import MatchResult, Note
 from micmatch.metrics import log_spectral_distance
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 from micmatch.spectral import log_power_frames, smooth_fractional_octave
@@ -82,70 +79,6 @@ MIN_BAND_OCTAVES = 1.0
 BAND_SNR_DB = 10.0
 #: Frames used for the noise-floor percentile (evenly spread), bounding memory on long recordings.
 NOISE_FRAMES = 4000
-
-
-@dataclass
-class MatchResult:
-    """What :func:`match` did.
-
-    Attributes
-    ----------
-    audio : np.ndarray [shape=(channels, n_samples), dtype=float32]
-        The matched target (level set, overs handled), at ``sample_rate``.
-    sample_rate : int
-    correction : Correction
-        The tone correction applied (dB per bin; level is set separately).
-    route : {"aligned", "unaligned", "curve"}
-    route_reason : str
-    gain_db : float
-        Whole-file gain applied after the correction (loudness, then overs).
-    overs_reduction_db : float
-        Part of ``gain_db`` that removed overs (0 when none).
-    loudness_lufs : dict
-        ``target``, ``reference`` (None for a curve) and ``result`` integrated loudness (LUFS).
-    distance_db : dict
-        Long-term 1/3-octave distance to the reference, ``before`` and ``after`` (dB RMS over bands, level removed).
-    frame_lsd_db : dict or None
-        Frame log spectral distance ``before`` / ``after`` (aligned route only).
-    alignment : Alignment or None
-    output : Path or None
-    warnings : list of str
-    """
-
-    audio: np.ndarray
-    sample_rate: int
-    correction: Correction
-    route: str
-    route_reason: str
-    gain_db: float
-    overs_reduction_db: float
-    loudness_lufs: dict
-    distance_db: dict
-    frame_lsd_db: dict | None = None
-    alignment: Alignment | None = None
-    output: Path | None = None
-    warnings: list[str] = field(default_factory=list)
-    spectra_db: dict = field(default_factory=dict)
-
-    @property
-    def helped(self) -> bool:
-        """True unless the result is further from the reference on the long-term spectrum than the input."""
-        return self.distance_db["after"] <= self.distance_db["before"] + 1e-9
-
-    def summary(self) -> dict:
-        """The figures as plain JSON-ready values."""
-        out = {"route": self.route, "route_reason": self.route_reason, "sample_rate": self.sample_rate,
-               "gain_db": round(self.gain_db, 3), "overs_reduction_db": round(self.overs_reduction_db, 3),
-               "loudness_lufs": {k: None if v is None else round(v, 3) for k, v in self.loudness_lufs.items()},
-               "distance_db": {k: round(v, 3) for k, v in self.distance_db.items()},
-               "correction": {k: v for k, v in self.correction.settings.items()}}
-        if self.frame_lsd_db is not None:
-            out["frame_lsd_db"] = {k: round(v, 3) for k, v in self.frame_lsd_db.items()}
-        if self.alignment is not None:
-            out["alignment"] = self.alignment.to_json()
-        if self.output is not None:
-            out["output"] = str(self.output)
-        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -386,7 +319,7 @@ def match(
         levels = [s.power_db if statistic == "power" else s.mean_db for s in ref_stats]
         ref_level = np.tensordot(w, np.array(levels), axes=1)
 
-    notes: list[str] = []
+    notes: list[Note] = []
     # Band: where the target and every reference recording stand above their own noise floor, unless given.
     if band_hz is None:
         has_signal = np.logical_and.reduce(
@@ -396,8 +329,8 @@ def match(
             # Steady material (room tone, noise, a drone) never pauses, so no bin stands above a noise floor measured
             # in its quietest frames: correct the whole band rather than none of it.
             band_hz = (float(freqs[1]), float(freqs[-1]))
-            notes.append("no band stands above the recordings' noise floors (steady material?): the whole band is "
-                         "corrected; pass --band LO HI to limit it")
+            notes.append(Note("band", "no band stands above the recordings' noise floors (steady material?): the "
+                                      "whole band is corrected; pass --band LO HI to limit it"))
         else:
             band_hz = found
     # The level is the loudness step's job: align the reference's level to the target's over the band (median of
@@ -422,9 +355,9 @@ def match(
     wanted = {"match": lufs_ref if lufs_ref is not None else lufs_target, "keep": lufs_target}.get(
         level_mode, level_mode)
     if level_mode == "match" and lufs_ref is None:
-        notes.append("a target curve has no loudness: the target's loudness is kept" if curves else
-                     "a reference is too short (under 0.4 s) or too quiet to measure its loudness (ITU-R BS.1770): "
-                     "the target's loudness is kept")
+        notes.append(Note("loudness", "a target curve has no loudness: the target's loudness is kept" if curves else
+                          "a reference is too short (under 0.4 s) or too quiet to measure its loudness (ITU-R "
+                          "BS.1770): the target's loudness is kept"))
     gain_db = 0.0
     if wanted is not None and lufs_y is not None and np.isfinite(wanted):
         gain_db = float(wanted - lufs_y)
@@ -444,8 +377,8 @@ def match(
         if reduction > 0:
             y = (y * np.float32(10 ** (-reduction / 20))).astype(np.float32)
             gain_db -= reduction
-            notes.append(f"overs: the whole file was lowered by {reduction:.1f} dB to keep its true peak below "
-                         f"-1 dBTP in {subtype}")
+            notes.append(Note("overs", f"overs: the whole file was lowered by {reduction:.1f} dB to keep its true "
+                                       f"peak below -1 dBTP in {subtype}"))
     elif is_int and overs == "float" and np.abs(y).max(initial=0.0) > 1.0:
         subtype = "FLOAT"
     elif is_int and overs == "clip":
@@ -463,8 +396,9 @@ def match(
     if chosen == "aligned":
         frame_lsd = _frame_lsd(ref_audio[0], mono, y.mean(axis=0), sr, alignment)
     if distance["after"] > distance["before"] + 1e-9:
-        notes.append(f"the result is further from the reference than the input on the long-term spectrum "
-                     f"({distance['before']:.2f} -> {distance['after']:.2f} dB RMS over 1/3-octave bands)")
+        notes.append(Note("distance", f"the result is further from the reference than the input on the long-term "
+                                      f"spectrum ({distance['before']:.2f} -> {distance['after']:.2f} dB RMS over "
+                                      f"1/3-octave bands)"))
     result = MatchResult(y, sr, correction, chosen, reason, gain_db, reduction,
                          {"target": lufs_target, "reference": lufs_ref, "result": lufs_out}, distance, frame_lsd,
                          alignment, None, notes,
@@ -528,17 +462,6 @@ def _write(output, y: np.ndarray, sr: int, target, subtype: str | None) -> Path:
         return audio_io.save(output, y, sr, subtype=subtype)
 
 
-__all__ = ["MatchResult", "analysis_n_fft", "long_term_distance_db", "long_term_spectrum_db", "match", "read_target_curve",
-           "third_octave_levels_db"]
+__all__ = ["MatchResult", "Note", "analysis_n_fft", "long_term_distance_db", "long_term_spectrum_db", "match",
+           "read_target_curve", "third_octave_levels_db"]
 
-
-class _CallableModule(types.ModuleType):
-    """Importing this module sets the package attribute ``micmatch.match`` to the module, over the function of
-    the same name that ``micmatch/__init__.py`` exports; calling the module calls :func:`match`, so
-    ``micmatch.match(target, reference, output)`` works either way."""
-
-    def __call__(self, *args, **kwargs) -> MatchResult:
-        return match(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
