@@ -29,12 +29,12 @@ from micmatch.loudness import (
     peak_reduction_db,
     true_peak_db,
 )
-from micmatch.matching import (
+from micmatch.longterm import (
     long_term_distance_db,
-    match,
     read_target_curve,
     third_octave_levels_db,
 )
+from micmatch.matching import match
 from micmatch.response import (
     DeviceResponse,
     LogSpectrumStats,

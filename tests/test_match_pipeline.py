@@ -15,10 +15,12 @@ import soundfile as sf
 from conftest import REPO
 
 import micmatch
+from micmatch.correct import correction_curve
 from micmatch.demo import synth_voice
 from micmatch.errors import ParameterError
 from micmatch.loudness import OVERS_POLICIES, overs_policy
-from micmatch.matchresult import NOTE_KINDS, Note
+from micmatch.matchresult import NOTE_KINDS, MatchResult, Note
+from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 
 SR = 16000
 
@@ -92,9 +94,11 @@ def test_star_import_from_the_old_name_gives_the_public_names():
     namespace: dict = {}
     with pytest.warns(DeprecationWarning, match="micmatch.matching"):
         exec("from micmatch.match import *", namespace)  # noqa: S102
-    from micmatch import matching
+    from micmatch import longterm, matching
 
-    assert {name: namespace[name] for name in matching.__all__} == {n: getattr(matching, n) for n in matching.__all__}
+    assert namespace["match"] is matching.match and namespace["MatchResult"] is MatchResult
+    for name in ("long_term_distance_db", "long_term_spectrum_db", "read_target_curve", "third_octave_levels_db"):
+        assert namespace[name] is getattr(longterm, name)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -119,6 +123,29 @@ def test_notes_carry_their_kind_and_warnings_their_text(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Loudness: each signal measured once
+
+
+def test_loudness_is_measured_once_per_signal(monkeypatch):
+    from micmatch import matching
+
+    real = matching.integrated_loudness
+    seen: list[bytes] = []
+
+    def counting(audio, sample_rate):
+        seen.append(np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+        return real(audio, sample_rate)
+
+    monkeypatch.setattr(matching, "integrated_loudness", counting)
+    ref = _voice(2)
+    r = matching.match((_device(ref), SR), (ref, SR))
+    assert len(seen) == len(set(seen))  # never the same signal twice
+    # target, reference, corrected, and the level-set result (which the report gives as the result's loudness)
+    assert 4 <= len(seen) <= 6
+    assert r.loudness_lufs["result"] == pytest.approx(r.loudness_lufs["reference"], abs=0.01)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # One overs vocabulary
 
 
@@ -140,3 +167,26 @@ def test_overs_vocabulary_and_the_old_spelling(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # the new spelling warns of nothing
         micmatch.match((ref, SR), (ref, SR), overs="clip", route="unaligned")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The correction from two level curves
+
+
+def test_correction_from_levels_equals_the_responses_route():
+    from micmatch.matching import _correction
+
+    cfg = SpectralConfig(sample_rate=SR, n_fft=512, hop_length=128)
+    f = cfg.frequencies
+    rng = np.random.default_rng(5)
+    dev = -40 + 6 * np.sin(f / 700) + rng.normal(0, 1, f.size) - np.where(f > 6000, 90.0, 0.0)
+    ref = -35 + 3 * np.cos(f / 900) + rng.normal(0, 1, f.size)
+    rs = ResponseSet(cfg, [DeviceResponse("target", dev, method="model"),
+                           DeviceResponse("reference", ref, method="model")])
+    for statistic in ("log", "power"):
+        old = correction_curve(rs, "target", "reference", statistic=statistic, limit_band=(150.0, 5000.0),
+                               strength=0.8, smoothing_octaves=1 / 6, max_boost_db=12.0, max_cut_db=18.0)
+        new = _correction(dev, ref, cfg, band_hz=(150.0, 5000.0), statistic=statistic, strength=0.8,
+                          smoothing_octaves=1 / 6, max_boost_db=12.0, max_cut_db=18.0)
+        np.testing.assert_array_equal(new.gain_db, old.gain_db)
+        assert new.settings == old.settings and (new.device, new.reference) == (old.device, old.reference)

@@ -42,7 +42,7 @@ match.MatchResult = MatchResult
 
 
 def _from_matching(name: str):
-    if name.startswith("__") and name != "__all__":  # the import machinery probing (__path__, __file__...)
+    if name.startswith("__"):  # the import machinery probing (__path__, __file__...)
         raise AttributeError(name)
     from micmatch import matching
 
@@ -54,6 +54,8 @@ def _from_matching(name: str):
 
 _old_match_module = types.ModuleType("micmatch.match", "Old name of :mod:`micmatch.matching` (for one release).")
 _old_match_module.__getattr__ = _from_matching
+_old_match_module.__all__ = ["MatchResult", "analysis_n_fft", "long_term_distance_db", "long_term_spectrum_db", "match",
+                             "read_target_curve", "third_octave_levels_db"]
 sys.modules.setdefault("micmatch.match", _old_match_module)
 
 

@@ -1,21 +1,25 @@
-"""One call from recordings to a matched file: the matching flow for audio people.
+"""One call from recordings to a matched file: the matching pipeline for audio people.
 
-:func:`match` makes a target recording sound as if made by the reference device (or like a target curve):
+:func:`match` makes a target recording sound as if made by the reference device (or like a target curve), in
+small steps over arrays:
 
-1. **route**: with one reference recording it tries to align the pair (:func:`micmatch.align.estimate_alignment`:
-   offset and clock drift). When the two hold the same sound the **aligned** route compares them frame by frame
-   (aligned spectrum correction, :func:`micmatch.align.estimate_pair`, or the ratio of their
-   long-term power spectra over the same aligned frames); when the alignment is not credible (different
-   material, or several references) the **unaligned** route compares their long-term statistics
-   (:func:`micmatch.estimate.array_stats`). ``result.route`` and ``result.route_reason`` say which and why.
-2. **curve**: :func:`micmatch.correct.correction_curve`: the chosen ``statistic`` (``log``: geometric mean of
-   magnitudes; ``power``: long-term average spectrum), limited to the band where both recordings have signal
-   (raised-cosine edges), scaled by ``strength``, smoothed, clamped.
-3. **apply**: STFT-domain gain (sample-aligned with the input).
-4. **level**: ITU-R BS.1770 integrated loudness (:mod:`micmatch.loudness`): ``match`` the reference, ``keep``
-   the target's, or a fixed ``-23LUFS``; overs in integer formats are removed by one whole-file gain reduction.
-5. **figures**: long-term 1/3-octave distance to the reference before and after (always; level-independent),
-   frame log spectral distance before and after (aligned route), loudness of target, reference and result.
+1. **load** the target and the references (mixed to mono, at the target's rate), or read a target curve.
+2. **route**: with one reference recording it tries to align the pair (:func:`micmatch.align.estimate_alignment`:
+   offset and clock drift). When the two hold the same sound the **aligned** route compares them frame by frame;
+   when the alignment is not credible (different material, or several references) the **unaligned** route
+   compares their long-term statistics. ``result.route`` and ``result.route_reason`` say which and why.
+3. **level curves**: the target's and the reference's long-term level per bin under the chosen ``statistic``
+   (``log``: geometric mean of magnitudes, on the aligned route the aligned spectrum correction
+   :func:`micmatch.align.estimate_pair`; ``power``: long-term average spectrum).
+4. **band**: where every recording stands above its own noise floor (unless given).
+5. **correction**: :func:`micmatch.correct.correction_from_levels`: limited to the band (raised-cosine edges),
+   scaled by ``strength``, smoothed, clamped; **apply** it as an STFT-domain gain (sample-aligned with the input).
+6. **loudness**: ITU-R BS.1770 integrated loudness (:mod:`micmatch.loudness`), each signal measured once:
+   ``match`` the reference, ``keep`` the target's, or a fixed ``-23LUFS``; then the **overs** policy of an
+   integer output format (``scale``: one whole-file gain reduction to -1 dBTP; ``float``; ``clip``).
+7. **output and figures**: long-term 1/3-octave distance to the reference before and after (level-independent),
+   frame log spectral distance before and after (aligned route), loudness of target, reference and result,
+   notes (:class:`micmatch.matchresult.Note`); the file and the report written.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +35,13 @@ import numpy as np
 from micmatch import audio as audio_io
 from micmatch.align import Alignment, align, estimate_alignment, estimate_pair
 from micmatch.correct import (
+    DEFAULT_DYNAMIC_RANGE_DB,
     DEFAULT_MAX_BOOST_DB,
     DEFAULT_MAX_CUT_DB,
+    STATISTICS,
+    Correction,
     apply_correction,
-    correction_curve,
+    correction_from_levels,
     widest_band,
 )
 from micmatch.errors import AudioError, MeasurementError, ParameterError
@@ -45,10 +53,17 @@ from micmatch.loudness import (
     parse_loudness,
     peak_reduction_db,
 )
+from micmatch.longterm import (  # long_term_spectrum_db and third_octave_levels_db: imported from here until
+    DISTANCE_BAND_HZ,  # the next release (their home was micmatch.match)
+    long_term_distance_db,
+    long_term_spectrum_db,  # noqa: F401
+    read_target_curve,
+    snr_db,
+    third_octave_levels_db,  # noqa: F401
+)
 from micmatch.matchresult import MatchResult, Note
 from micmatch.metrics import log_spectral_distance
-from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
-from micmatch.spectral import log_power_frames, smooth_fractional_octave
+from micmatch.response import LogSpectrumStats, SpectralConfig
 
 ROUTES = ("auto", "aligned", "unaligned")
 #: Default statistic of ``match``: the long-term average spectrum. On reverberant, noisy simulated pairs it brought
@@ -68,108 +83,20 @@ def analysis_n_fft(sample_rate: int, n_samples: int) -> int:
     while n_fft > MIN_N_FFT and 4 * n_fft > n_samples:
         n_fft //= 2
     return n_fft
-#: Long-term distance: 1/3-octave bands from 100 Hz to 16 kHz (or to 0.45 x the sample rate).
-DISTANCE_BAND_HZ = (100.0, 16000.0)
+
+
+#: A reference with one of these suffixes is a target curve (:func:`micmatch.longterm.read_target_curve`).
 CURVE_SUFFIXES = (".csv", ".txt")
 #: A found band narrower than this (octaves) is not credible: the whole band is corrected instead.
 MIN_BAND_OCTAVES = 1.0
 #: A bin "has signal" when the recording's long-term power stands this far above its noise floor there (dB,
-#: after 1/3-octave smoothing); the noise floor of a bin is the 10th percentile of its frame powers (sounds pause
-#: in every bin, as in :func:`micmatch.align.estimate_pair`).
+#: after 1/3-octave smoothing, :func:`micmatch.longterm.snr_db`); the noise floor of a bin is the 10th percentile
+#: of its frame powers (sounds pause in every bin, as in :func:`micmatch.align.estimate_pair`).
 BAND_SNR_DB = 10.0
-#: Frames used for the noise-floor percentile (evenly spread), bounding memory on long recordings.
-NOISE_FRAMES = 4000
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Long-term spectra and distances
-
-
-def long_term_spectrum_db(audio: np.ndarray, config: SpectralConfig, *, statistic: str = "power") -> np.ndarray:
-    """Long-term level per bin (dB) of ``(..., n_samples)`` audio (channels mixed), frames gated as in
-    :func:`micmatch.estimate.array_stats`: ``power`` = mean power, ``log`` = mean log power."""
-    stats = array_stats(audio, config)
-    return stats.power_db if statistic == "power" else stats.mean_db
-
-
-def snr_db(audio: np.ndarray, stats, config: SpectralConfig) -> np.ndarray:
-    """Long-term power over noise floor per bin (dB, 1/3-octave smoothed) of a 1-D recording whose statistics are
-    ``stats``; the floor is the 10th percentile over frames of each bin's power (:data:`BAND_SNR_DB`)."""
-    x = np.asarray(audio, dtype=np.float64)
-    step = max(1, (x.shape[-1] // config.hop_length) // NOISE_FRAMES)
-    frames = log_power_frames(x, n_fft=config.n_fft, hop_length=config.hop_length * step)
-    floor = np.percentile(frames, 10, axis=1)
-    return smooth_fractional_octave(stats.power_db - floor, config.frequencies, 1.0 / 3.0)
-
-
-def third_octave_levels_db(spectrum_db: np.ndarray, freqs_hz: np.ndarray, *,
-                           band_hz: tuple[float, float] = DISTANCE_BAND_HZ) -> tuple[np.ndarray, np.ndarray]:
-    """Band power (dB) of a power spectrum in 1/3-octave bands centred on ``1000 * 2**(k/3)`` inside ``band_hz``.
-
-    Returns
-    -------
-    centres_hz, levels_db : np.ndarray [shape=(n_bands,)]
-        Bands with no FFT bin are left out.
-    """
-    f = np.asarray(freqs_hz, dtype=np.float64)
-    p = 10.0 ** (np.asarray(spectrum_db, dtype=np.float64) / 10.0)
-    # Nominal centres (100 Hz is 1000 * 2**(-10/3) = 99.2 Hz): a 2% tolerance keeps the named edge bands.
-    k = np.arange(math.ceil(3 * math.log2(band_hz[0] / 1000.0) - 0.05),
-                  math.floor(3 * math.log2(band_hz[1] / 1000.0) + 0.05) + 1)
-    centres, levels = [], []
-    for c in 1000.0 * 2.0 ** (k / 3.0):
-        sel = (f >= c * 2 ** (-1 / 6)) & (f < c * 2 ** (1 / 6))
-        if sel.any():
-            centres.append(c)
-            levels.append(10.0 * np.log10(max(p[sel].mean(), 1e-30)))
-    return np.asarray(centres), np.asarray(levels)
-
-
-def long_term_distance_db(a_db: np.ndarray, b_db: np.ndarray, freqs_hz: np.ndarray, *,
-                          band_hz: tuple[float, float] = DISTANCE_BAND_HZ) -> float:
-    """RMS over 1/3-octave bands of the difference of two long-term power spectra (dB), their mean difference
-    (the level) removed: what a spectrum analyser shows once the two are level-matched."""
-    _, la = third_octave_levels_db(a_db, freqs_hz, band_hz=band_hz)
-    _, lb = third_octave_levels_db(b_db, freqs_hz, band_hz=band_hz)
-    d = la - lb
-    d = d - d.mean()
-    return float(np.sqrt(np.mean(d * d)))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# References
-
-
-def read_target_curve(path: str | os.PathLike, freqs_hz: np.ndarray) -> np.ndarray:
-    """A target curve CSV (``frequency,raw`` as AutoEq writes it; other columns ignored) on ``freqs_hz`` (dB).
-
-    Interpolated linearly in log frequency, held constant beyond its ends.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"{path}: cannot read target curve ({exc})") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise ParameterError(f"{path}: empty target curve; expected columns frequency,raw")
-    header = [h.strip().lower() for h in lines[0].split(",")]
-    if "frequency" not in header or "raw" not in header:
-        raise ParameterError(f"{path}: target curve needs columns 'frequency' and 'raw'; found {header}")
-    fi, ri = header.index("frequency"), header.index("raw")
-    f, g = [], []
-    for n, ln in enumerate(lines[1:], start=2):
-        parts = ln.split(",")
-        try:
-            f.append(float(parts[fi]))
-            g.append(float(parts[ri]))
-        except (ValueError, IndexError):
-            raise ParameterError(f"{path}: line {n} is not 'frequency,raw' numbers: {ln!r}") from None
-    fa, ga = np.asarray(f), np.asarray(g)
-    if fa.size < 2 or (fa <= 0).any() or np.any(np.diff(fa) <= 0) or not np.isfinite(ga).all():
-        raise ParameterError(f"{path}: target curve needs at least 2 rows of increasing positive frequencies")
-    x = np.log(np.maximum(np.asarray(freqs_hz, dtype=np.float64), fa[0]))
-    return np.interp(x, np.log(fa), ga)
+# Inputs
 
 
 def _is_curve(ref) -> bool:
@@ -195,7 +122,7 @@ def _load_audio(item, sample_rate: int | None, name: str) -> tuple[np.ndarray, i
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The flow
+# The pipeline
 
 
 def match(
@@ -232,7 +159,8 @@ def match(
     strength : float
         0..1, scales the correction in dB.
     band_hz : (float, float), optional
-        Band of the correction; default: where both recordings have signal (:func:`signal_band`).
+        Band of the correction; default: where every recording stands :data:`BAND_SNR_DB` above its own noise
+        floor.
     smoothing_octaves : float or None
         Fractional-octave smoothing of the correction (default none: on the simulated pairs any smoothing moved
         the long-term spectrum further from the reference).
@@ -252,13 +180,83 @@ def match(
     -------
     MatchResult
     """
+    overs = _check_options(statistic=statistic, route=route, overs=overs)
+    level_mode = parse_loudness(loudness)
+    inputs = _load_inputs(target, reference, reference_weights)
+    sr = inputs.sample_rate
+    config = _analysis_config(inputs, n_fft)
+    curve_db = None if inputs.curve is None else read_target_curve(inputs.curve, config.frequencies)
+    target_stats = array_stats(inputs.mono, config, name=inputs.target_label)
+    chosen, reason, alignment = _choose_route(inputs, route)
+    ref_stats = [array_stats(a, config, name=name) for a, name in zip(inputs.references, inputs.reference_labels)]
+    target_db, reference_db = _level_curves(inputs, config, target_stats, ref_stats, curve_db, route=chosen,
+                                            alignment=alignment, statistic=statistic)
+    band_notes = []
+    if band_hz is None:
+        band_hz, band_notes = _signal_band(inputs, config, target_stats, ref_stats)
+    reference_db = _level_matched(reference_db, target_db, config.frequencies, band_hz)
+    correction = _correction(target_db, reference_db, config, band_hz=band_hz, statistic=statistic,
+                             strength=strength, smoothing_octaves=smoothing_octaves, max_boost_db=max_boost_db,
+                             max_cut_db=max_cut_db)
+    corrected = apply_correction(inputs.audio, sr, correction, method="stft")
+    wanted, lufs, loudness_notes = _wanted_loudness(inputs, level_mode)
+    level_gain_db, measured = _level_gain(corrected, sr, wanted)
+    leveled = _gained(corrected, level_gain_db)
+    subtype = _output_subtype(target, output)
+    y, subtype, reduction, overs_notes = _handle_overs(leveled, sr, overs=overs, subtype=subtype)
+    # Each signal's loudness is measured once: the level-set one's is known unless the overs step changed it.
+    lufs["result"] = (measured[level_gain_db] if y is leveled and level_gain_db in measured
+                      else integrated_loudness(y, sr))
+    reference_power_db = reference_db if inputs.curve is not None else np.tensordot(
+        inputs.weights, np.array([s.power_db for s in ref_stats]), axes=1)
+    distance, frame_lsd, spectra, distance_notes = _figures(inputs, config, y, target_stats.power_db,
+                                                            reference_power_db, alignment=alignment)
+    result = MatchResult(y, sr, correction, chosen, reason, level_gain_db - reduction, reduction, lufs, distance,
+                         frame_lsd, alignment, None, [*band_notes, *loudness_notes, *overs_notes, *distance_notes],
+                         spectra)
+    if output is not None:
+        result.output = _write_output(output, y, sr, target=target, subtype=subtype)
+    if report is not None:
+        from micmatch.report import write_report
+
+        write_report(result, report, target_audio=inputs.audio,
+                     reference_audio=inputs.references[0] if len(inputs.references) == 1 else None)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The steps
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The recordings of one match, loaded: the target, and the references or a target curve."""
+
+    audio: np.ndarray  # the target, (channels, n_samples) float32
+    sample_rate: int
+    mono: np.ndarray  # the target, channels mixed
+    target_label: str  # how errors name the target
+    references: list[np.ndarray]  # mono reference recordings at the target's rate (none for a target curve)
+    reference_labels: list[str]
+    weights: np.ndarray  # one per reference, summing to 1
+    curve: Path | None  # a target curve file instead of reference recordings
+
+
+def _check_options(*, statistic: str, route: str, overs: str) -> str:
+    """Refuse unknown options before any audio is read; returns the overs policy (old spellings translated)."""
     if route not in ROUTES:
         raise ParameterError(f"route={route!r} must be one of {ROUTES}")
     if overs in OVERS_ALIASES:
         warnings.warn(f"overs={overs!r} is now called {OVERS_ALIASES[overs]!r}; the old name goes in the next release",
-                      DeprecationWarning, stacklevel=2)
-    overs = overs_policy(overs)
-    level_mode = parse_loudness(loudness)
+                      DeprecationWarning, stacklevel=3)
+    policy = overs_policy(overs)
+    if statistic not in STATISTICS:
+        raise ParameterError(f"statistic={statistic!r} must be one of {STATISTICS}")
+    return policy
+
+
+def _load_inputs(target, reference, reference_weights: list[float] | None) -> _Inputs:
+    """Load the target and the references (mixed to mono, at the target's rate); check their count and weights."""
     x, sr = _load_audio(target, None, "target")
     refs = list(reference) if isinstance(reference, (list, tuple)) and not (
         len(reference) == 2 and isinstance(reference[1], (int, np.integer))) else [reference]
@@ -266,164 +264,202 @@ def match(
         raise ParameterError("no reference given")
     if reference_weights is not None and len(reference_weights) != len(refs):
         raise ParameterError(f"{len(reference_weights)} reference weights for {len(refs)} references")
-    mono = x.mean(axis=0)
-
     curves = [r for r in refs if _is_curve(r)]
     if curves and len(refs) > 1:
         raise ParameterError("a target curve must be the only reference")
-    ref_audio: list[np.ndarray] = []
-    if not curves:
-        for i, r in enumerate(refs):
-            ra, _ = _load_audio(r, sr, f"reference {i + 1}")
-            ref_audio.append(ra.mean(axis=0))
-    if n_fft is None:
-        n_fft = analysis_n_fft(sr, min(a.shape[-1] for a in [mono, *ref_audio]))
-    config = SpectralConfig(sample_rate=sr, n_fft=n_fft, hop_length=n_fft // 4)
-    freqs = config.frequencies
-    if curves:
-        ref_level = read_target_curve(curves[0], freqs)
-    target_stats = array_stats(mono, config, name=_label(target, "target"))
+    labels = [_label(r, f"reference {i + 1}") for i, r in enumerate(refs)]
+    recordings = [] if curves else [_load_audio(r, sr, f"reference {i + 1}")[0].mean(axis=0)
+                                    for i, r in enumerate(refs)]
     w = np.ones(len(refs)) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
     if (w < 0).any() or w.sum() <= 0:
         raise ParameterError(f"reference weights {w.tolist()} must be non-negative with a positive sum")
-    w = w / w.sum()
+    return _Inputs(x, sr, x.mean(axis=0), _label(target, "target"), recordings, labels, w / w.sum(),
+                   Path(curves[0]) if curves else None)
 
-    # Route: aligned when there is one reference recording of the same sound.
-    alignment = None
-    chosen, reason = "unaligned", ""
-    if curves:
-        chosen, reason = "curve", f"reference is a target curve ({Path(curves[0]).name})"
-    elif len(ref_audio) > 1:
+
+def _analysis_config(inputs: _Inputs, n_fft: int | None) -> SpectralConfig:
+    if n_fft is None:
+        n_fft = analysis_n_fft(inputs.sample_rate, min(a.shape[-1] for a in [inputs.mono, *inputs.references]))
+    return SpectralConfig(sample_rate=inputs.sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
+
+
+def _choose_route(inputs: _Inputs, route: str) -> tuple[str, str, Alignment | None]:
+    """The route (aligned when there is one reference recording of the same sound), why, and the alignment."""
+    if inputs.curve is not None:
+        return "curve", f"reference is a target curve ({inputs.curve.name})", None
+    if len(inputs.references) > 1:
         if route == "aligned":
             raise ParameterError("route 'aligned' needs exactly one reference recording")
-        reason = f"{len(ref_audio)} references: their long-term statistics are averaged"
-    elif route == "unaligned":
-        reason = "unaligned route requested"
-    else:
-        try:
-            alignment = estimate_alignment(ref_audio[0], mono, sr)
-            chosen = "aligned"
-            reason = (f"the two hold the same sound: offset {alignment.offset_samples / sr:+.3f} s, drift "
-                      f"{alignment.drift_ppm:+.1f} ppm, {int(alignment.chunk_used.sum())} chunks agree")
-        except MeasurementError as exc:
-            if route == "aligned":
-                raise
-            reason = f"no credible alignment ({exc}); comparing long-term statistics"
+        return "unaligned", f"{len(inputs.references)} references: their long-term statistics are averaged", None
+    if route == "unaligned":
+        return "unaligned", "unaligned route requested", None
+    sr = inputs.sample_rate
+    try:
+        alignment = estimate_alignment(inputs.references[0], inputs.mono, sr)
+    except MeasurementError as exc:
+        if route == "aligned":
+            raise
+        return "unaligned", f"no credible alignment ({exc}); comparing long-term statistics", None
+    return "aligned", (f"the two hold the same sound: offset {alignment.offset_samples / sr:+.3f} s, drift "
+                       f"{alignment.drift_ppm:+.1f} ppm, {int(alignment.chunk_used.sum())} chunks agree"), alignment
 
-    ref_stats = [array_stats(ra, config, name=_label(r, f"reference {i + 1}")) for i, (r, ra) in
-                 enumerate(zip(refs, ref_audio))]
-    target_level = target_stats.power_db if statistic == "power" else target_stats.mean_db
-    if chosen == "aligned":
-        target_level, ref_level = _aligned_levels(ref_audio[0], mono, sr, config, alignment, statistic)
-    elif chosen == "unaligned":
-        levels = [s.power_db if statistic == "power" else s.mean_db for s in ref_stats]
-        ref_level = np.tensordot(w, np.array(levels), axes=1)
 
-    notes: list[Note] = []
-    # Band: where the target and every reference recording stand above their own noise floor, unless given.
-    if band_hz is None:
-        has_signal = np.logical_and.reduce(
-            [snr_db(a, st, config) >= BAND_SNR_DB for a, st in zip([mono] + ref_audio, [target_stats] + ref_stats)])
-        found = widest_band(has_signal, freqs) if has_signal[1:].any() else None
-        if found is None or np.log2(found[1] / found[0]) < MIN_BAND_OCTAVES:
-            # Steady material (room tone, noise, a drone) never pauses, so no bin stands above a noise floor measured
-            # in its quietest frames: correct the whole band rather than none of it.
-            band_hz = (float(freqs[1]), float(freqs[-1]))
-            notes.append(Note("band", "no band stands above the recordings' noise floors (steady material?): the "
-                                      "whole band is corrected; pass --band LO HI to limit it"))
-        else:
-            band_hz = found
-    # The level is the loudness step's job: align the reference's level to the target's over the band (median of
-    # the difference), so the clamps and the band's edges act on the tone correction only.
-    inside = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
-    ref_level = ref_level + float(np.median((target_level - ref_level)[inside]))
-    responses = ResponseSet(config, [DeviceResponse("target", target_level, method="model"),
-                                     DeviceResponse("reference", ref_level, method="model")])
-    correction = correction_curve(responses, "target", "reference", statistic=statistic, limit_band=band_hz,
-                                  strength=strength, smoothing_octaves=smoothing_octaves,
-                                  max_boost_db=max_boost_db, max_cut_db=max_cut_db)
-    y = apply_correction(x, sr, correction, method="stft")
+def _level_curves(inputs: _Inputs, config: SpectralConfig, target_stats: LogSpectrumStats,
+                  ref_stats: list[LogSpectrumStats], curve_db: np.ndarray | None, *, route: str,
+                  alignment: Alignment | None, statistic: str) -> tuple[np.ndarray, np.ndarray]:
+    """The long-term levels per bin (dB) of the target and of the reference that the correction compares.
 
-    # Level.
-    lufs_target = integrated_loudness(x, sr)
+    Aligned route: the reference at 0 dB and the target relative to it (mean log ratio over gated cells, the
+    aligned spectrum correction), or both long-term power spectra over the frames where both carry the sound.
+    Otherwise the chosen statistic of each recording, the references weighted, or the target curve.
+    """
+    def level(stats: LogSpectrumStats) -> np.ndarray:
+        return stats.power_db if statistic == "power" else stats.mean_db
+
+    if route == "curve":
+        return level(target_stats), curve_db
+    if route == "unaligned":
+        return level(target_stats), np.tensordot(inputs.weights, np.array([level(s) for s in ref_stats]), axes=1)
+    ref, sr = inputs.references[0], inputs.sample_rate
+    if statistic == "log":
+        pair = estimate_pair(ref, inputs.mono, sr, n_fft=config.n_fft, hop_length=config.hop_length,
+                             alignment=alignment)
+        return pair.responses["device"].response_db, np.zeros(config.n_bins)
+    # Frames outside the overlap are zeros in the aligned target; the silence gates of the statistics leave them out.
+    aligned = align(inputs.mono, alignment, ref.shape[-1])
+    return array_stats(aligned, config, name="target (aligned)").power_db, ref_stats[0].power_db
+
+
+def _signal_band(inputs: _Inputs, config: SpectralConfig, target_stats: LogSpectrumStats,
+                 ref_stats: list[LogSpectrumStats]) -> tuple[tuple[float, float], list[Note]]:
+    """Where the target and every reference recording stand above their own noise floor (:data:`BAND_SNR_DB`);
+    the whole band, with a note, when that band is missing or narrower than :data:`MIN_BAND_OCTAVES`."""
+    freqs = config.frequencies
+    has_signal = np.logical_and.reduce([snr_db(a, st, config) >= BAND_SNR_DB for a, st in
+                                        zip([inputs.mono, *inputs.references], [target_stats, *ref_stats])])
+    found = widest_band(has_signal, freqs) if has_signal[1:].any() else None
+    if found is not None and np.log2(found[1] / found[0]) >= MIN_BAND_OCTAVES:
+        return found, []
+    # Steady material (room tone, noise, a drone) never pauses, so no bin stands above a noise floor measured in
+    # its quietest frames: correct the whole band rather than none of it.
+    return (float(freqs[1]), float(freqs[-1])), [
+        Note("band", "no band stands above the recordings' noise floors (steady material?): the whole band is "
+                     "corrected; pass --band LO HI to limit it")]
+
+
+def _level_matched(reference_db: np.ndarray, target_db: np.ndarray, freqs_hz: np.ndarray,
+                   band_hz: tuple[float, float]) -> np.ndarray:
+    """The reference's level moved to the target's over the band (median of the difference): the level is the
+    loudness step's job, so the clamps and the band's edges act on the tone correction only."""
+    inside = (freqs_hz >= band_hz[0]) & (freqs_hz <= band_hz[1])
+    return reference_db + float(np.median((target_db - reference_db)[inside]))
+
+
+def _correction(target_db: np.ndarray, reference_db: np.ndarray, config: SpectralConfig, *,
+                band_hz: tuple[float, float], statistic: str, strength: float, smoothing_octaves: float | None,
+                max_boost_db: float, max_cut_db: float) -> Correction:
+    """The tone correction target -> reference from their level curves, each floored
+    :data:`~micmatch.correct.DEFAULT_DYNAMIC_RANGE_DB` below its maximum."""
+    def floored(db: np.ndarray) -> np.ndarray:
+        db = np.asarray(db, dtype=np.float64)
+        return np.maximum(db, db.max() - DEFAULT_DYNAMIC_RANGE_DB)
+
+    return correction_from_levels(
+        floored(target_db), floored(reference_db), config.sample_rate, config.n_fft, device="target",
+        reference="reference", max_boost_db=max_boost_db, max_cut_db=max_cut_db, smoothing_octaves=smoothing_octaves,
+        band_hz=(float(band_hz[0]), float(band_hz[1])), strength=strength,
+        settings={"dynamic_range_db": DEFAULT_DYNAMIC_RANGE_DB, "hop_length": config.hop_length,
+                  "statistic": statistic})
+
+
+def _wanted_loudness(inputs: _Inputs, level_mode: str | float) -> tuple[float | None, dict, list[Note]]:
+    """The loudness the result should have (LUFS; None: leave the level), the measured ``target`` and
+    ``reference`` loudness (each recording measured once; the references' weighted), and why the wanted one
+    falls back to the target's."""
+    lufs_target = integrated_loudness(inputs.audio, inputs.sample_rate)
     lufs_ref = None
-    if not curves:
-        ref_lufs = [integrated_loudness(ra, sr) for ra in ref_audio]
+    if inputs.curve is None:
+        ref_lufs = [integrated_loudness(a, inputs.sample_rate) for a in inputs.references]
         if all(v is not None for v in ref_lufs):
-            lufs_ref = float(np.dot(w, ref_lufs))
-    lufs_y = integrated_loudness(y, sr)
-    wanted = {"match": lufs_ref if lufs_ref is not None else lufs_target, "keep": lufs_target}.get(
-        level_mode, level_mode)
+            lufs_ref = float(np.dot(inputs.weights, ref_lufs))
+    notes = []
     if level_mode == "match" and lufs_ref is None:
-        notes.append(Note("loudness", "a target curve has no loudness: the target's loudness is kept" if curves else
+        notes.append(Note("loudness", "a target curve has no loudness: the target's loudness is kept"
+                          if inputs.curve is not None else
                           "a reference is too short (under 0.4 s) or too quiet to measure its loudness (ITU-R "
                           "BS.1770): the target's loudness is kept"))
-    gain_db = 0.0
-    if wanted is not None and lufs_y is not None and np.isfinite(wanted):
-        gain_db = float(wanted - lufs_y)
-        # BS.1770's absolute gate (-70 LUFS) makes loudness not quite linear in gain when quiet blocks cross it:
-        # measure again and correct the remainder (two passes reach 0.01 LU on the simulated pairs).
-        for _ in range(2):
-            measured = integrated_loudness(y * np.float32(10 ** (gain_db / 20)), sr)
-            if measured is None or abs(wanted - measured) < 0.01:
-                break
-            gain_db += float(wanted - measured)
-    y = (y * np.float32(10 ** (gain_db / 20))).astype(np.float32)
-    subtype = _output_subtype(target, output)
-    reduction = 0.0
-    is_int = subtype is not None and not subtype.startswith(("FLOAT", "DOUBLE"))
-    if is_int and overs == "scale":
-        reduction = peak_reduction_db(y, sr)
-        if reduction > 0:
-            y = (y * np.float32(10 ** (-reduction / 20))).astype(np.float32)
-            gain_db -= reduction
-            notes.append(Note("overs", f"overs: the whole file was lowered by {reduction:.1f} dB to keep its true "
-                                       f"peak below -1 dBTP in {subtype}"))
-    elif is_int and overs == "float" and np.abs(y).max(initial=0.0) > 1.0:
-        subtype = "FLOAT"
-    elif is_int and overs == "clip":
-        y = np.clip(y, -1.0, 1.0)
-    lufs_out = integrated_loudness(y, sr)
+    wanted = {"match": lufs_ref if lufs_ref is not None else lufs_target, "keep": lufs_target}.get(
+        level_mode, level_mode)
+    return wanted, {"target": lufs_target, "reference": lufs_ref}, notes
 
-    # Figures.
-    lt_ref = ref_level if curves else np.tensordot(w, np.array([s.power_db for s in ref_stats]), axes=1)
-    lt_before = target_stats.power_db
-    lt_after = array_stats(y.mean(axis=0), config, name="result").power_db
-    top = min(DISTANCE_BAND_HZ[1], 0.45 * sr)
-    distance = {"before": long_term_distance_db(lt_before, lt_ref, freqs, band_hz=(DISTANCE_BAND_HZ[0], top)),
-                "after": long_term_distance_db(lt_after, lt_ref, freqs, band_hz=(DISTANCE_BAND_HZ[0], top))}
+
+def _gained(audio: np.ndarray, gain_db: float) -> np.ndarray:
+    return (audio * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+
+
+def _level_gain(audio: np.ndarray, sample_rate: int, wanted: float | None) -> tuple[float, dict]:
+    """The whole-file gain (dB) that brings ``audio`` to the ``wanted`` integrated loudness, and the loudness
+    measured at each gain tried (``{gain_db: LUFS or None}``, 0 dB included), so no signal is measured twice.
+
+    BS.1770's absolute gate (-70 LUFS) makes loudness not quite linear in gain when quiet blocks cross it: the
+    result is measured again and the remainder corrected (two passes reach 0.01 LU on the simulated pairs).
+    """
+    measured = {0.0: integrated_loudness(audio, sample_rate)}
+    if wanted is None or measured[0.0] is None or not np.isfinite(wanted):
+        return 0.0, measured
+    gain_db = float(wanted - measured[0.0])
+    for _ in range(2):
+        if gain_db not in measured:
+            measured[gain_db] = integrated_loudness(_gained(audio, gain_db), sample_rate)
+        level = measured[gain_db]
+        if level is None or abs(wanted - level) < 0.01:
+            break
+        gain_db += float(wanted - level)
+    return gain_db, measured
+
+
+def _handle_overs(audio: np.ndarray, sample_rate: int, *, overs: str,
+                  subtype: str | None) -> tuple[np.ndarray, str | None, float, list[Note]]:
+    """Apply the overs policy for an integer output ``subtype``: ``scale`` lowers the whole file to a true peak of
+    -1 dBTP (with a note), ``float`` switches to a float file when a sample exceeds full scale, ``clip`` clips.
+
+    Returns the audio (``audio`` itself when unchanged), the output subtype, the reduction (dB, >= 0) and a note.
+    """
+    if subtype is None or subtype.startswith(("FLOAT", "DOUBLE")):
+        return audio, subtype, 0.0, []
+    over = float(np.abs(audio).max(initial=0.0)) > 1.0
+    if overs == "float":
+        return audio, "FLOAT" if over else subtype, 0.0, []
+    if overs == "clip":
+        return (np.clip(audio, -1.0, 1.0) if over else audio), subtype, 0.0, []
+    reduction = peak_reduction_db(audio, sample_rate)
+    if reduction <= 0:
+        return audio, subtype, 0.0, []
+    note = Note("overs", f"overs: the whole file was lowered by {reduction:.1f} dB to keep its true peak below "
+                         f"-1 dBTP in {subtype}")
+    return _gained(audio, -reduction), subtype, reduction, [note]
+
+
+def _figures(inputs: _Inputs, config: SpectralConfig, result: np.ndarray, target_power_db: np.ndarray,
+             reference_power_db: np.ndarray, *, alignment: Alignment | None) -> tuple[dict, dict | None, dict, list]:
+    """The long-term distances to the reference before and after, the frame LSDs (aligned route), the long-term
+    spectra, and a note when the result is further from the reference than the input."""
+    freqs, sr = config.frequencies, inputs.sample_rate
+    result_power_db = array_stats(result.mean(axis=0), config, name="result").power_db
+    band = (DISTANCE_BAND_HZ[0], min(DISTANCE_BAND_HZ[1], 0.45 * sr))
+    distance = {"before": long_term_distance_db(target_power_db, reference_power_db, freqs, band_hz=band),
+                "after": long_term_distance_db(result_power_db, reference_power_db, freqs, band_hz=band)}
     frame_lsd = None
-    if chosen == "aligned":
-        frame_lsd = _frame_lsd(ref_audio[0], mono, y.mean(axis=0), sr, alignment)
+    if alignment is not None:
+        frame_lsd = _frame_lsd(inputs.references[0], inputs.mono, result.mean(axis=0), sr, alignment)
+    notes = []
     if distance["after"] > distance["before"] + 1e-9:
         notes.append(Note("distance", f"the result is further from the reference than the input on the long-term "
                                       f"spectrum ({distance['before']:.2f} -> {distance['after']:.2f} dB RMS over "
                                       f"1/3-octave bands)"))
-    result = MatchResult(y, sr, correction, chosen, reason, gain_db, reduction,
-                         {"target": lufs_target, "reference": lufs_ref, "result": lufs_out}, distance, frame_lsd,
-                         alignment, None, notes,
-                         {"frequencies_hz": freqs, "target": lt_before, "reference": lt_ref, "result": lt_after})
-    if output is not None:
-        result.output = _write(output, y, sr, target, subtype)
-    if report is not None:
-        from micmatch.report import write_report
-
-        write_report(result, report, target_audio=x, reference_audio=ref_audio[0] if len(ref_audio) == 1 else None)
-    return result
-
-
-def _aligned_levels(ref: np.ndarray, dev: np.ndarray, sr: int, config: SpectralConfig, alignment: Alignment,
-                    statistic: str) -> tuple[np.ndarray, np.ndarray]:
-    """Target and reference levels per bin from the aligned pair: the reference at 0 dB and the target relative to
-    it (mean log ratio over gated cells, the aligned spectrum correction), or both long-term power spectra over the frames where
-    both carry the sound."""
-    if statistic == "log":
-        pair = estimate_pair(ref, dev, sr, n_fft=config.n_fft, hop_length=config.hop_length, alignment=alignment)
-        return pair.responses["device"].response_db, np.zeros(config.n_bins)
-    aligned = align(dev, alignment, ref.shape[-1])
-    # Frames outside the overlap are zeros in `aligned`; the silence gates of the statistics leave them out.
-    return (array_stats(aligned, config, name="target (aligned)").power_db,
-            array_stats(ref, config, name="reference").power_db)
+    spectra = {"frequencies_hz": freqs, "target": target_power_db, "reference": reference_power_db,
+               "result": result_power_db}
+    return distance, frame_lsd, spectra, notes
 
 
 def _frame_lsd(ref: np.ndarray, before: np.ndarray, after: np.ndarray, sr: int, alignment: Alignment) -> dict:
@@ -439,29 +475,31 @@ def _frame_lsd(ref: np.ndarray, before: np.ndarray, after: np.ndarray, sr: int, 
     return out
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The output file (the one place this module writes; it moves onto the shared write path of processed files)
+
+
 def _output_subtype(target, output) -> str | None:
-    if output is None:
-        if isinstance(target, (str, os.PathLike)):
-            return audio_io.info(target).subtype
+    """The subtype the output file will have: the target file's when its format allows it, float for arrays."""
+    if not isinstance(target, (str, os.PathLike)):
         return "FLOAT"
-    if isinstance(target, (str, os.PathLike)):
-        meta = audio_io.info(target)
-        fmt = audio_io._format_from_suffix(Path(output))
-        import soundfile as sf
+    meta = audio_io.info(target)
+    if output is None:
+        return meta.subtype
+    fmt = audio_io._format_from_suffix(Path(output))
+    import soundfile as sf
 
-        return meta.subtype if sf.check_format(fmt, meta.subtype) else sf.default_subtype(fmt)
-    return "FLOAT"
+    return meta.subtype if sf.check_format(fmt, meta.subtype) else sf.default_subtype(fmt)
 
 
-def _write(output, y: np.ndarray, sr: int, target, subtype: str | None) -> Path:
+def _write_output(output, audio: np.ndarray, sample_rate: int, *, target, subtype: str | None) -> Path:
+    """Write the result atomically, refusing to write over the target file."""
     output = Path(output)
     if isinstance(target, (str, os.PathLike)) and output.resolve() == Path(target).resolve():
         raise AudioError(f"{output}: output would overwrite the input; choose another path")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # overs were handled above; the clip policy clips on purpose
-        return audio_io.save(output, y, sr, subtype=subtype)
+        warnings.simplefilter("ignore")  # overs were handled before; the clip policy clips on purpose
+        return audio_io.save(output, audio, sample_rate, subtype=subtype)
 
 
-__all__ = ["MatchResult", "Note", "analysis_n_fft", "long_term_distance_db", "long_term_spectrum_db", "match",
-           "read_target_curve", "third_octave_levels_db"]
-
+__all__ = ["MatchResult", "Note", "analysis_n_fft", "match"]
