@@ -91,7 +91,7 @@ def main() -> None:
                                                                            "shared" / "data")))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from micmatch.match import match
+    from micmatch.matching import match
 
     irs = sorted((Path(args.data) / "micirp" / "ir").glob("*.wav"))
     if not irs:
@@ -105,7 +105,7 @@ def main() -> None:
             for statistic in ("log", "power"):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    r = match((tgt, SR), (ref, SR), statistic=statistic, overs="reduce")
+                    r = match((tgt, SR), (ref, SR), statistic=statistic, overs="scale")
                 row = {"pair": i, "material": kind, "statistic": statistic, "route": r.route, **info,
                        "lt_before_db": r.distance_db["before"], "lt_after_db": r.distance_db["after"],
                        "loudness_error_lu": (r.loudness_lufs["result"] - r.loudness_lufs["reference"]),

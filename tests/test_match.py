@@ -29,12 +29,12 @@ from micmatch.loudness import (
     peak_reduction_db,
     true_peak_db,
 )
-from micmatch.match import (
+from micmatch.longterm import (
     long_term_distance_db,
-    match,
     read_target_curve,
     third_octave_levels_db,
 )
+from micmatch.matching import match
 from micmatch.response import (
     DeviceResponse,
     LogSpectrumStats,
@@ -320,7 +320,7 @@ def test_readme_match_examples_run_as_written(tmp_path, monkeypatch):
 def test_cli_says_when_the_result_is_further_from_the_reference(tmp_path, monkeypatch):
     import dataclasses
 
-    import micmatch.match as match_module
+    import micmatch.matching as match_module
 
     _write_pair(tmp_path)
     real = match_module.match
@@ -338,7 +338,7 @@ def test_cli_says_when_the_result_is_further_from_the_reference(tmp_path, monkey
 
 
 def test_analysis_n_fft_follows_the_rate_and_short_inputs():
-    from micmatch.match import MIN_N_FFT, analysis_n_fft
+    from micmatch.matching import MIN_N_FFT, analysis_n_fft
 
     assert [analysis_n_fft(sr, 10**7) for sr in (8000, 16000, 44100, 48000)] == [1024, 2048, 4096, 4096]
     assert analysis_n_fft(8000, 3142) == 512  # a spoken digit of 0.4 s: at least four frames

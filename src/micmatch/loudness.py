@@ -1,6 +1,6 @@
 """Loudness and peaks: ITU-R BS.1770 integrated loudness (pyloudnorm) and the overs policy of matched files.
 
-Overs policy (``reduce``, the default of ``micmatch match``): when a result in an integer format (16/24-bit PCM)
+Overs policy (``scale``, the default of ``micmatch match``): when a result in an integer format (16/24-bit PCM)
 would exceed a true peak of -1 dBTP, the whole file is lowered by one gain. It keeps the file's format and adds no
 distortion; the price is a loudness below the wanted level by exactly that reduction, which is reported.
 A true-peak limiter would keep the loudness but change the sound (attack/release artefacts on transients);
@@ -17,11 +17,24 @@ import scipy.signal
 
 from micmatch.errors import ParameterError
 
-OVERS_POLICIES = ("reduce", "clip", "float")
+#: What happens to a result above full scale, in the words of ``micmatch correct``: ``scale`` lowers the whole file,
+#: ``float`` writes a float file, ``clip`` clips.
+OVERS_POLICIES = ("float", "scale", "clip")
+#: Old spellings, accepted for one release (they go in the next): ``reduce`` was match's name for ``scale``.
+OVERS_ALIASES = {"reduce": "scale"}
 #: Ceiling of the true peak after the overs policy (dBTP), as EBU R128 recommends for distribution.
 TRUE_PEAK_CEILING_DB = -1.0
 #: BS.1770 gating needs at least one 400 ms block.
 MIN_SECONDS = 0.4
+
+
+def overs_policy(overs: str) -> str:
+    """The policy named by ``overs``: one of :data:`OVERS_POLICIES`, an old spelling (:data:`OVERS_ALIASES`)
+    translated."""
+    policy = OVERS_ALIASES.get(overs, overs)
+    if policy not in OVERS_POLICIES:
+        raise ParameterError(f"overs={overs!r} must be one of {OVERS_POLICIES}")
+    return policy
 
 
 def parse_loudness(value: str | float) -> str | float:
@@ -75,4 +88,4 @@ def peak_reduction_db(audio: np.ndarray, sample_rate: int, *, ceiling_db: float 
     return max(0.0, true_peak_db(audio, sample_rate) - ceiling_db)
 
 
-__all__ = ["OVERS_POLICIES", "integrated_loudness", "parse_loudness", "peak_reduction_db", "true_peak_db"]
+__all__ = ["OVERS_ALIASES", "OVERS_POLICIES", "integrated_loudness", "overs_policy", "parse_loudness", "peak_reduction_db", "true_peak_db"]

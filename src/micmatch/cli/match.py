@@ -10,6 +10,7 @@ import click
 from micmatch import audio as audio_io
 from micmatch.cli.core import COMMON, _file_error, _progress_enabled
 from micmatch.errors import MicmatchError
+from micmatch.loudness import overs_policy
 from micmatch.outputs import prepare_output, prepare_output_dir, raise_if_terminated
 
 
@@ -39,9 +40,9 @@ def _band(ctx, param, value):
 @click.option("--loudness", default="match", show_default=True,
               help="Loudness of the result (ITU-R BS.1770): 'match' the reference, 'keep' the target's, or a level "
                    "such as -23LUFS.")
-@click.option("--overs", type=click.Choice(["reduce", "clip", "float"]), default="reduce", show_default=True,
-              help="Integer-format output above -1 dBTP: lower the whole file (keeps the format), clip, or write "
-                   "32-bit float.")
+@click.option("--overs", type=click.Choice(["scale", "float", "clip", "reduce"]), default="scale", show_default=True,
+              help="Integer-format output above -1 dBTP: lower the whole file (scale: keeps the format), write "
+                   "32-bit float, or clip. 'reduce' is the old name of scale (it goes in the next release).")
 @click.option("--route", type=click.Choice(["auto", "aligned", "unaligned"]), default="auto", show_default=True,
               help="auto: aligned when the two hold the same sound, else unaligned.")
 @click.option("--reference-weights", default=None, metavar="W1,W2,...",
@@ -66,7 +67,7 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
     """
     from tqdm import tqdm
 
-    from micmatch.match import match
+    from micmatch.matching import match
 
     weights = None
     if reference_weights:
@@ -91,7 +92,7 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
     if skip_existing:
         jobs = [(src, dst) for src, dst in jobs if not dst.is_file()]
     options = {"statistic": statistic, "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
-               "loudness": loudness, "overs": overs, "route": route, "reference_weights": weights, "n_fft": n_fft}
+               "loudness": loudness, "overs": overs_policy(overs), "route": route, "reference_weights": weights, "n_fft": n_fft}
     failures, reduced, worse = 0, [], []
     for src, dst in tqdm(jobs, desc="matching", unit="file", disable=len(jobs) < 2 or not _progress_enabled(),
                          file=sys.stderr):
@@ -116,9 +117,9 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         click.echo(line)
         if len(jobs) == 1:
             click.echo(f"  route: {res.route_reason}")
-        for note in res.warnings:  # overs and 'further' notes are summarised below, once
-            if not note.startswith("overs:") and "further from the reference" not in note:
-                click.echo(f"micmatch: warning: {src}: {note}", err=True)
+        for note in res.notes:  # overs and distance notes are summarised below, once
+            if note.kind not in ("overs", "distance"):
+                click.echo(f"micmatch: warning: {src}: {note.message}", err=True)
         if res.overs_reduction_db > 0:
             reduced.append((src, res.overs_reduction_db))
         if not res.helped:
