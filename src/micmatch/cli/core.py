@@ -17,7 +17,6 @@ from micmatch.cli.common import (
     collect_files,
     even_n_fft,
     fail_line,
-    file_error,
     finite_level,
     odd_n_taps,
     output_paths,
@@ -26,10 +25,6 @@ from micmatch.cli.common import (
 )
 from micmatch.errors import MicmatchError
 from micmatch.outputs import prepare_output, prepare_output_dir, save_responses
-
-# Old private names that cli/match.py still imports from here; they go once it imports micmatch.cli.common.
-_file_error = file_error
-_progress_enabled = progress_enabled
 
 
 def _check_fir_memory(n_taps: int, corr, method: str = "fir") -> None:
@@ -231,7 +226,7 @@ def _load_correction(responses_path, device, reference, max_boost_db, max_cut_db
 
     responses = ResponseSet.load(responses_path)
     if reference.lower().endswith(".csv"):
-        from micmatch.match import read_target_curve
+        from micmatch.longterm import read_target_curve
 
         curve = read_target_curve(reference, responses.frequencies)
         responses = with_target_curve(responses, device, curve, name=reference, statistic=statistic)

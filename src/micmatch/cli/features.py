@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 from pathlib import Path
 
 import click
@@ -12,13 +12,10 @@ from micmatch import audio as audio_io
 from micmatch import extract
 from micmatch import features as F
 from micmatch import registry, validate
+from micmatch.cli.batch import run_batch
+from micmatch.cli.common import COMMON, fail_line
 from micmatch.errors import MicmatchError, ParameterError
 
-COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
-
-
-def _fail_line(message: str) -> None:
-    click.echo(f"micmatch: error: {message}", err=True)
 
 
 def _normalization(ctx, param, value: str) -> str:
@@ -51,6 +48,11 @@ def _extract(path: Path, cfg: F.LogMelConfig, *, resample: bool, n_samples: int 
     if entry is not None and not entry.fitted:
         feats = entry.numpy(feats, config=cfg, **params).astype(np.float32, copy=False)
     return feats, n_audio
+
+
+def _extract_one(path: Path, _output, *, band_db_of: dict, **options) -> tuple[np.ndarray, int]:
+    """The batch's per-file work: :func:`_extract` with the file's own spectrum correction."""
+    return _extract(path, band_db=band_db_of[path], **options)
 
 
 def _feature_stats(entry, items, devices, cfg, stats_path, params):
@@ -143,10 +145,8 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
       micmatch features clips/ -o feats.npz --sample-rate 22050 --resample --n-mels 80 --duration-s 1 \\
           --label-from csv:clips/metadata.csv
     """
-    from tqdm.auto import tqdm
-
     from micmatch.corpus import label_files
-    from micmatch.outputs import prepare_output, raise_if_terminated
+    from micmatch.outputs import prepare_output
 
     stats_flag = "--normalizer" if old_stats_path and not stats_path else "--feature-stats"
     save_flag = "--save-normalizer" if old_save_stats and not save_stats else "--save-feature-stats"
@@ -177,12 +177,12 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     classes = label_files(files, label_from)[0] if label_from else [None] * len(files)
     failed = len(problems)
     for p in problems:
-        _fail_line(p)
+        fail_line(p)
     if label_from:
         for path, lab, dev in zip(files, classes, labels):
             if lab is None and dev is not None:
                 failed += 1
-                _fail_line(f"{path}: no label from --label-from {label_from}")
+                fail_line(f"{path}: no label from --label-from {label_from}")
     if sample_rate is None:
         sample_rate = audio_io.first_sample_rate(files)
     from micmatch.resources import check_memory
@@ -201,26 +201,19 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         correction = SpectrumCorrection.from_responses(ResponseSet.load(responses), reference=reference, devices=used)
         band_db = {d: correction.band_db(d, config=cfg) for d in used}
 
-    kept, items, devices, kept_labels, lengths = [], [], [], [], []
-    progress = tqdm(list(zip(files, labels, classes)), desc="features", unit="file", file=sys.stderr,
-                    disable=not sys.stderr.isatty())
-    for path, device, label in progress:
-        raise_if_terminated()
-        if device is None or (label_from and label is None):
-            continue
-        try:
-            x, n_audio = _extract(path, cfg, resample=resample, n_samples=n_samples, entry=entry, params=params,
-                                  band_db=band_db.get(device))
-        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
-            failed += 1
-            msg = str(exc) if isinstance(exc, MicmatchError) else (exc.strerror or str(exc))
-            _fail_line(msg if str(path) in msg else f"{path}: {msg}")
-            continue
-        kept.append(path)
-        items.append(x)
-        devices.append(device)
-        kept_labels.append(label)
-        lengths.append(min(x.shape[-1], extract.n_frames_for(n_audio, cfg)))
+    device_of = dict(zip(files, labels))
+    label_of = dict(zip(files, classes))
+    todo = [(path, None) for path, device, label in zip(files, labels, classes)
+            if device is not None and not (label_from and label is None)]
+    work = functools.partial(_extract_one, cfg=cfg, resample=resample, n_samples=n_samples, entry=entry,
+                             params=params, band_db_of={p: band_db.get(device_of[p]) for p, _ in todo})
+    outcome = run_batch(todo, work, desc="features")
+    failed += outcome.n_failed
+    kept = [path for path, _, _ in outcome.results]
+    items = [x for _, _, (x, _) in outcome.results]
+    devices = [device_of[path] for path in kept]
+    kept_labels = [label_of[path] for path in kept]
+    lengths = [min(x.shape[-1], extract.n_frames_for(n_audio, cfg)) for _, _, (x, n_audio) in outcome.results]
     if not items:
         raise MicmatchError("no input file could be turned into features")
 
@@ -242,7 +235,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
         else f"({items[0].shape[0]}, {sum(x.shape[-1] for x in items)})"
     click.echo(f"wrote {output}: {len(items)} files, features {shape}, layout {layout}", err=True)
     if failed:
-        _fail_line(f"{failed} file(s) could not be used (see above)")
+        fail_line(f"{failed} file(s) could not be used (see above)")
         ctx.exit(1)
 
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 from pathlib import Path
 
 import click
 
 from micmatch import audio as audio_io
-from micmatch.cli.core import COMMON, _file_error, _progress_enabled
-from micmatch.errors import MicmatchError
+from micmatch.cli.batch import exit_with, plan_batch
+from micmatch.cli.common import COMMON, band_range, progress_enabled, warn_line
 from micmatch.loudness import overs_policy
-from micmatch.outputs import prepare_output, prepare_output_dir, raise_if_terminated
-
-
-def _band(ctx, param, value):
-    if value is None:
-        return None
-    lo, hi = value
-    if not 0 <= lo < hi:
-        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz)")
-    return (lo, hi)
+from micmatch.outputs import prepare_output, prepare_output_dir
 
 
 @click.command(name="match", **COMMON)
@@ -33,7 +24,7 @@ def _band(ctx, param, value):
                    "(README: when each is right).")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Scale of the correction in dB (0 = unchanged, 1 = full match).")
-@click.option("--band", nargs=2, type=float, default=None, callback=_band, metavar="LO HI",
+@click.option("--band", nargs=2, type=float, default=None, callback=band_range, metavar="LO HI",
               help="Band of the correction in Hz. Default: where both recordings have signal.")
 @click.option("--smooth", "smoothing", type=click.FloatRange(min=0.0), default=None,
               help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave (default: none).")
@@ -65,10 +56,6 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
       micmatch match takes/ studio1.wav studio2.wav -o matched/ --strength 0.8 --loudness -23LUFS
       micmatch match voice.flac target_curve.csv -o voice_eq.flac
     """
-    from tqdm import tqdm
-
-    from micmatch.matching import match
-
     weights = None
     if reference_weights:
         try:
@@ -88,24 +75,16 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         jobs = [(f, Path(output) / f.relative_to(target_path)) for f in files]
     else:
         jobs = [(target_path, prepare_output(output, [target, *references]))]
-    n_all = len(jobs)
-    if skip_existing:
-        jobs = [(src, dst) for src, dst in jobs if not dst.is_file()]
+    batch = plan_batch(jobs, skip_existing=skip_existing)
     options = {"statistic": statistic, "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
-               "loudness": loudness, "overs": overs_policy(overs), "route": route, "reference_weights": weights, "n_fft": n_fft}
-    failures, reduced, worse = 0, [], []
-    for src, dst in tqdm(jobs, desc="matching", unit="file", disable=len(jobs) < 2 or not _progress_enabled(),
-                         file=sys.stderr):
-        raise_if_terminated()
-        rep = None
-        if report_dir:
-            rep = Path(report_dir) if len(jobs) == 1 else Path(report_dir) / dst.relative_to(output).with_suffix("")
-        try:
-            res = match(src, refs if len(refs) > 1 else refs[0], dst, report=rep, **options)
-        except (MicmatchError, OSError) as exc:  # one line per file, and the batch goes on
-            failures += 1
-            click.echo(f"micmatch: error: {_file_error(src, exc)}", err=True)
-            continue
+               "loudness": loudness, "overs": overs_policy(overs), "route": route, "reference_weights": weights,
+               "n_fft": n_fft}
+    single = len(batch.todo) == 1
+    work = functools.partial(_match_one, references=refs if len(refs) > 1 else refs[0], report_dir=report_dir,
+                             output=output, single=single, **options)
+    reduced, worse = [], []
+
+    def report(src, dst, res):
         s = res.summary()
         line = (f"{src} -> {dst}: {res.route} route; long-term distance {res.distance_db['before']:.2f} -> "
                 f"{res.distance_db['after']:.2f} dB")
@@ -115,27 +94,37 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         if lu["result"] is not None:
             line += f", loudness {lu['result']:.1f} LUFS"
         click.echo(line)
-        if len(jobs) == 1:
+        if single:
             click.echo(f"  route: {res.route_reason}")
         for note in res.notes:  # overs and distance notes are summarised below, once
             if note.kind not in ("overs", "distance"):
-                click.echo(f"micmatch: warning: {src}: {note.message}", err=True)
+                warn_line(f"{src}: {note.message}")
         if res.overs_reduction_db > 0:
             reduced.append((src, res.overs_reduction_db))
         if not res.helped:
             worse.append(src)
+
+    outcome = batch.run(work, desc="matching", progress=len(batch.todo) > 1 and progress_enabled(),
+                        on_result=report)
     if reduced:
         top = max(r[1] for r in reduced)
-        click.echo(f"micmatch: warning: {len(reduced)} file(s) were lowered as a whole (up to {top:.1f} dB) to keep "
-                   f"their true peak below -1 dBTP in their integer format (--overs clip or float to change)", err=True)
+        warn_line(f"{len(reduced)} file(s) were lowered as a whole (up to {top:.1f} dB) to keep their true peak "
+                  f"below -1 dBTP in their integer format (--overs clip or float to change)")
     for src in worse:
-        click.echo(f"micmatch: warning: {src}: the result is further from the reference than the input on the "
-                   f"long-term spectrum", err=True)
-    if len(jobs) < n_all:
-        click.echo(f"{n_all - len(jobs)} output(s) already there, skipped (--skip-existing)", err=True)
-    if failures:
-        click.echo(f"{failures} of {len(jobs)} file(s) failed", err=True)
-        sys.exit(1)
+        warn_line(f"{src}: the result is further from the reference than the input on the long-term spectrum")
+    if outcome.n_skipped:
+        click.echo(f"{outcome.n_skipped} output(s) already there, skipped (--skip-existing)", err=True)
+    outcome.report_failures()
+    exit_with(outcome)
 
+
+def _match_one(src, dst, *, references, report_dir, output, single, **options):
+    """Match one file; its report goes to ``report_dir`` itself for a single file, else to a subfolder."""
+    from micmatch.matching import match
+
+    report = None
+    if report_dir:
+        report = Path(report_dir) if single else Path(report_dir) / Path(dst).relative_to(output).with_suffix("")
+    return match(src, references, dst, report=report, **options)
 
 COMMANDS = [match_cmd]
