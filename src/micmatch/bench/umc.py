@@ -45,7 +45,8 @@ def train_for_benchmark(data):
         return data._cache[_CACHE_KEY]
     import torch
 
-    from micmatch.learn.converter import PRESETS, simulate_domains, train_converter
+    from micmatch.domains import simulate_domains
+    from micmatch.learn.converter_train import PRESETS, train_converter
 
     cfg = data.config
     irs = list(data.plan.aug_irs)
@@ -99,7 +100,7 @@ def load_for_benchmark(path: str, data):
     CorpusError
         Other log-mel settings, or a converter trained on a device that the benchmark tests.
     """
-    from micmatch.learn.converter import Converter
+    from micmatch.learn.converter_model import Converter
 
     converter = Converter.load(path)
     want = data.config.logmel(data.sample_rate)
@@ -122,8 +123,8 @@ def converter_augment(data, path: str | None):
     Targets: every augmentation impulse response's band response (half of the converted items), and synthetic
     differences (the other half, or all when there are no augmentation impulse responses).
     """
-    from micmatch.learn.conditioning import ir_band_response
-    from micmatch.learn.converter import ConverterAugment
+    from micmatch.conditioning import ir_band_response
+    from micmatch.learn.converter_augment import ConverterAugment
 
     converter = train_for_benchmark(data) if path is None else load_for_benchmark(path, data)
     fcfg = data.config.logmel(data.sample_rate)
