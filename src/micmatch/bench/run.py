@@ -78,7 +78,7 @@ def prepare(data: MismatchData, recipe: Recipe) -> Prepared:
     import torch
 
     from micmatch.bench.pipeline import FrontEnd, compute_features
-    from micmatch.learn.train import select_device
+    from micmatch.learn.engine import select_device
     from micmatch.learn.transforms import PerDeviceStandardize
 
     dev = select_device(data.config.device)
@@ -123,7 +123,8 @@ def run_recipe(data: MismatchData, recipe: Recipe, seed: int, *, prepared: Prepa
 
     from micmatch.bench.pipeline import batch_augments
     from micmatch.learn.classifier import DeviceCNN
-    from micmatch.learn.train import TrainConfig, predict, select_device, train_classifier
+    from micmatch.learn.classifier_train import TrainConfig, predict, train_classifier
+    from micmatch.learn.engine import select_device
     from micmatch.metrics import macro_f1
 
     cfg = data.config
