@@ -1,6 +1,6 @@
-"""Old home of :mod:`micmatch.conditioning`, kept for one release (remove it in the next): import from ``micmatch.conditioning``.
+"""Old home of :mod:`micmatch.conditioning`, kept for one release (remove it in the next).
 
-The module needs no torch, so it moved out of the torch package.
+The module needs no torch, so it moved out of the torch package: import from ``micmatch.conditioning``.
 """
 
 from micmatch.conditioning import *  # noqa: F403

@@ -358,8 +358,8 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
     Two kinds of corpus:
 
     * ``irs`` given: the audio files under ``data`` (recursively; seeded subsample of ``max_clips``) are recorded
-      through ``n_devices`` recording chains drawn with the IRs (:func:`micmatch.domains.simulate_domains`), each clip on one
-      device or left as the ``"reference"``; band responses come from the chains.
+      through ``n_devices`` recording chains drawn with the IRs (:func:`micmatch.domains.simulate_domains`),
+      each clip on one device or left as the ``"reference"``; band responses come from the chains.
     * ``irs`` not given: ``data`` holds one sub-folder per device (its name is the device name) of real
       recordings, and ``responses`` (a responses JSON from ``micmatch profile``, ``pair`` or ``measure``) gives
       each device's response.

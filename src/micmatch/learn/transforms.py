@@ -42,7 +42,8 @@ from micmatch.learn.augmentations import (
 )
 
 __all__ = [
-    "Augmentation", "BandOffset", "CepstralMeanSubtraction", "DeviceIR", "FilterAugment", "FreqMixStyle", "GlobalNormalize",
+    "Augmentation", "BandOffset", "CepstralMeanSubtraction", "DeviceIR", "FilterAugment", "FreqMixStyle",
+    "GlobalNormalize",
     "LogMel", "MedianFilterResidual", "Mixup", "PCEN", "ParametricEQ", "PerDeviceStandardize", "Rasta",
     "SpectrogramMeanSubtraction", "SyntheticResponse", "numpy_generator",
 ]
