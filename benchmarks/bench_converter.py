@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine
 
 from micmatch.audio import find_audio_files, load
+from micmatch.conditioning import device_chain_band_response
 from micmatch.features import log_mel
-from micmatch.learn.conditioning import device_chain_band_response
-from micmatch.learn.converter import Converter, train_converter_from_folder
+from micmatch.learn.converter_model import Converter
+from micmatch.learn.converter_train import train_converter_from_folder
 from micmatch.plot import plot_conversion
 from micmatch.simulate import apply_device_chain, draw_device_chain, list_irs, load_ir
 

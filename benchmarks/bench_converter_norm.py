@@ -8,7 +8,7 @@ by the devices.
 
 Material: FSDD clips cut or padded to 1 s, log-mel as in the device-mismatch benchmark (n_fft 256, hop 128, 40
 bands). ``--train-clips`` of them spread over the reference and ``--devices`` MicIRP IRs with drawn phone/laptop
-chains (:func:`micmatch.learn.converter.simulate_domains`); ``--test-clips`` other clips converted from the
+chains (:func:`micmatch.domains.simulate_domains`); ``--test-clips`` other clips converted from the
 original recordings to each device (conditioning: the device's band response) and recorded by the device's chain.
 
 Errors per device, in dB, averaged over bands: ``mean``: |time- and clip-mean of converted - of recorded| (the
@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine
 
 from micmatch.audio import load
+from micmatch.domains import simulate_domains
 from micmatch.features import LogMelConfig, log_mel
-from micmatch.learn.converter import PRESETS, simulate_domains, train_converter
+from micmatch.learn.converter_train import PRESETS, train_converter
 from micmatch.simulate import apply_device_chain, list_irs, load_ir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

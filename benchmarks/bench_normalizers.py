@@ -45,14 +45,14 @@ from micmatch import spectral
 from micmatch.align import estimate_pair
 from micmatch.correct import apply_correction, correction_curve
 from micmatch.estimate import estimate_responses
-from micmatch.learn.normalizers import fit_eq_net, fit_ratio_net
-from micmatch.learn.pairs import (
+from micmatch.learn.normalizer_train import fit_eq_net, fit_ratio_net
+from micmatch.metrics import log_spectral_distance, lsd_from_power_db
+from micmatch.pairs import (
     AlignedPair,
     concatenate_clips,
     draw_simulation,
     simulate_pair,
 )
-from micmatch.metrics import log_spectral_distance, lsd_from_power_db
 
 SR = 8000
 LSD_FFT, LSD_HOP = 256, 128

@@ -12,7 +12,8 @@ from test_bench_mismatch import SR, _corpus, _irs, _tiny
 from micmatch.bench.mismatch import compose, parse_recipe, run_benchmark
 from micmatch.bench.umc import converter_devices
 from micmatch.errors import CorpusError
-from micmatch.learn.converter import ConverterConfig, ConverterTrainConfig, train_converter
+from micmatch.learn.converter_model import ConverterConfig
+from micmatch.learn.converter_train import ConverterTrainConfig, train_converter
 
 UMC = dict(umc_epochs=1, umc_clips=24, umc_devices=2)
 
@@ -51,7 +52,7 @@ def test_umc_trains_a_converter_on_augmentation_devices_only_and_is_deterministi
 
 def test_the_trained_converter_is_saved_and_reusable(setup, tmp_path):
     from micmatch.bench.mismatch import write_results
-    from micmatch.learn.converter import Converter
+    from micmatch.learn.converter_model import Converter
 
     corpus, irs, aug = setup
     cfg = _tiny(epochs=1, umc_norm="none", **UMC)
@@ -93,7 +94,7 @@ def test_umc_needs_augmentation_irs_and_log_features(setup):
 
 def test_feature_augmentation_changes_reference_rows_only_and_not_in_eval(rng):
     from micmatch.bench.pipeline import FrontEnd
-    from micmatch.learn.converter import ConverterAugment
+    from micmatch.learn.converter_augment import ConverterAugment
 
     cfg = _tiny(aug_p=1.0)
     data = SimpleNamespace(config=cfg, sample_rate=SR, aug_irs=[], plan=None)
@@ -111,11 +112,11 @@ def test_feature_augmentation_changes_reference_rows_only_and_not_in_eval(rng):
 
 
 def test_a_missing_converter_file_is_one_error_before_training(setup, tmp_path):
-    from micmatch.errors import ProfileError
+    from micmatch.errors import ModelError
 
     corpus, irs, aug = setup
     missing = tmp_path / "nope.pt"
-    with pytest.raises(ProfileError, match=f"{missing}: converter checkpoint not found"):
+    with pytest.raises(ModelError, match=f"{missing}: converter file not found"):
         run_benchmark(corpus, irs, recipes=["baseline", f"umc:{missing}"], seeds=[0], config=_tiny(epochs=1),
                       aug_irs_dir=aug)
 
@@ -124,7 +125,7 @@ def test_command_line_preset_choices_are_the_presets():
     # The choices are spelled out so that --help does not import torch; they must follow PRESETS.
     from micmatch.cli.bench import mismatch
     from micmatch.cli.converter import converter
-    from micmatch.learn.converter import PRESETS
+    from micmatch.learn.converter_train import PRESETS
 
     for command, option in ((mismatch, "umc_preset"), (converter, "preset")):
         param = next(p for p in command.params if p.name == option)

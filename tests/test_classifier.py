@@ -7,11 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError  # noqa: E402
-from micmatch.learn.classifier import DeviceCNN, count_parameters  # noqa: E402
-from micmatch.learn.train import (  # noqa: E402
-    TrainConfig, load_checkpoint, predict, save_checkpoint, train_classifier,
-)
+from micmatch import __version__  # noqa: E402
+from micmatch.errors import ConfigMismatchError, ModelError, ParameterError  # noqa: E402
+from micmatch.learn.classifier import DeviceCNN, load_checkpoint, save_checkpoint  # noqa: E402
+from micmatch.learn.classifier_train import TrainConfig, predict, train_classifier  # noqa: E402
+from micmatch.learn.engine import count_parameters  # noqa: E402
+from micmatch.learn.modelfile import read_model_file, write_model_file  # noqa: E402
 
 
 def test_architecture_matches_seed_001_table_1():
@@ -89,30 +90,53 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path, rng):
 
 
 def test_checkpoint_errors(tmp_path):
-    with pytest.raises(ProfileError, match="not found"):
+    with pytest.raises(ModelError, match="classifier file not found"):
         load_checkpoint(tmp_path / "none.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ProfileError, match="not a readable micmatch checkpoint"):
+    with pytest.raises(ModelError, match="not a micmatch model file"):
         load_checkpoint(bad)
     other = tmp_path / "other.pt"
-    torch.save({"model_name": "resnet", "format": 1}, other)
-    with pytest.raises(ProfileError, match="model_name='resnet' is not one of"):
+    write_model_file(other, {"kind": "micmatch-classifier", "model_name": "resnet"}, {})
+    with pytest.raises(ModelError, match="model_name='resnet' is not one of"):
         load_checkpoint(other)
-    old = tmp_path / "old.pt"
-    torch.save({"model_name": "device_cnn", "format": 0}, old)
-    with pytest.raises(ProfileError, match="checkpoint format 0 is not 1"):
-        load_checkpoint(old)
+    converter = tmp_path / "converter.pt"
+    write_model_file(converter, {"kind": "micmatch-converter"}, {})
+    with pytest.raises(ModelError, match="not a classifier model .kind='micmatch-converter'"):
+        load_checkpoint(converter)
 
 
 def test_checkpoint_with_a_config_or_weights_that_do_not_fit(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", DeviceCNN(3, 8), sample_rate=8000)
-    payload = torch.load(path, weights_only=True)
+    header, state = read_model_file(path)
     wrong_config = tmp_path / "config.pt"
-    torch.save({**payload, "config": {"n_classes": 3, "bands": 8}}, wrong_config)
-    with pytest.raises(ProfileError, match="config or weights do not fit model 'device_cnn' .TypeError"):
+    write_model_file(wrong_config, {**header, "config": {"n_classes": 3, "bands": 8}}, state)
+    with pytest.raises(ModelError, match="config or weights do not fit model 'device_cnn' .TypeError"):
         load_checkpoint(wrong_config)
     wrong_weights = tmp_path / "weights.pt"
-    torch.save({**payload, "config": {"n_classes": 4, "n_mels": 8}}, wrong_weights)
-    with pytest.raises(ProfileError, match="config or weights do not fit model 'device_cnn' .RuntimeError"):
+    write_model_file(wrong_weights, {**header, "config": {"n_classes": 4, "n_mels": 8}}, state)
+    with pytest.raises(ModelError, match="config or weights do not fit model 'device_cnn' .RuntimeError"):
         load_checkpoint(wrong_weights)
+
+
+def _save_in_the_earlier_layout(path, model, *, sample_rate, extra, fmt=1):
+    """What save_checkpoint wrote before the model-file format (a torch.save dict)."""
+    torch.save({"model_name": model.model_name, "config": dict(model.config),
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "sample_rate": sample_rate, "version": "0.9.0", "format": fmt, "extra": extra}, path)
+
+
+def test_a_checkpoint_of_the_earlier_layout_still_loads(tmp_path, rng):
+    m = DeviceCNN(3, 8)
+    m.set_normalization(torch.arange(8.0), torch.full((8,), 2.0))
+    _save_in_the_earlier_layout(tmp_path / "old.pt", m, sample_rate=16000, extra={"classes": ["a", "b", "c"]})
+    ck = load_checkpoint(tmp_path / "old.pt")
+    assert (ck.sample_rate, ck.version, ck.extra) == (16000, "0.9.0", {"classes": ["a", "b", "c"]})
+    x = rng.standard_normal((4, 8, 10)).astype(np.float32)
+    np.testing.assert_array_equal(predict(ck.model, x, device="cpu"), predict(m, x, device="cpu"))
+    again = load_checkpoint(save_checkpoint(tmp_path / "new.pt", ck.model, sample_rate=16000, extra=ck.extra))
+    assert again.version == __version__
+    np.testing.assert_array_equal(predict(again.model, x, device="cpu"), predict(m, x, device="cpu"))
+    _save_in_the_earlier_layout(tmp_path / "older.pt", m, sample_rate=16000, extra={}, fmt=0)
+    with pytest.raises(ModelError, match="an earlier classifier file this micmatch cannot read; retrain it"):
+        load_checkpoint(tmp_path / "older.pt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,19 +13,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from micmatch import audio, simulate
-from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError
+from micmatch import conditioning as cond
+from micmatch.errors import ConfigMismatchError, ModelError, ParameterError
 from micmatch.features import LogMelConfig
-from micmatch.learn import conditioning as cond
-from micmatch.learn.converter import (
-    Converter,
-    ConverterConfig,
-    ConverterTrainConfig,
-    HistoryBuffer,
-    PatchDiscriminator,
-    simulate_domains,
-    train_converter,
-)
+from micmatch.domains import simulate_domains
+from micmatch.learn.converter_model import Converter, ConverterConfig, PatchDiscriminator
+from micmatch.learn.converter_train import ConverterTrainConfig, HistoryBuffer, train_converter
+from micmatch.learn.modelfile import read_model_file, write_model_file
 
+DATA = Path(__file__).parent / "data" / "legacy"
 N_MELS = 16
 TINY = ConverterConfig(channels=16, n_blocks=2, film_channels=8, film_hidden=16)
 TILT = np.linspace(-6.0, 6.0, N_MELS).astype(np.float32)
@@ -156,9 +153,8 @@ def test_checkpoint_round_trip(tmp_path, trained):
     model, _, _ = trained
     model.info["feature_config"] = LogMelConfig(sample_rate=8000, n_fft=256, hop_length=128, n_mels=N_MELS).to_json()
     path = model.save(tmp_path / "conv.pt")
-    payload = torch.load(path, weights_only=True)  # plain tensors and a JSON string: nothing to unpickle
-    header = json.loads(payload["header"])
-    assert header["format"] == "micmatch.converter" and header["config"]["n_mels"] == N_MELS
+    header, _ = read_model_file(path)  # a JSON header and plain tensors: nothing to unpickle
+    assert header["kind"] == "micmatch-converter" and header["config"]["n_mels"] == N_MELS
     back = Converter.load(path)
     x, d = _x(), torch.as_tensor(TILT)
     with torch.no_grad():
@@ -172,29 +168,56 @@ def test_checkpoint_round_trip(tmp_path, trained):
 
 def test_bad_checkpoints_raise_one_line_errors(tmp_path, trained):
     model, _, _ = trained
-    with pytest.raises(ProfileError, match="not found"):
+    with pytest.raises(ModelError, match="converter file not found"):
         Converter.load(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ProfileError, match="not a readable converter checkpoint") as info:
+    with pytest.raises(ModelError, match="not a micmatch model file") as info:
         Converter.load(junk)
     assert "\n" not in str(info.value)
-    other = tmp_path / "other.pt"
-    torch.save({"state_dict": {}, "model_name": "cnn"}, other)
-    with pytest.raises(ProfileError, match="no JSON header"):
-        Converter.load(other)
-    wrong = tmp_path / "wrong.pt"
-    torch.save({"header": json.dumps({"format": "micmatch.converter", "format_version": 99}), "state_dict": {}}, wrong)
-    with pytest.raises(ProfileError, match="format_version=99"):
-        Converter.load(wrong)
+    normalizer = tmp_path / "normalizer.mmm"
+    write_model_file(normalizer, {"kind": "micmatch-normalizer"}, {})
+    with pytest.raises(ModelError, match="not a converter model .kind='micmatch-normalizer'"):
+        Converter.load(normalizer)
     path = model.save(tmp_path / "c.pt")
-    payload = torch.load(path, weights_only=True)
-    header = json.loads(payload["header"])
+    header, state = read_model_file(path)
     header["config"]["channels"] = 8
-    torch.save({"header": json.dumps(header), "state_dict": payload["state_dict"]}, wrong)
-    with pytest.raises(ProfileError, match="do not match their configuration") as info:
+    wrong = tmp_path / "wrong.pt"
+    write_model_file(wrong, header, state)
+    with pytest.raises(ModelError, match="do not match their configuration") as info:
         Converter.load(wrong)
     assert "\n" not in str(info.value)
+
+
+def test_a_converter_file_of_the_earlier_layout_still_loads(tmp_path):
+    # Written by micmatch before the model-file format (torch.save of a JSON header and the weights), with the
+    # input and output of that converter on a fixed batch.
+    old = DATA / "converter_v1.pt"
+    io = torch.load(DATA / "converter_v1_io.pt", weights_only=True)
+    model = Converter.load(old)
+    assert model.info["domains"] == ["a", "b"] and model.feature_config.n_mels == 8
+    with torch.no_grad():
+        assert torch.equal(model(io["x"], io["d"]), io["y"])
+    again = Converter.load(model.save(tmp_path / "new.pt"))  # loading and saving converts it
+    with torch.no_grad():
+        assert torch.equal(again(io["x"], io["d"]), io["y"])
+    assert read_model_file(tmp_path / "new.pt")[0]["domains"] == ["a", "b"]
+
+
+def test_an_unreadable_file_of_the_earlier_layout_says_to_retrain(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}, "model_name": "cnn"}, other)
+    with pytest.raises(ModelError, match="an earlier converter file this micmatch cannot read; retrain it") as info:
+        Converter.load(other)
+    assert "\n" not in str(info.value)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"header": json.dumps({"format": "micmatch.converter", "format_version": 99}), "state_dict": {}}, wrong)
+    with pytest.raises(ModelError, match="retrain it"):
+        Converter.load(wrong)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"state_dict": {}, "header": object()}, pickled)
+    with pytest.raises(ModelError, match="not a readable converter file .UnpicklingError.; retrain it"):
+        Converter.load(pickled)
 
 
 def test_shape_and_option_errors():
@@ -278,7 +301,7 @@ def test_plot_conversion_writes_a_figure(tmp_path):
 
 
 def test_converter_augment_draws_json_and_replays(trained):
-    from micmatch.learn.converter import ConverterAugment
+    from micmatch.learn.converter_augment import ConverterAugment
 
     model, _, _ = trained
     model.info["feature_config"] = LogMelConfig(sample_rate=8000, n_fft=256, hop_length=128, n_mels=N_MELS).to_json()
@@ -301,6 +324,37 @@ def test_converter_augment_draws_json_and_replays(trained):
         ConverterAugment(model, synthetic_fraction=0.5)
     with pytest.raises(ConfigMismatchError, match="n_mels=16"):
         ConverterAugment(model, targets={"b": np.zeros(3)})
+
+
+def _augment(**options):
+    from micmatch.learn.converter_augment import ConverterAugment
+
+    model = Converter(TINY, n_mels=N_MELS)
+    model.info["feature_config"] = LogMelConfig(sample_rate=8000, n_fft=256, hop_length=128, n_mels=N_MELS).to_json()
+    return ConverterAugment(model, targets={"b": TILT}, **options)
+
+
+def test_converter_augment_is_the_identity_in_eval_mode():
+    aug = _augment(p=1.0, synthetic_fraction=0.0)
+    x = _x(4)
+    converted = aug(x, generator=torch.Generator().manual_seed(0))
+    assert converted.shape == x.shape and not torch.equal(converted, x)  # the untrained converter adds TILT
+    assert torch.equal(aug.eval()(x, generator=torch.Generator().manual_seed(0)), x)
+    one = aug.train()(x[0], aug.draw(1, generator=np.random.default_rng(0)))  # one item without the batch axis
+    assert torch.allclose(one[None], converted[:1], atol=1e-5)
+    assert not aug.converter.training  # the converter stays in eval mode whatever the augmentation's mode
+
+
+def test_converter_augment_keeps_module_apply_and_applies_params_by_name():
+    aug = _augment(p=1.0, synthetic_fraction=0.0)
+    seen = []
+    assert aug.apply(seen.append) is aug  # nn.Module.apply(fn) visits every submodule
+    assert aug in seen and aug.converter in seen
+    x = _x(3)
+    params = aug.draw(3, generator=np.random.default_rng(2))
+    assert torch.equal(aug.apply_params(x, params), aug(x, params))
+    with pytest.raises(ParameterError, match="params are for 3 items but the batch has 2"):
+        aug.apply_params(x[:2], params)
 
 
 @pytest.mark.parametrize("norm", ["instance", "none"])

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from micmatch.audio import save
 from micmatch.cli import main
-from micmatch.learn.converter import Converter
+from micmatch.learn.converter_model import Converter
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 
 SR = 8000

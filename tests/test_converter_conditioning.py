@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
 from micmatch import augment, simulate
+from micmatch import conditioning as cond
 from micmatch.errors import ConfigMismatchError, ParameterError, UnknownDeviceError
 from micmatch.features import LogMelConfig, band_gain_db
-from micmatch.learn import conditioning as cond
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 
 CFG = LogMelConfig(sample_rate=8000, n_fft=256, hop_length=128, n_mels=40)

@@ -12,8 +12,12 @@ torch = pytest.importorskip("torch")
 from conftest import pink
 
 from micmatch.errors import ConfigMismatchError, MeasurementError, ModelError
-from micmatch.learn import normalizers as N
-from micmatch.learn.pairs import AlignedPair
+from micmatch.learn import normalizer as N
+from micmatch.learn.eq_net import EQNet
+from micmatch.learn.normalizer import Normalizer
+from micmatch.learn.normalizer_train import _long_term_loss, fit_eq_net, fit_ratio_net
+from micmatch.learn.ratio_net import RatioNet
+from micmatch.pairs import AlignedPair
 from micmatch.simulate import DeviceModel, Section
 from micmatch.spectral import frequencies, stft
 
@@ -21,9 +25,9 @@ SR = 8000
 EQ = DeviceModel("eq", (Section("peak", 1000.0, 6.0, 1.0), Section("highshelf", 2500.0, -6.0)))
 
 
-def _identity(context: int = 0) -> N.Normalizer:
-    model = N.RatioNet(129, context=context, hidden=16)
-    return N.Normalizer("ratio-net", model, SR, {"n_fft": 256, "hop_length": 64}, {})
+def _identity(context: int = 0) -> Normalizer:
+    model = RatioNet(129, context=context, hidden=16)
+    return Normalizer("ratio-net", model, SR, {"n_fft": 256, "hop_length": 64}, {})
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def eq_model():
     rng = np.random.default_rng(7)
     x = pink(rng, SR, 6.0)
     pair = AlignedPair(x.astype(np.float32), EQ.record(x, SR).astype(np.float32), SR)
-    return N.fit_ratio_net([pair], hidden=64, epochs=25, learning_rate=3e-3, batch_size=128, progress=False,
+    return fit_ratio_net([pair], hidden=64, epochs=25, learning_rate=3e-3, batch_size=128, progress=False,
                            compute="cpu", seed=1)
 
 
@@ -70,7 +74,7 @@ def test_trained_ratio_net_recovers_static_eq(eq_model, rng):
 
 def test_save_load_round_trip_is_bit_exact(eq_model, tmp_path, rng):
     path = eq_model.save(tmp_path / "m.mmm")
-    back = N.Normalizer.load(path)
+    back = Normalizer.load(path)
     assert back.method == "ratio-net" and back.sample_rate == SR and back.config == eq_model.config
     for (k, a), (k2, b) in zip(eq_model.model.state_dict().items(), back.model.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
@@ -85,15 +89,15 @@ def test_truncated_and_tampered_files_are_refused(eq_model, tmp_path):
     data = eq_model.save(tmp_path / "m.mmm").read_bytes()
     (tmp_path / "cut.mmm").write_bytes(data[: len(data) - 100])
     with pytest.raises(ModelError, match="truncated"):
-        N.Normalizer.load(tmp_path / "cut.mmm")
+        Normalizer.load(tmp_path / "cut.mmm")
     flipped = bytearray(data)
     flipped[-500] ^= 0xFF
     (tmp_path / "bad.mmm").write_bytes(bytes(flipped))
     with pytest.raises(ModelError, match="checksum"):
-        N.Normalizer.load(tmp_path / "bad.mmm")
+        Normalizer.load(tmp_path / "bad.mmm")
     (tmp_path / "other.mmm").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a micmatch model file"):
-        N.Normalizer.load(tmp_path / "other.mmm")
+        Normalizer.load(tmp_path / "other.mmm")
 
 
 def test_header_edited_to_another_architecture_is_refused(eq_model, tmp_path):
@@ -103,7 +107,7 @@ def test_header_edited_to_another_architecture_is_refused(eq_model, tmp_path):
     header["architecture"]["hidden"] = 32
     write_model_file(tmp_path / "edit.mmm", header, state)
     with pytest.raises(ModelError, match="do not fit together"):
-        N.Normalizer.load(tmp_path / "edit.mmm")
+        Normalizer.load(tmp_path / "edit.mmm")
 
 
 def test_wrong_rate_refused_unless_resampling(eq_model, rng):
@@ -117,14 +121,14 @@ def test_wrong_rate_refused_unless_resampling(eq_model, rng):
 def test_pairs_too_short_to_train(rng):
     x = pink(rng, SR, 1.0).astype(np.float32)
     with pytest.raises(MeasurementError, match="at least 2 s"):
-        N.fit_ratio_net([AlignedPair(x, x.copy(), SR)], progress=False)
+        fit_ratio_net([AlignedPair(x, x.copy(), SR)], progress=False)
 
 
 def test_eq_net_fft_layers_match_direct_convolutions():
     from torch.nn import functional as F
 
     torch.manual_seed(0)
-    m = N.EQNet(window=512, channels=4).double()
+    m = EQNet(window=512, channels=4).double()
     x = torch.randn(3, 512, dtype=torch.float64)
 
     def direct(x, latent):
@@ -143,20 +147,20 @@ def test_eq_net_fft_layers_match_direct_convolutions():
 def test_eq_net_trains_saves_and_reloads(rng, tmp_path):
     x = pink(rng, SR, 4.0)
     pair = AlignedPair(x.astype(np.float32), (0.5 * EQ.record(x, SR)).astype(np.float32), SR)
-    model = N.fit_eq_net([pair], window=1024, channels=4, epochs_autoencoder=1, epochs=3, batch_size=16, progress=False,
+    model = fit_eq_net([pair], window=1024, channels=4, epochs_autoencoder=1, epochs=3, batch_size=16, progress=False,
                          compute="cpu")
     s = model.summary
     assert s["epochs_run"] == 3 and np.isfinite(s["validation_lsd_db"])
-    back = N.Normalizer.load(model.save(tmp_path / "eq.mmm"))
+    back = Normalizer.load(model.save(tmp_path / "eq.mmm"))
     np.testing.assert_array_equal(back.apply(x.astype(np.float32), SR), model.apply(x.astype(np.float32), SR))
 
 
 def test_long_term_loss_measures_the_mean_power_difference(rng):
     ref = torch.as_tensor(rng.normal(-40.0, 10.0, (50, 129)), dtype=torch.float32)
     # A uniform gain of 3 dB moves the mean power by exactly 3 dB in every bin (0 Hz left out).
-    assert float(N._long_term_loss(ref + 3.0, ref)) == pytest.approx(3.0, abs=1e-3)
-    assert float(N._long_term_loss(ref, ref)) < 2e-3  # sqrt of the 1e-6 guard
+    assert float(_long_term_loss(ref + 3.0, ref)) == pytest.approx(3.0, abs=1e-3)
+    assert float(_long_term_loss(ref, ref)) < 2e-3  # sqrt of the 1e-6 guard
     # Frame-wise gains that change the level of single frames but not the mean power cost nothing: swapping two
     # frames between estimate and reference leaves both means equal.
     swapped = ref[torch.randperm(50, generator=torch.Generator().manual_seed(0))]
-    assert float(N._long_term_loss(swapped, ref)) < 2e-3
+    assert float(_long_term_loss(swapped, ref)) < 2e-3

@@ -72,9 +72,10 @@ def test_short_pair_fails_and_writes_nothing(tmp_path, rng):
 
 
 def test_correct_with_model_at_wrong_rate_and_bad_model(pair_files, tmp_path):
-    from micmatch.learn import normalizers as N
+    from micmatch.learn.normalizer import Normalizer
+    from micmatch.learn.ratio_net import RatioNet
 
-    model = N.Normalizer("ratio-net", N.RatioNet(129, hidden=8), 16000, {"n_fft": 256, "hop_length": 64}, {})
+    model = Normalizer("ratio-net", RatioNet(129, hidden=8), 16000, {"n_fft": 256, "hop_length": 64}, {})
     model.save(tmp_path / "m16.mmm")
     r = CliRunner().invoke(main, ["correct", str(pair_files / "dev.wav"), "--model", str(tmp_path / "m16.mmm"),
                                   "-o", str(tmp_path / "out")])

@@ -6,13 +6,10 @@ import json
 
 import numpy as np
 import pytest
-
-pytest.importorskip("torch")
-
 from conftest import pink
 
+from micmatch import pairs as P
 from micmatch.errors import CorpusError, MeasurementError, MissingDependencyError
-from micmatch.learn import pairs as P
 
 SR = 8000
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from micmatch.audio import load
 from micmatch.corpus import load_corpus
+from micmatch.conditioning import device_chain_band_response
 from micmatch.features import log_mel
-from micmatch.learn.conditioning import device_chain_band_response
-from micmatch.learn.converter import Converter
+from micmatch.learn.converter_model import Converter
 from micmatch.plot import plot_conversion
 from micmatch.simulate import apply_device_chain, load_ir
 

@@ -407,9 +407,15 @@ register(Transform(
 
 def _converter_api():
     """The converter half of :mod:`micmatch.learn` (torch), imported here only, when an entry needs it."""
-    from micmatch.learn import converter
+    from types import SimpleNamespace
 
-    return converter
+    from micmatch.domains import simulate_domains
+    from micmatch.learn.converter_augment import ConverterAugment
+    from micmatch.learn.converter_model import Converter
+    from micmatch.learn.converter_train import PRESETS, train_converter
+
+    return SimpleNamespace(PRESETS=PRESETS, simulate_domains=simulate_domains, train_converter=train_converter,
+                           Converter=Converter, ConverterAugment=ConverterAugment)
 
 
 def _umc_fit(waves, *, config, devices=None, reference=None, irs, preset, epochs, n_clips, n_devices, norm, seed,
@@ -451,7 +457,7 @@ def _umc_load(path, *, config=None):
 def _umc_module(*, config, state, irs, p, **unused):
     """The converter as an augmentation: targets are the band dB vectors of ``irs`` (half the converted items),
     and synthetic differences (the other half, or all without ``irs``)."""
-    from micmatch.learn.conditioning import ir_band_response
+    from micmatch.conditioning import ir_band_response
 
     api = _converter_api()
     _check_state("umc", state, api.Converter)
@@ -467,7 +473,7 @@ def _umc_apply(x, drawn, *, config, state, **params):
     x = torch.as_tensor(np.asarray(x))
     # A copy of the converter in the features' precision, so the fitted state is left as it is.
     module = _umc_module(config=config, state=copy.deepcopy(state).to(x.dtype), **params)
-    return module.apply(x, drawn).numpy()
+    return module.apply_params(x, drawn).numpy()
 
 
 register(Transform(

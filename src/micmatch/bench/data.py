@@ -37,7 +37,7 @@ class MismatchConfig:
     response (plus ``noise_floor_db`` and ``band_hz`` when set).
 
     ``umc_*`` set the converter that recipe ``umc`` trains during the run (the registry entry ``umc``, fitted
-    by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter.PRESETS`, its epochs, how many reference clips and how many
+    by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter_train.PRESETS`, its epochs, how many reference clips and how many
     augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``; None:
     the preset's).
     """

@@ -85,7 +85,7 @@ def hardware(config: MismatchConfig) -> str:
     try:
         import torch
 
-        from micmatch.learn.train import select_device
+        from micmatch.learn.engine import select_device
 
         dev = select_device(config.device)
         gpu = f", {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""

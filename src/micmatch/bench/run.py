@@ -46,7 +46,7 @@ def prepare(data: MismatchData, recipe: Recipe, store: FittedStates | None = Non
     import torch
 
     from micmatch.bench.pipeline import FrontEnd, compute_features
-    from micmatch.learn.train import select_device
+    from micmatch.learn.engine import select_device
 
     store = FittedStates() if store is None else store
     dev = select_device(data.config.device)
@@ -104,7 +104,8 @@ def run_recipe(data: MismatchData, recipe: Recipe, seed: int, *, prepared: Prepa
 
     from micmatch.bench.pipeline import batch_augments
     from micmatch.learn.classifier import DeviceCNN
-    from micmatch.learn.train import TrainConfig, predict, select_device, train_classifier
+    from micmatch.learn.classifier_train import TrainConfig, predict, train_classifier
+    from micmatch.learn.engine import select_device
     from micmatch.metrics import macro_f1
 
     cfg = data.config

@@ -48,7 +48,7 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
       micmatch train converter --data ../shared/data/fsdd --irs ../shared/data/micirp/ir -o converter.pt
       micmatch train converter --data recordings/ --responses responses.json --config full --compute cuda -o c.pt
     """
-    from micmatch.learn.converter import train_converter_from_folder
+    from micmatch.learn.converter_train import train_converter_from_folder
 
     model = train_converter_from_folder(
         data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,

@@ -310,7 +310,7 @@ def _correct_with_model(inputs, model_path: str, output_dir: str, *, overs: str,
     """
     import functools
 
-    from micmatch.learn.normalizers import Normalizer
+    from micmatch.learn.normalizer import Normalizer
 
     normalizer = Normalizer.load(model_path)
     work = functools.partial(_model_one, normalizer=normalizer, resample=resample, overs=overs, compute=compute)
@@ -322,7 +322,7 @@ def _correct_with_model(inputs, model_path: str, output_dir: str, *, overs: str,
 
 
 def _model_one(src, dst, *, normalizer, **options):
-    from micmatch.learn.normalizers import correct_file_with_model
+    from micmatch.learn.normalizer import correct_file_with_model
 
     return correct_file_with_model(src, dst, normalizer, **options)
 

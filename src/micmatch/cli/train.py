@@ -47,7 +47,7 @@ def _pair_options(func):
 
 
 def _load_pairs(references, devices, pairs_csv, resample):
-    from micmatch.learn.pairs import load_pair, read_pairs_csv
+    from micmatch.pairs import load_pair, read_pairs_csv
 
     if len(references) != len(devices):
         raise click.UsageError(f"{len(references)} --reference but {len(devices)} --device; give them in pairs")
@@ -72,7 +72,7 @@ def _finish(normalizer, output):
 def _init(init_path):
     if init_path is None:
         return None
-    from micmatch.learn.normalizers import Normalizer
+    from micmatch.learn.normalizer import Normalizer
 
     return Normalizer.load(init_path)
 
@@ -92,7 +92,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
     3 hidden layers, ReLU, dropout, Adam, trained on the log-spectral distance to the reference. The pairs are
     aligned first (offset and clock drift); the last 20% of each is held out for early stopping.
     """
-    from micmatch.learn.normalizers import fit_ratio_net
+    from micmatch.learn.normalizer_train import fit_ratio_net
 
     pairs = _load_pairs(references, devices, pairs_csv, resample)
     model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
@@ -113,7 +113,7 @@ def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, r
            autoencoder_epochs, stft_loss_weight):
     """End-to-end equalization CNN on the waveform ("End-to-end equalization with convolutional neural
     networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows."""
-    from micmatch.learn.normalizers import fit_eq_net
+    from micmatch.learn.normalizer_train import fit_eq_net
 
     pairs = _load_pairs(references, devices, pairs_csv, resample)
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,

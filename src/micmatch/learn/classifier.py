@@ -1,5 +1,5 @@
-"""The small CNN of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"
-(Interspeech 2020, Table 1) for classifying log-mel spectrograms.
+"""The device-robust classifier: the small CNN of "Spectrum Correction: Acoustic Scene Classification with
+Mismatched Recording Devices" (Interspeech 2020, Table 1) for log-mel spectrograms, and its checkpoint files.
 
 Five blocks of Conv2D (kernel 3, padding 1) + ReLU + BatchNorm with 16, 32, 32, 64, 64 channels and strides
 1, 2, 1, 2, 1, then global average pooling over frequency and time and one dense layer (softmax in the loss).
@@ -7,14 +7,26 @@ For 10 classes it has 70,538 parameters (the paper: about 71k).
 
 The per-mel-band standardization of the inputs (mean and standard deviation over the training set, as in the
 spectrum-correction paper) is held in buffers, so a saved model carries everything it needs to score new features.
+
+A checkpoint is a model file (:mod:`micmatch.learn.modelfile`, kind ``micmatch-classifier``): model name,
+configuration, sample rate and ``extra`` settings in the JSON header, weights read with ``weights_only=True``.
+Training: :mod:`micmatch.learn.classifier_train`.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from micmatch.errors import ParameterError
+from micmatch.errors import ModelError, ParameterError
+from micmatch.learn.modelfile import read_model_file, write_model_file
+
+#: The ``kind`` of classifier model files.
+KIND = "micmatch-classifier"
 
 #: Channels and strides of the five convolution blocks (the spectrum-correction paper, Table 1).
 CHANNELS = (16, 32, 32, 64, 64)
@@ -65,12 +77,59 @@ class DeviceCNN(nn.Module):
         return self.dense(x.mean(dim=(2, 3)))
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 #: Models that checkpoints can name.
 MODELS = {DeviceCNN.model_name: DeviceCNN}
 
-__all__ = ["CHANNELS", "DeviceCNN", "MODELS", "STD_FLOOR", "STRIDES", "count_parameters"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What :func:`load_checkpoint` returns: the rebuilt model (eval mode, on CPU) and its metadata.
+
+    ``version`` is the micmatch version that wrote the file.
+    """
+
+    model: nn.Module
+    sample_rate: int
+    version: str
+    extra: dict
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, sample_rate: int, extra: dict | None = None) -> Path:
+    """Save a classifier of :data:`MODELS` as a model file, atomically.
+
+    ``extra`` must hold only JSON types (str, int, float, bool, lists, dicts), e.g. feature settings and class
+    names: it goes into the header.
+    """
+    header = {"kind": KIND, "model_name": model.model_name, "config": dict(model.config),
+              "sample_rate": int(sample_rate), "extra": dict(extra or {})}
+    return write_model_file(path, header, model.state_dict())
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint` (or by micmatch before the model-file format).
+
+    Raises
+    ------
+    ModelError
+        One line: a missing or unreadable file, a model name not in :data:`MODELS`, or a configuration and
+        weights that do not fit.
+    """
+    header, state = read_model_file(path, kind=KIND)
+    name = header.get("model_name")
+    if name not in MODELS:
+        raise ModelError(f"{path}: model_name={name!r} is not one of {sorted(MODELS)}")
+    try:
+        model = MODELS[name](**header["config"])
+        model.load_state_dict(state)
+        sample_rate = int(header["sample_rate"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a config or weights that do not fit
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelError(f"{path}: the checkpoint's config or weights do not fit model {name!r} "
+                         f"({type(exc).__name__}: {line})") from None
+    model.eval()
+    return Checkpoint(model, sample_rate, str(header.get("micmatch_version", "")), dict(header.get("extra", {})))
+
+
+__all__ = ["CHANNELS", "KIND", "MODELS", "STD_FLOOR", "STRIDES", "Checkpoint", "DeviceCNN", "load_checkpoint",
+           "save_checkpoint"]

@@ -1,4 +1,4 @@
-"""Model files for learned normalizers: a readable JSON header and weights that load without unpickling code.
+"""The one file format of every trained model (normalizers, converters, classifiers): JSON header + weights.
 
 Layout (one file)::
 
@@ -9,8 +9,12 @@ Layout (one file)::
     the rest                        weights: ``torch.save`` of a flat ``{name: tensor}`` dict, read back with
                                     ``torch.load(..., weights_only=True)``
 
+The header's ``kind`` says which model the file holds (:data:`KINDS`); readers name the kind they expect.
 A file cut short, edited or replaced piecewise fails the size or checksum test and raises one
 :class:`~micmatch.errors.ModelError` line; nothing is ever unpickled. Files are written atomically.
+
+Converter and classifier files written by micmatch 0.x before this format (a ``torch.save`` dict) still load,
+through :func:`read_legacy_file`, until the next release.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from micmatch.errors import ModelError
 
 MAGIC = b"MICMATCH-MODEL\n"
 FORMAT_VERSION = 1
+#: The header's ``kind`` of each family of models, and the word used for it in messages.
+KINDS = {"micmatch-normalizer": "normalizer", "micmatch-converter": "converter",
+         "micmatch-classifier": "classifier"}
 #: Largest header accepted (bytes): a corrupt length field must not make us read gigabytes.
 MAX_HEADER_BYTES = 1 << 24
 
@@ -51,19 +58,39 @@ def write_model_file(path: str | os.PathLike, header: dict, state_dict: dict[str
     return Path(path)
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read a file written by :func:`write_model_file`: ``(header, state_dict)``.
+
+    Parameters
+    ----------
+    kind : str, optional
+        The ``kind`` the header must name (a key of :data:`KINDS`); any kind when omitted. With a kind, files of
+        the earlier ``torch.save`` layout of that family are read too (:func:`read_legacy_file`).
 
     Raises
     ------
     ModelError
-        Not a model file, truncated, tampered with (checksum), of a newer format, or unreadable weights.
+        Missing, not a model file, of another kind, truncated, tampered with (checksum), of a newer format, or
+        unreadable weights.
     """
     p = Path(path)
+    name = KINDS.get(kind, "model") if kind else "model"
+    if not p.is_file():
+        raise ModelError(f"{p}: {name} file not found")
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ModelError(f"{p}: cannot read the model file ({exc.strerror})") from None
+    if kind is not None and data.startswith(_TORCH_ZIP):
+        header, state = read_legacy_file(p, kind=kind)
+    else:
+        header, state = _parse(p, data)
+    if kind is not None and header.get("kind") != kind:
+        raise ModelError(f"{p}: not a {name} model (kind={header.get('kind')!r})")
+    return header, state
+
+
+def _parse(p: Path, data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
     if not data.startswith(MAGIC):
         raise ModelError(f"{p}: not a micmatch model file (it does not start with {MAGIC!r}); train one with "
                          f"'micmatch train'")
@@ -99,4 +126,50 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     return header, state
 
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "read_model_file", "write_model_file"]
+# ----------------------------------------------------------------------------------------------------------------
+# Files of the earlier layout. Remove in the next release (their owners retrain or re-save them with this one).
+
+#: ``torch.save`` writes a zip archive.
+_TORCH_ZIP = b"PK\x03\x04"
+_RETRAIN = "retrain it with this micmatch"
+
+
+def read_legacy_file(path: str | os.PathLike, *, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read a converter or classifier file of the earlier ``torch.save`` layout as ``(header, state_dict)`` in
+    this format's terms (read with ``weights_only=True``: nothing is unpickled).
+
+    Raises
+    ------
+    ModelError
+        The file is not one of those layouts, or holds something else; the line says to retrain.
+    """
+    p = Path(path)
+    name = KINDS.get(kind, "model")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises several kinds for corrupt or unsafe files
+        raise ModelError(f"{p}: not a readable {name} file ({type(exc).__name__}); retrain it") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
+        raise ModelError(f"{p}: not a micmatch {name} file of a known layout; retrain it")
+    state = payload["state_dict"]
+    try:
+        if kind == "micmatch-converter":
+            old = json.loads(payload["header"])
+            if old.get("format") != "micmatch.converter" or old.get("format_version") != 1:
+                raise ValueError("format")
+            header = {k: v for k, v in old.items() if k not in ("format", "format_version")}
+        elif kind == "micmatch-classifier":
+            if payload.get("format") != 1:
+                raise ValueError("format")
+            header = {"model_name": payload["model_name"], "config": dict(payload["config"]),
+                      "sample_rate": int(payload["sample_rate"]), "extra": dict(payload.get("extra", {})),
+                      "micmatch_version": str(payload["version"])}
+        else:
+            raise ValueError("kind")
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        raise ModelError(f"{p}: an earlier {name} file this micmatch cannot read; {_RETRAIN}") from None
+    header.update(kind=kind, format=FORMAT_VERSION)
+    return header, state
+
+
+__all__ = ["FORMAT_VERSION", "KINDS", "MAGIC", "read_legacy_file", "read_model_file", "write_model_file"]

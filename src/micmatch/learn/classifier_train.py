@@ -1,39 +1,30 @@
-"""Training and scoring loops for feature classifiers, deterministic under a seed, and safe checkpoints.
+"""Training and scoring of feature classifiers, deterministic under a seed.
 
 Determinism: the weights are initialised after ``torch.manual_seed(seed)``; batches are drawn from a
 ``torch.Generator`` seeded with ``seed`` (no DataLoader workers); augmentations get their own generator derived
 from the same seed; ``torch.use_deterministic_algorithms`` is switched on for the duration of training (and
-cuBLAS is given the workspace setting it needs for that). So the same seed on the same machine and library
-versions gives the same weights, bit for bit.
-
-Checkpoints hold ``{model_name, config, state_dict, sample_rate, version, extra}`` (plain Python types and
-tensors only) and are read back with ``torch.load(..., weights_only=True)``: nothing is unpickled.
+cuBLAS is given the workspace setting it needs for that: :func:`micmatch.learn.engine.deterministic`). So the
+same seed on the same machine and library versions gives the same weights, bit for bit. The trained model is
+saved with :func:`micmatch.learn.classifier.save_checkpoint`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from micmatch import __version__
-from micmatch.audio import atomic_path
-from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError
-from micmatch.learn.classifier import MODELS
+from micmatch.errors import ConfigMismatchError, ParameterError
+from micmatch.learn.engine import deterministic, progress_bar, select_device
 
 #: A batch transform: (features (batch, n_mels, n_frames), soft targets (batch, n_classes), generator) -> both.
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 #: A front end run on every training batch: (inputs (batch, ...), row indices (batch,), generator) -> features
 #: (batch, n_mels, n_frames); inputs, indices and the result live on the training device.
 FrontEnd = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -56,36 +47,6 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise ParameterError(f"epochs={self.epochs}, batch_size={self.batch_size} and "
                                  f"learning_rate={self.learning_rate} must be positive")
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def deterministic() -> Iterator[None]:
-    """Switch on deterministic algorithms for a block and restore the previous setting afterwards."""
-    # cuBLAS needs a fixed workspace to be deterministic; it must be set before its first use.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    before = torch.are_deterministic_algorithms_enabled()
-    before_cudnn = torch.backends.cudnn.benchmark
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-        torch.backends.cudnn.benchmark = before_cudnn
-
-
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    # disable=None turns the bar off when stderr is not a terminal (logs, CI).
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False, disable=None if enabled else True)
 
 
 def train_classifier(model: nn.Module, inputs: np.ndarray | torch.Tensor, labels: np.ndarray, *,
@@ -132,7 +93,7 @@ def train_classifier(model: nn.Module, inputs: np.ndarray | torch.Tensor, labels
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
         x_all = torch.as_tensor(inputs, dtype=torch.float32).to(device)
-        with _progress(config.epochs, config.progress, desc) as bar:
+        with progress_bar(config.epochs, enabled=config.progress, desc=desc) as bar:
             for _ in range(config.epochs):
                 order = torch.randperm(labels.shape[0], generator=batch_gen).to(device)
                 total, count = 0.0, 0
@@ -171,64 +132,4 @@ def predict(model: nn.Module, features: np.ndarray | torch.Tensor, *, batch_size
     return torch.cat(out).double().numpy()
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """What :func:`load_checkpoint` returns: the rebuilt model (eval mode, on CPU) and its metadata."""
-
-    model: nn.Module
-    sample_rate: int
-    version: str
-    extra: dict
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, sample_rate: int, extra: dict | None = None) -> Path:
-    """Save ``{model_name, config, state_dict, sample_rate, version, extra}`` atomically.
-
-    ``extra`` must hold only plain Python types (str, int, float, bool, lists, dicts), e.g. feature settings and
-    class names, so the file loads with ``weights_only=True``.
-    """
-    payload = {
-        "model_name": model.model_name,
-        "config": dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "sample_rate": int(sample_rate),
-        "version": __version__,
-        "format": CHECKPOINT_VERSION,
-        "extra": dict(extra or {}),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code is unpickled)."""
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ProfileError(f"checkpoint {path} not found") from None
-    except Exception as exc:  # torch raises several kinds for corrupt or unsafe files
-        raise ProfileError(f"{path}: not a readable micmatch checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("model_name") not in MODELS:
-        name = payload.get("model_name") if isinstance(payload, dict) else type(payload).__name__
-        raise ProfileError(f"{path}: model_name={name!r} is not one of {sorted(MODELS)}")
-    if payload.get("format") != CHECKPOINT_VERSION:
-        raise ProfileError(f"{path}: checkpoint format {payload.get('format')!r} is not {CHECKPOINT_VERSION}; "
-                           "retrain or convert it with the micmatch version that wrote it")
-    try:
-        model = MODELS[payload["model_name"]](**payload["config"])
-        model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a config or weights that do not fit
-        raise ProfileError(f"{path}: the checkpoint's config or weights do not fit model "
-                           f"{payload['model_name']!r} ({type(exc).__name__}: {exc})") from None
-    model.eval()
-    return Checkpoint(model, int(payload["sample_rate"]), str(payload["version"]), dict(payload.get("extra", {})))
-
-
-__all__ = ["BatchTransform", "Checkpoint", "FrontEnd", "TrainConfig", "deterministic", "load_checkpoint",
-           "predict", "save_checkpoint", "select_device", "train_classifier"]
-
+__all__ = ["BatchTransform", "FrontEnd", "TrainConfig", "predict", "train_classifier"]

@@ -1,0 +1,113 @@
+"""The trained device converter as a batch augmentation: a share of each batch converted to other devices.
+
+:class:`ConverterAugment` is one of the augmentations of :mod:`micmatch.learn.augmentations`: parameters drawn
+(numpy, from an explicit generator), then applied (torch), so a logged draw replays exactly; the identity in
+``.eval()`` mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from micmatch.conditioning import draw_synthetic_differences
+from micmatch.errors import ConfigMismatchError, ParameterError
+from micmatch.learn.converter_model import Converter
+from micmatch.learn.augmentations import Augmentation, numpy_generator
+
+
+class ConverterAugment(Augmentation):
+    """Augmentation: convert a share of a batch of source-device features to other devices with a trained
+    :class:`Converter` (parameters drawn, then applied, so a logged draw replays exactly).
+
+    Parameters
+    ----------
+    converter : Converter
+        Trained; used frozen (no gradients) on the batch's device.
+    targets : mapping of str to np.ndarray [shape=(n_mels,)], optional
+        Band responses of the target devices (dB; e.g. from augmentation IRs with
+        :func:`micmatch.conditioning.ir_band_response`). Never the test devices.
+    source_response : np.ndarray [shape=(n_mels,)], optional
+        Band response of the device the batch was recorded with; zeros (a flat device) by default.
+    p : float
+        Probability that an item is converted.
+    synthetic_fraction : float
+        Share of the converted items whose difference is a synthetic one
+        (:func:`micmatch.augment.draw_synthetic_response`, options in ``synthetic_options``) instead of a target.
+
+    Shape:
+        - x: ``(batch, n_mels, n_frames)`` or one item ``(n_mels, n_frames)``, dB; output the same
+
+    ``module(x)`` draws from torch's default generator, ``module(x, generator=g)`` from ``g`` and
+    ``module(x, params)`` replays a draw (:mod:`micmatch.learn.augmentations` explains the protocol); the
+    converter stays in eval mode whatever mode this module is in.
+    """
+
+    def __init__(self, converter: Converter, *, targets: Mapping[str, np.ndarray] | None = None,
+                 source_response: np.ndarray | None = None, p: float = 0.5, synthetic_fraction: float = 0.5,
+                 synthetic_options: Mapping | None = None) -> None:
+        super().__init__()
+        n_mels = converter.config.n_mels
+        self.converter = converter.eval().requires_grad_(False)
+        self.targets = {k: np.asarray(v, dtype=np.float64) for k, v in (targets or {}).items()}
+        for name, r in self.targets.items():
+            if r.shape != (n_mels,):
+                raise ConfigMismatchError(f"target {name!r} has {r.shape} bands; the converter has n_mels={n_mels}")
+        self.source = np.zeros(n_mels) if source_response is None else np.asarray(source_response, dtype=float)
+        if not 0.0 <= p <= 1.0 or not 0.0 <= synthetic_fraction <= 1.0:
+            raise ParameterError(f"p={p} and synthetic_fraction={synthetic_fraction} must be in [0, 1]")
+        if not self.targets and synthetic_fraction < 1.0:
+            raise ParameterError("no target devices: give targets= or set synthetic_fraction=1.0")
+        self.p, self.synthetic_fraction = float(p), float(synthetic_fraction)
+        self.synthetic_options = dict(synthetic_options or {})
+
+    def train(self, mode: bool = True) -> ConverterAugment:
+        """Switch the augmentation on (``mode=True``) or off; the converter itself stays in eval mode."""
+        super().train(mode)
+        self.converter.eval()
+        return self
+
+    def draw(self, batch_size: int, *, generator=None) -> dict:
+        """``{"difference_db": [list | None], "target": [str | None]}`` (``"synthetic"`` for synthetic ones)."""
+        rng = numpy_generator(generator)
+        cfg = self.converter.feature_config
+        names = sorted(self.targets)
+        diffs: list = []
+        labels: list = []
+        for _ in range(int(batch_size)):
+            if rng.random() >= self.p:
+                diffs.append(None)
+                labels.append(None)
+            elif not names or rng.random() < self.synthetic_fraction:
+                if cfg is None:
+                    raise ParameterError("the converter has no feature configuration: synthetic differences need "
+                                         "its mel bands (train it with feature_config=...)")
+                d = draw_synthetic_differences(rng, 1, config=cfg, **self.synthetic_options)[0]
+                diffs.append([float(v) for v in d])
+                labels.append("synthetic")
+            else:
+                name = names[int(rng.integers(len(names)))]
+                diffs.append([float(v) for v in self.targets[name] - self.source])
+                labels.append(name)
+        return {"difference_db": diffs, "target": labels}
+
+    @torch.no_grad()
+    def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
+        """Convert the items whose ``difference_db`` is not None; the others pass unchanged."""
+        diffs = params["difference_db"]
+        if len(diffs) != x.shape[0]:
+            raise ParameterError(f"params are for {len(diffs)} items but the batch has {x.shape[0]}")
+        idx = [i for i, d in enumerate(diffs) if d is not None]
+        if not idx:
+            return x
+        self.converter.to(x.device)
+        d = torch.as_tensor(np.asarray([diffs[i] for i in idx]), dtype=x.dtype, device=x.device)
+        out = x.clone()
+        sel = torch.as_tensor(idx, device=x.device)
+        out[sel] = self.converter(x[sel], d)
+        return out
+
+
+__all__ = ["ConverterAugment"]
