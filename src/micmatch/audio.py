@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from micmatch.errors import AudioError, ParameterError
-from micmatch.outputs import atomic_path, is_staging
+from micmatch import outputs
 
 #: Channel handling options shared by the API and the CLI.
 #: ``mix``: average all channels into one; ``first``: keep channel 0; ``each``: return every channel (``keep`` is
@@ -77,7 +77,7 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], *,
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and not is_staging(p)
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and not outputs.is_staging(p)
                                 and p.is_file() and not excluded(p)))
         elif path.exists():
             found.append(path)
@@ -348,7 +348,7 @@ def save(
     if (subtype is None or not subtype.startswith(("FLOAT", "DOUBLE"))) and np.abs(x).max(initial=0.0) > 1.0:
         warnings.warn(f"{path}: samples beyond full scale are clipped by the {subtype or 'default'} subtype",
                       stacklevel=2)
-    with atomic_path(path) as tmp:
+    with outputs.atomic_path(path) as tmp:
         sf.write(str(tmp), x.T, sample_rate, format=fmt, subtype=subtype)
     return path
 

@@ -38,7 +38,7 @@ import soundfile as sf
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
-from micmatch.outputs import staging_path
+from micmatch.outputs import atomic_path, staging_path
 from micmatch.response import DeviceResponse, ResponseSet
 from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
 
@@ -699,7 +699,7 @@ def correct_file(
             else:
                 action = "clipped"
         n_clipped = 0
-        with audio_io.atomic_path(output) as final:
+        with atomic_path(output) as final:
             with sf.SoundFile(str(stage)) as src, sf.SoundFile(
                 str(final), "w", samplerate=meta.sample_rate, channels=meta.channels, format=out_format,
                 subtype=out_subtype,
@@ -802,6 +802,6 @@ def export(correction: Correction, path: str | os.PathLike, fmt: str, **options)
 
 def _write_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
-    with audio_io.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path

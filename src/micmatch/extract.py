@@ -34,6 +34,7 @@ from micmatch import audio as audio_io
 from micmatch import validate
 from micmatch.errors import AudioError, FeatureError, ProfileError
 from micmatch.features import LogMelConfig
+from micmatch.outputs import atomic_path
 from micmatch.spectral import hann
 
 #: Version of the features-file layout written by :func:`save_features`.
@@ -212,7 +213,7 @@ def save_features(path: str | os.PathLike, items: Sequence[np.ndarray], *, layou
         arrays["features"] = np.asarray(items[0], dtype=np.float32) if n == 1 \
             else np.concatenate([np.asarray(x, dtype=np.float32) for x in items], axis=-1)
     path = Path(path)
-    with audio_io.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     return path

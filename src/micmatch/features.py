@@ -34,7 +34,8 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from micmatch.audio import atomic_path, validate_audio
+from micmatch.audio import validate_audio
+from micmatch.outputs import atomic_path
 from micmatch import validate
 from micmatch.errors import ConfigMismatchError, FeatureError, ProfileError, UnknownDeviceError
 from micmatch.spectral import frequencies, stft

@@ -23,7 +23,7 @@ def _pyplot():
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Save a matplotlib figure atomically and close it."""
-    from micmatch.audio import atomic_path
+    from micmatch.outputs import atomic_path
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"

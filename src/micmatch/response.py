@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from micmatch import jsoncheck as jc
-from micmatch.audio import atomic_path
+from micmatch.outputs import atomic_path, locked
 from micmatch.errors import (
     ConfigMismatchError,
     ParameterError,
@@ -418,6 +418,18 @@ class ResponseSet(Mapping):
         with atomic_path(path) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
         return path
+
+    def save_merged(self, path: str | os.PathLike, *, merge_from: str | os.PathLike | None = None) -> ResponseSet:
+        """Save the set, first merged into the one stored at ``merge_from`` (when given and present), as one
+        read-merge-write under the files' locks (:func:`micmatch.outputs.locked`): concurrent writers of one file
+        all keep their devices. Returns the set written."""
+        paths = [path] if merge_from is None else [path, merge_from]
+        result = self
+        with locked(*paths):
+            if merge_from is not None and Path(merge_from).exists():
+                result = ResponseSet.load(merge_from).merge(self, source=str(merge_from))
+            result.save(path)
+        return result
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ResponseSet:

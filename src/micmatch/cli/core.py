@@ -11,7 +11,7 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, MicmatchError
-from micmatch.outputs import prepare_output, prepare_output_dir, save_responses
+from micmatch.outputs import prepare_output, prepare_output_dir
 
 COMMON = {"context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100}}
 
@@ -162,7 +162,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         _mark_device_bands(responses, labelled, sample_rate)
     if len(responses) == 0 and not merge_into:
         raise MicmatchError("no usable recordings: nothing was written")
-    responses = save_responses(responses, output, merge_from=merge_into)  # locked: no concurrent update is lost
+    responses = responses.save_merged(output, merge_from=merge_into)  # locked: no concurrent update is lost
     n_files = Counter(d for _, d in labelled)
     click.echo(f"wrote {output}: {len(responses)} device(s) at {sample_rate} Hz, n_fft={n_fft}, hop={hop_length}")
     for name, dev in responses.items():

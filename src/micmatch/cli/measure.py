@@ -11,7 +11,7 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
-from micmatch.outputs import prepare_output, save_responses
+from micmatch.outputs import prepare_output
 from micmatch.resources import check_memory
 from micmatch.response import ResponseSet
 
@@ -25,7 +25,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 def _write_responses(responses: ResponseSet, output: str, append: bool) -> ResponseSet:
     """Merge into an existing file when asked, then save atomically; the read-merge-write holds the file's lock,
     so concurrent ``--append`` writers all keep their devices."""
-    return save_responses(responses, output, merge_from=output if append else None)
+    return responses.save_merged(output, merge_from=output if append else None)
 
 
 def _check_plot_path(plot_path: str | None, inputs) -> None:

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from micmatch import __version__
-from micmatch.audio import atomic_path
+from micmatch.outputs import atomic_path
 from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError
 from micmatch.features import LogMelConfig
 from micmatch.learn.train import deterministic, select_device

@@ -52,7 +52,7 @@ from micmatch.errors import (
     ParameterError,
 )
 from micmatch.learn.modelfile import read_model_file, write_model_file
-from micmatch.outputs import staging_path
+from micmatch.outputs import atomic_path, staging_path
 from micmatch.learn.pairs import (
     MIN_PAIR_S,
     VALIDATION_FRACTION,
@@ -800,7 +800,7 @@ def correct_file_with_model(path: str | os.PathLike, output: str | os.PathLike, 
             else:
                 action = "clipped"
         n_clipped = 0
-        with audio_io.atomic_path(output) as final:
+        with atomic_path(output) as final:
             with sf.SoundFile(str(stage)) as src, sf.SoundFile(str(final), "w", samplerate=meta.sample_rate,
                                                                channels=meta.channels, format=meta.format,
                                                                subtype=out_subtype) as dst:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from micmatch import __version__
-from micmatch.audio import atomic_path
+from micmatch.outputs import atomic_path
 from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError
 from micmatch.learn.classifier import MODELS
 
