@@ -89,7 +89,7 @@ def plot_correction(correction, path: str | os.PathLike, *, fir_taps: np.ndarray
     pos = _log_freq_axis(ax, freqs)
     ax.plot(freqs[pos], correction.gain_db[pos], lw=1.5, label="correction")
     if fir_taps is not None:
-        from micmatch.correct import fir_response_db
+        from micmatch.fir import fir_response_db
 
         ax.plot(freqs[pos], fir_response_db(fir_taps, freqs[pos], correction.sample_rate), lw=1, ls="--",
                 label=f"FIR, {fir_taps.size} taps")

@@ -330,7 +330,7 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     """
     import functools
 
-    from micmatch.correct import design_fir
+    from micmatch.fir import design_fir
     from micmatch.parallel import FileFailure, map_files
 
     exclude = prepare_output_dir(output_dir, inputs)
@@ -436,7 +436,7 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
       micmatch export responses.json --device phone --reference studio --format parametric -o phone_peq.txt
       micmatch export responses.json --device phone --reference studio --format parametric -o phone.yml
     """
-    from micmatch.correct import export
+    from micmatch.exports import export
 
     prepare_output(output, [responses_path])
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,

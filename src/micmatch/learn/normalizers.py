@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from micmatch import audio as audio_io
-from micmatch.correct import OVERS, _stream_with_context
+from micmatch.render import OVERS, stream_with_context as _stream_with_context
 from micmatch.errors import (
     AudioError,
     ConfigMismatchError,
