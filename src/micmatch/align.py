@@ -37,7 +37,7 @@ import scipy.fft
 from micmatch.audio import load, resample, validate_audio
 from micmatch.errors import ConfigMismatchError, MeasurementError
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, analysis_window
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, analysis_window, frame_view
 
 #: A correlation peak must stand this many robust standard deviations above the rest of the GCC-PHAT
 #: correlation. Unrelated signals give about 5-6 (the largest of millions of near-Gaussian values); the same
@@ -369,9 +369,7 @@ class PairResult:
 
 
 def _frame_spectra(x: np.ndarray, n_fft: int, hop_length: int, window: np.ndarray) -> np.ndarray:
-    count = 1 + (x.shape[-1] - n_fft) // hop_length
-    idx = np.arange(n_fft)[None, :] + hop_length * np.arange(count)[:, None]
-    return scipy.fft.rfft(x[idx] * window, axis=-1)
+    return scipy.fft.rfft(frame_view(x, n_fft, hop_length) * window, axis=-1)
 
 
 def estimate_pair(

@@ -35,7 +35,7 @@ from micmatch import validate
 from micmatch.errors import AudioError, FeatureError, ProfileError
 from micmatch.features import LogMelConfig
 from micmatch.outputs import atomic_path
-from micmatch.spectral import hann
+from micmatch.spectral import frame_view, hann
 
 #: Version of the features-file layout written by :func:`save_features`.
 FEATURES_FORMAT_VERSION = 2
@@ -116,8 +116,7 @@ def file_mel(path: str | os.PathLike, config: LogMelConfig, *, n_samples: int | 
         while t < ready:
             k = min(FRAME_BLOCK, ready - t)
             offset = t * hop - start
-            frames = np.lib.stride_tricks.sliding_window_view(buf[offset : offset + (k - 1) * hop + n_fft], n_fft)
-            spec = scipy.fft.rfft(frames[::hop] * window, axis=-1)
+            spec = scipy.fft.rfft(frame_view(buf[offset : offset + (k - 1) * hop + n_fft], n_fft, hop) * window, axis=-1)
             power = spec.real**2 + spec.imag**2
             out[:, t : t + k] = ((np.sqrt(power) if config.power == 1.0 else power) @ fb_t).T
             t += k
