@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 
-from micmatch.audio import load, resample, validate_audio
+from micmatch.audio import load, resample, to_mono
 from micmatch.errors import ConfigMismatchError, MeasurementError
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, analysis_window, frame_view
@@ -108,13 +108,6 @@ class Alignment:
                 "peak_score": round(float(self.peak_score), 2)}
 
 
-def _mono(audio: np.ndarray, sample_rate: int, name: str, min_samples: int) -> np.ndarray:
-    x = validate_audio(audio, sample_rate, name=name, min_samples=min_samples).astype(np.float64)
-    if x.ndim > 1:
-        x = x.reshape(-1, x.shape[-1]).mean(axis=0)
-    return x
-
-
 def _check_audible(x: np.ndarray, name: str) -> None:
     rms = float(np.sqrt(np.mean(x * x)))
     if rms < 1e-6:  # -120 dBFS: below any real converter's noise, so only digital silence
@@ -177,8 +170,8 @@ def estimate_offset(
     a short excerpt keeps the peak sharp even when the clocks drift. Raises :class:`MeasurementError` when no
     clear peak exists (the two recordings are not of the same sound).
     """
-    ref = _mono(reference, sample_rate, "reference", 1)
-    dev = _mono(device, sample_rate, "device", 1)
+    ref = to_mono(reference, sample_rate, name="reference")
+    dev = to_mono(device, sample_rate, name="device")
     n_ex = min(ref.shape[-1], int(round(excerpt_s * sample_rate)))
     if n_ex < ref.shape[-1]:
         hop = max(1, n_ex // 4)
@@ -231,8 +224,8 @@ def estimate_alignment(
     -------
     Alignment
     """
-    ref = _mono(reference, sample_rate, "reference", 1)
-    dev = _mono(device, sample_rate, "device", 1)
+    ref = to_mono(reference, sample_rate, name="reference")
+    dev = to_mono(device, sample_rate, name="device")
     _check_audible(ref, "reference")
     _check_audible(dev, "device")
     coarse, score = estimate_offset(ref, dev, sample_rate, max_offset_s=max_offset_s, min_peak_score=min_peak_score)
@@ -435,8 +428,8 @@ def estimate_pair(
         )
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, floor_db=floor_db,
                             gate_db=gate_db)
-    ref = _mono(reference, sample_rate, "reference", n_fft)
-    dev = _mono(device, sample_rate, "device", n_fft)
+    ref = to_mono(reference, sample_rate, name="reference", min_samples=n_fft)
+    dev = to_mono(device, sample_rate, name="device", min_samples=n_fft)
     _check_audible(ref, "reference")
     _check_audible(dev, "device")
     if alignment is None:

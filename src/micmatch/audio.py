@@ -322,6 +322,20 @@ def validate_audio(
     return x
 
 
+def to_mono(audio: np.ndarray, sample_rate: int | None = None, *, name: str = "audio",
+            min_samples: int = 1) -> np.ndarray:
+    """Validated (:func:`validate_audio`) float64 mono: ``(..., n_samples)`` averaged over every leading axis.
+
+    Returns
+    -------
+    mono : np.ndarray [shape=(n_samples,), dtype=float64]
+    """
+    x = validate_audio(audio, sample_rate, name=name, min_samples=min_samples).astype(np.float64)
+    if x.ndim > 1:
+        x = x.reshape(-1, x.shape[-1]).mean(axis=0)
+    return x
+
+
 def save(
     path: str | os.PathLike,
     audio: np.ndarray,

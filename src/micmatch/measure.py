@@ -32,7 +32,7 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from micmatch.audio import validate_audio
+from micmatch.audio import to_mono
 from micmatch.errors import MeasurementError
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 from micmatch.spectral import DEFAULT_FLOOR_DB, frequencies, hann
@@ -318,13 +318,6 @@ def windowed_power(
     return (1.0 - frac) * powers[lower, bins] + frac * powers[upper, bins]
 
 
-def _mono(audio: np.ndarray, sample_rate: int, name: str, min_samples: int = 1) -> np.ndarray:
-    x = validate_audio(audio, sample_rate, name=name, min_samples=min_samples).astype(np.float64)
-    if x.ndim > 1:
-        x = x.reshape(-1, x.shape[-1]).mean(axis=0)
-    return x
-
-
 def _check_not_silent(x: np.ndarray, name: str, expected: str) -> None:
     rms = np.sqrt(np.mean(x * x))
     level = 20.0 * np.log10(max(rms, 1e-30))
@@ -404,8 +397,8 @@ def measure_sweep(
     MeasurementError
         Silent recording; no sweep found; the recording misses the sweep's start or end.
     """
-    rec = _mono(recording, sample_rate, "recording")
-    sw = _mono(sweep, sample_rate, "sweep", min_samples=16)
+    rec = to_mono(recording, sample_rate, name="recording")
+    sw = to_mono(sweep, sample_rate, name="sweep", min_samples=16)
     pre = int(round(pre_s * sample_rate))
     _check_n_fft(n_fft, pre)
     _check_not_silent(sw, "sweep", "the test signal that was played")
@@ -500,7 +493,7 @@ def measure_impulses(
     MeasurementError
         Silent recording, or nothing that stands ``min_peak_db`` above the rest of the recording (no click).
     """
-    x = _mono(recording, sample_rate, "recording")
+    x = to_mono(recording, sample_rate, name="recording")
     pre = int(round(pre_s * sample_rate))
     _check_n_fft(n_fft, pre)
     _check_not_silent(x, "recording", "one or more recorded clicks or impulses")
