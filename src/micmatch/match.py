@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from micmatch import audio as audio_io
-from micmatch.align import Alignment, align, estimate_alignment, estimate_pair
+from micmatch.align import Alignment, align, estimate_alignment
+from micmatch.aligned import estimate_pair
 from micmatch.correct import (
     DEFAULT_MAX_BOOST_DB,
     DEFAULT_MAX_CUT_DB,

@@ -155,7 +155,7 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
       micmatch pair studio.wav phone.wav laptop.wav -o responses.json --plot pairs.png
       micmatch correct phone_recordings/ --responses responses.json --device phone --reference reference -o out/
     """
-    from micmatch.align import estimate_pair_files, merge_pairs
+    from micmatch.aligned import estimate_pair_files, merge_pairs
 
     if device_names and len(device_names) not in (1, len(devices)):
         raise click.UsageError(f"--device-name given {len(device_names)} times for {len(devices)} DEVICE files; "
