@@ -61,7 +61,7 @@ def sweep(output, duration_s, f_start_hz, f_end_hz, level_db, sample_rate, fade_
       (play sweep.wav through the device, record it as rec.wav, then)
       micmatch measure rec.wav --sweep sweep.wav --device phone -o responses.json
     """
-    from micmatch.measure import exponential_sweep
+    from micmatch.sweep import exponential_sweep
 
     prepare_output(output)
     total_s = duration_s + max(silence_before_s, 0.0) + max(silence_after_s, 0.0)
