@@ -217,7 +217,7 @@ def _skip_counted(labelled: list, existing, source: str | None) -> list:
     (a symlink in laptop/ to a studio/ file) counts once for each: labels come from the paths as given. Each skip
     is reported with a count.
     """
-    from micmatch.response import file_fingerprint, fingerprint_key
+    from micmatch.audio import file_fingerprint, fingerprint_key
 
     before = {fingerprint_key(f) for f in existing.files} if existing is not None else set()
     seen: set = set()
