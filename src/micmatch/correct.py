@@ -12,7 +12,10 @@ Applied two ways, both streaming in bounded memory and sample-aligned with the i
 
 * ``stft``: Hann STFT (hop n_fft/4), gain per bin, overlap-add; exact reconstruction at unity gain.
 * ``fir``: an FIR (default 1025 taps, least-squares design, linear phase with its (n_taps-1)/2 delay removed, or
-  minimum phase) by FFT overlap-save (benchmarks/bench_correct.py: about 10x scipy.signal.lfilter).
+  minimum phase) by FFT overlap-save (:mod:`micmatch.fir`; benchmarks/bench_correct.py: about 10x
+  scipy.signal.lfilter).
+
+Files are written through :func:`micmatch.render.render_file`; exports for other tools are :mod:`micmatch.exports`.
 
 Reference-free forms (section 2.5 of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"): reference ``":mean"`` is the average response of all devices in the
 set, ``":flat"`` removes the device's own long-term spectrum (mean-subtraction form), level-normalised so the mean
@@ -446,7 +449,8 @@ def correct_file(
     ``overs`` says what happens when the corrected signal exceeds full scale and the output subtype is integer
     PCM: ``scale`` (default: the input's format is kept) lowers the whole file's gain so its peak is -0.1 dBFS,
     ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``), ``clip`` clips and
-    reports how many samples; the returned :class:`FileResult` says which (a warning too unless ``warn=False``).
+    reports how many samples (``reduce`` is accepted as ``scale`` for one release); the returned
+    :class:`~micmatch.render.FileResult` says which (a warning too unless ``warn=False``).
     A file at another rate than the correction is refused unless ``resample`` (then the correction is
     re-sampled to the file's rate, :func:`resample_correction`; the audio keeps its rate). ``taps`` passes an FIR
     designed beforehand (method ``fir``), so a batch in several processes designs it once.
