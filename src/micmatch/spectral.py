@@ -362,10 +362,70 @@ class LogPowerAccumulator:
                 entry[1] += sqs[j]
                 entry[2] += int(counts[j])
 
+def stft(
+    audio: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+) -> np.ndarray:
+    """Centred Hann STFT with zero padding of ``n_fft // 2`` at both ends.
+
+    Returns complex ``(..., n_bins, n_frames)``. Zero (not reflect) padding makes block-wise processing with
+    context margins identical to whole-signal processing. Window: periodic Hann, unnormalised (librosa's
+    ``stft(..., center=True, pad_mode="constant")`` gives the same values).
+    """
+    hop = hop_length or n_fft // 4
+    x = np.asarray(audio)
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    pad = [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    xp = np.pad(x.astype(dtype, copy=False), pad)
+    count = 1 + (xp.shape[-1] - n_fft) // hop
+    lead = xp.shape[:-1]
+    flat = np.ascontiguousarray(xp.reshape(-1, xp.shape[-1]))
+    out = np.empty((flat.shape[0], n_fft // 2 + 1, count), dtype=np.complex128 if dtype == np.float64 else np.complex64)
+    window = hann(n_fft).astype(dtype)
+    for i, row in enumerate(flat):
+        out[i] = scipy.fft.rfft(frame_view(row, n_fft, hop) * window, axis=-1).T
+    return out.reshape(*lead, n_fft // 2 + 1, count)
+
+
+def istft(
+    spec: np.ndarray,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+    length: int | None = None,
+) -> np.ndarray:
+    """Inverse of :func:`stft`: weighted overlap-add with Hann synthesis window, normalised by the window-square sum.
+
+    ``istft(stft(x), length=len(x))`` reconstructs ``x`` to float precision (the window-square sum never
+    vanishes inside the padded signal for hops up to ``n_fft // 2``).
+    """
+    hop = hop_length or n_fft // 4
+    s = np.asarray(spec)
+    real_dtype = np.float64 if s.dtype == np.complex128 else np.float32
+    lead = s.shape[:-2]
+    count = s.shape[-1]
+    flat = s.reshape(-1, s.shape[-2], count)
+    window = hann(n_fft).astype(real_dtype)
+    total = n_fft + hop * (count - 1)
+    wss = _window_square_sum(window, hop, count, total)
+    out = np.empty((flat.shape[0], total), dtype=real_dtype)
+    for i, m in enumerate(flat):
+        frames = scipy.fft.irfft(m.T, n=n_fft, axis=-1).astype(real_dtype, copy=False) * window
+        out[i] = overlap_add(frames, hop, total)
+    out /= wss
+    start = n_fft // 2
+    end = total - n_fft // 2 if length is None else start + length
+    y = out[:, start:end]
+    if length is not None and y.shape[-1] < length:
+        y = np.pad(y, ((0, 0), (0, length - y.shape[-1])))
+    return y.reshape(*lead, -1)
+
 
 # ----------------------------------------------------------------------------------------------------------------
-# Framing, STFT and overlap-add: the one implementation that STFT processing, FIR filtering, alignment and feature
-# extraction share.
+# Framing and overlap-add: the one implementation that the STFT above, STFT processing, FIR filtering, alignment
+# and feature extraction share.
 
 
 def frame_view(x: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
@@ -456,67 +516,6 @@ def overlap_add_processor(process, frame_length: int, hop_length: int, synthesis
         return np.stack(outs).reshape(*lead, -1)
 
     return func
-
-
-def stft(
-    audio: np.ndarray,
-    *,
-    n_fft: int = 2048,
-    hop_length: int | None = None,
-) -> np.ndarray:
-    """Centred Hann STFT with zero padding of ``n_fft // 2`` at both ends.
-
-    Returns complex ``(..., n_bins, n_frames)``. Zero (not reflect) padding makes block-wise processing with
-    context margins identical to whole-signal processing. Window: periodic Hann, unnormalised (librosa's
-    ``stft(..., center=True, pad_mode="constant")`` gives the same values).
-    """
-    hop = hop_length or n_fft // 4
-    x = np.asarray(audio)
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
-    pad = [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)]
-    xp = np.pad(x.astype(dtype, copy=False), pad)
-    count = 1 + (xp.shape[-1] - n_fft) // hop
-    lead = xp.shape[:-1]
-    flat = np.ascontiguousarray(xp.reshape(-1, xp.shape[-1]))
-    out = np.empty((flat.shape[0], n_fft // 2 + 1, count), dtype=np.complex128 if dtype == np.float64 else np.complex64)
-    window = hann(n_fft).astype(dtype)
-    for i, row in enumerate(flat):
-        out[i] = scipy.fft.rfft(frame_view(row, n_fft, hop) * window, axis=-1).T
-    return out.reshape(*lead, n_fft // 2 + 1, count)
-
-
-def istft(
-    spec: np.ndarray,
-    *,
-    n_fft: int = 2048,
-    hop_length: int | None = None,
-    length: int | None = None,
-) -> np.ndarray:
-    """Inverse of :func:`stft`: weighted overlap-add with Hann synthesis window, normalised by the window-square sum.
-
-    ``istft(stft(x), length=len(x))`` reconstructs ``x`` to float precision (the window-square sum never
-    vanishes inside the padded signal for hops up to ``n_fft // 2``).
-    """
-    hop = hop_length or n_fft // 4
-    s = np.asarray(spec)
-    real_dtype = np.float64 if s.dtype == np.complex128 else np.float32
-    lead = s.shape[:-2]
-    count = s.shape[-1]
-    flat = s.reshape(-1, s.shape[-2], count)
-    window = hann(n_fft).astype(real_dtype)
-    total = n_fft + hop * (count - 1)
-    wss = _window_square_sum(window, hop, count, total)
-    out = np.empty((flat.shape[0], total), dtype=real_dtype)
-    for i, m in enumerate(flat):
-        frames = scipy.fft.irfft(m.T, n=n_fft, axis=-1).astype(real_dtype, copy=False) * window
-        out[i] = overlap_add(frames, hop, total)
-    out /= wss
-    start = n_fft // 2
-    end = total - n_fft // 2 if length is None else start + length
-    y = out[:, start:end]
-    if length is not None and y.shape[-1] < length:
-        y = np.pad(y, ((0, 0), (0, length - y.shape[-1])))
-    return y.reshape(*lead, -1)
 
 
 def _window_square_sum(window: np.ndarray, hop: int, count: int, total: int) -> np.ndarray:
