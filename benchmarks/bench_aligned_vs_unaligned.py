@@ -2,7 +2,7 @@
 
 Material: FSDD speech (8 kHz, clips concatenated in a seeded random order) through two real MicIRP microphone
 impulse responses (resampled to 8 kHz), independent white noise 30 dB below each recording, and for the device a
-start offset of 1.3 s and a clock drift of +60 ppm. The aligned estimate (``micmatch.align.estimate_pair``) sees
+start offset of 1.3 s and a clock drift of +60 ppm. The aligned estimate (``micmatch.aligned.estimate_pair``) sees
 the pair; the unaligned estimate (``micmatch.estimate.estimate_responses``) sees the same two recordings as
 unrelated material. Truth: ``ImpulseResponse.magnitude_db(n_fft)`` of the device IR minus the reference IR's.
 Error: dB RMS over 100-3600 Hz (FSDD holds nothing above 4 kHz; speech holds little below 100 Hz).
@@ -24,7 +24,7 @@ import scipy.signal
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine  # noqa: E402
 
-from micmatch.align import estimate_pair  # noqa: E402
+from micmatch.aligned import estimate_pair  # noqa: E402
 from micmatch.audio import load  # noqa: E402
 from micmatch.estimate import estimate_responses  # noqa: E402
 from micmatch.simulate import apply_ir, load_ir  # noqa: E402

@@ -41,7 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     import librosa
 
-    from micmatch.correct import apply_correction, design_fir, fir_filter
+    from micmatch.correct import apply_correction
+    from micmatch.fir import design_fir, fir_filter
 
     sr = 44100
     rng = np.random.default_rng(0)

@@ -33,7 +33,8 @@ def main() -> None:
     args = ap.parse_args()
     from bench_correct import make_correction
 
-    from micmatch import correct as C
+    from micmatch import fir
+    from micmatch.correct import correct_file
 
     sr = 44100
     corr = make_correction(sr)
@@ -43,13 +44,13 @@ def main() -> None:
         times = {}
         for mode in ("per_file_design", "one_design_per_batch"):
             out = tmp / mode
-            C._FIR_CACHE.clear()
+            fir._FIR_CACHE.clear()
             t0 = time.perf_counter()
-            taps = C.design_fir(corr) if mode == "one_design_per_batch" else None
+            taps = fir.design_fir(corr) if mode == "one_design_per_batch" else None
             for f in files:
                 if mode == "per_file_design":
-                    C._FIR_CACHE.clear()
-                C.correct_file(f, out / f.name, corr, method="fir", taps=taps, warn=False)
+                    fir._FIR_CACHE.clear()
+                correct_file(f, out / f.name, corr, method="fir", taps=taps, warn=False)
             times[mode] = time.perf_counter() - t0
         diff = max(float(np.abs(sf.read(tmp / "per_file_design" / f.name)[0] -
                                 sf.read(tmp / "one_design_per_batch" / f.name)[0]).max()) for f in files[:20])

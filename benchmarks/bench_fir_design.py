@@ -49,7 +49,7 @@ def corrections(sample_rate: int):
 
 
 def main() -> None:
-    from micmatch.correct import design_fir, fir_response_db
+    from micmatch.fir import design_fir, fir_response_db
 
     sr = 44100
     corrs, source = corrections(sr)

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine
 
 from micmatch import spectral
-from micmatch.align import estimate_pair
+from micmatch.aligned import estimate_pair
 from micmatch.correct import apply_correction, correction_curve
 from micmatch.estimate import estimate_responses
 from micmatch.learn.normalizer_train import fit_eq_net, fit_ratio_net

@@ -13,11 +13,9 @@ from micmatch.align import (
     align,
     estimate_alignment,
     estimate_offset,
-    estimate_pair,
-    estimate_pair_files,
     gcc_phat,
-    merge_pairs,
 )
+from micmatch.aligned import estimate_pair, estimate_pair_files, merge_pairs
 from micmatch.audio import load, resample, save
 from micmatch.errors import ConfigMismatchError, MeasurementError
 from micmatch.simulate import apply_ir, load_ir

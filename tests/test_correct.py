@@ -19,15 +19,11 @@ from micmatch.correct import (
     apply_correction,
     correct_file,
     correction_curve,
-    design_fir,
-    export,
-    export_csv,
-    export_equalizerapo,
-    export_ir_wav,
-    fir_response_db,
 )
 from micmatch.errors import AudioError, ConfigMismatchError
 from micmatch.estimate import estimate_responses
+from micmatch.exports import export, export_csv, export_equalizerapo, export_ir_wav
+from micmatch.fir import design_fir, fir_response_db
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 from micmatch.simulate import DeviceModel, Section
 from micmatch.spectral import frequencies
@@ -375,10 +371,10 @@ def test_export_dispatch(tmp_path):
 
 
 def test_interrupted_correction_leaves_no_file(tmp_path, rng, monkeypatch):
-    import micmatch.correct as correct_module
+    import micmatch.render as correct_module
 
     src = audio.save(tmp_path / "in" / "x.wav", (rng.standard_normal(300_000) * 0.05).astype(np.float32), SR)
-    real = correct_module._stream_with_context
+    real = correct_module.stream_with_context
 
     def interrupted(*args, **kwargs):
         for i, block in enumerate(real(*args, **kwargs)):
@@ -386,7 +382,7 @@ def test_interrupted_correction_leaves_no_file(tmp_path, rng, monkeypatch):
                 raise KeyboardInterrupt  # as Ctrl-C half way through the file
             yield block
 
-    monkeypatch.setattr(correct_module, "_stream_with_context", interrupted)
+    monkeypatch.setattr(correct_module, "stream_with_context", interrupted)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         correct_file(src, out / "x.wav", _flat())

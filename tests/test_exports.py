@@ -11,15 +11,11 @@ import scipy.signal
 import soundfile as sf
 from click.testing import CliRunner
 
-from micmatch import audio, correct
+from micmatch import audio, fir
 from micmatch.cli import main
-from micmatch.correct import (
-    Correction,
-    design_fir,
-    fir_response_db,
-    resample_correction,
-)
+from micmatch.correct import Correction, resample_correction
 from micmatch.errors import ParameterError
+from micmatch.fir import design_fir, fir_response_db
 from micmatch.parametric import (
     Biquad,
     camilladsp_yaml,
@@ -80,11 +76,11 @@ def test_equalizerapo_and_camilladsp_text():
 
 def test_fir_design_is_cached_and_read_only():
     corr = _curve([Biquad("peak", 1000.0, 6.0, 2.0)], n_fft=1024)
-    correct._FIR_CACHE.clear()
+    fir._FIR_CACHE.clear()
     a = design_fir(corr, n_taps=255)
     assert design_fir(corr, n_taps=255) is a and not a.flags.writeable
     assert design_fir(corr, n_taps=257) is not a
-    np.testing.assert_array_equal(a, correct.design_fir_uncached(corr, n_taps=255))
+    np.testing.assert_array_equal(a, fir.design_fir_uncached(corr, n_taps=255))
 
 
 def test_resampled_correction_keeps_the_curve():

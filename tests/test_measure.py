@@ -7,15 +7,10 @@ import pytest
 import scipy.signal
 
 from micmatch.errors import AudioError, MeasurementError
-from micmatch.measure import (
-    deconvolve,
-    exponential_sweep,
-    harmonic_advance_s,
-    measure_impulses,
-    measure_sweep,
-)
+from micmatch.measure import measure_impulses, measure_sweep
 from micmatch.response import ResponseSet
 from micmatch.simulate import load_ir
+from micmatch.sweep import deconvolve, exponential_sweep, harmonic_advance_s
 
 
 def true_response_db(h: np.ndarray, n_fft: int) -> np.ndarray:

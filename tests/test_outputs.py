@@ -169,12 +169,11 @@ def test_atomic_path_on_a_missing_parent_under_a_file_is_an_output_error(tmp_pat
 _APPEND = """
 import sys
 import numpy as np
-from micmatch.outputs import save_responses
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 name, out = sys.argv[1], sys.argv[2]
 config = SpectralConfig(sample_rate=8000, n_fft=256, hop_length=64)
 rs = ResponseSet(config, [DeviceResponse(name, np.zeros(129), method="sweep")])
-save_responses(rs, out, merge_from=out)
+rs.save_merged(out, merge_from=out)
 """
 
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
 from micmatch.estimate import estimate_responses
-from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig, file_fingerprint
+from micmatch.audio import file_fingerprint
+from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 
 SR = 8000
 N_FFT = 256

@@ -7,10 +7,11 @@ Nothing here resamples unless a target ``sample_rate`` is passed explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from micmatch.errors import AudioError, ParameterError
-from micmatch.outputs import atomic_path, is_staging
+from micmatch import outputs
 
 #: Channel handling options shared by the API and the CLI.
 #: ``mix``: average all channels into one; ``first``: keep channel 0; ``each``: return every channel (``keep`` is
@@ -77,7 +78,7 @@ def find_audio_files(inputs: Iterable[str | os.PathLike], *,
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and not is_staging(p)
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in exts and not outputs.is_staging(p)
                                 and p.is_file() and not excluded(p)))
         elif path.exists():
             found.append(path)
@@ -126,6 +127,41 @@ def _truncated_chunk(log: str) -> tuple[int, int] | None:
         if present < declared and declared not in _UNKNOWN_SIZES:
             return declared, present
     return None
+
+
+#: Files up to this size are hashed whole; larger ones by their first and last MIB bytes (and their size).
+MIB = 1 << 20
+
+
+def file_fingerprint(path: str | os.PathLike, *, device: str | None = None) -> dict:
+    """What identifies an input file: absolute path, size, modification time and a SHA-256 of its content.
+
+    Files up to 2 MiB are hashed whole (``"hashed": "whole"``); larger ones by their first and last MiB
+    (``"head-tail"``): fast on long recordings, and with the size it tells copies of one file from different
+    files. Two fingerprints name the same content when size and hash agree, wherever the file lies.
+    """
+    p = Path(path).resolve()
+    st = p.stat()
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        if st.st_size <= 2 * MIB:
+            h.update(f.read())
+            how = "whole"
+        else:
+            h.update(f.read(MIB))
+            f.seek(st.st_size - MIB)
+            h.update(f.read(MIB))
+            how = "head-tail"
+    out = {"path": str(p), "size": int(st.st_size), "mtime": float(st.st_mtime), "sha256": h.hexdigest(),
+           "hashed": how}
+    if device is not None:
+        out["device"] = device
+    return out
+
+
+def fingerprint_key(fp: Mapping) -> tuple:
+    """The identity of a fingerprint's content: (size, hash)."""
+    return (int(fp["size"]), str(fp["sha256"]))
 
 
 def first_sample_rate(paths: Iterable[str | os.PathLike]) -> int:
@@ -322,6 +358,20 @@ def validate_audio(
     return x
 
 
+def to_mono(audio: np.ndarray, sample_rate: int | None = None, *, name: str = "audio",
+            min_samples: int = 1) -> np.ndarray:
+    """Validated (:func:`validate_audio`) float64 mono: ``(..., n_samples)`` averaged over every leading axis.
+
+    Returns
+    -------
+    mono : np.ndarray [shape=(n_samples,), dtype=float64]
+    """
+    x = validate_audio(audio, sample_rate, name=name, min_samples=min_samples).astype(np.float64)
+    if x.ndim > 1:
+        x = x.reshape(-1, x.shape[-1]).mean(axis=0)
+    return x
+
+
 def save(
     path: str | os.PathLike,
     audio: np.ndarray,
@@ -348,7 +398,7 @@ def save(
     if (subtype is None or not subtype.startswith(("FLOAT", "DOUBLE"))) and np.abs(x).max(initial=0.0) > 1.0:
         warnings.warn(f"{path}: samples beyond full scale are clipped by the {subtype or 'default'} subtype",
                       stacklevel=2)
-    with atomic_path(path) as tmp:
+    with outputs.atomic_path(path) as tmp:
         sf.write(str(tmp), x.T, sample_rate, format=fmt, subtype=subtype)
     return path
 

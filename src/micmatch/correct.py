@@ -12,7 +12,10 @@ Applied two ways, both streaming in bounded memory and sample-aligned with the i
 
 * ``stft``: Hann STFT (hop n_fft/4), gain per bin, overlap-add; exact reconstruction at unity gain.
 * ``fir``: an FIR (default 1025 taps, least-squares design, linear phase with its (n_taps-1)/2 delay removed, or
-  minimum phase) by FFT overlap-save (benchmarks/bench_correct.py: about 10x scipy.signal.lfilter).
+  minimum phase) by FFT overlap-save (:mod:`micmatch.fir`; benchmarks/bench_correct.py: about 10x
+  scipy.signal.lfilter).
+
+Files are written through :func:`micmatch.render.render_file`; exports for other tools are :mod:`micmatch.exports`.
 
 Reference-free forms (section 2.5 of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"): reference ``":mean"`` is the average response of all devices in the
 set, ``":flat"`` removes the device's own long-term spectrum (mean-subtraction form), level-normalised so the mean
@@ -21,36 +24,27 @@ gain over the analysis band is 0 dB.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.fft
-import scipy.signal
-import soundfile as sf
 
 from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
-from micmatch.outputs import staging_path
+from micmatch.fir import DEFAULT_N_TAPS, design_fir, fir_processor
+from micmatch.render import BLOCK_FRAMES, FileResult, Processor, process_array, render_file, resolve_overs
 from micmatch.response import DeviceResponse, ResponseSet
-from micmatch.spectral import db_to_gain, frequencies, hann, smooth_fractional_octave
+from micmatch.spectral import db_to_gain, frequencies, hann, overlap_add_processor, smooth_fractional_octave
 
 DEFAULT_MAX_BOOST_DB = 20.0
 DEFAULT_MAX_CUT_DB = 30.0
 DEFAULT_DYNAMIC_RANGE_DB = 80.0
-DEFAULT_N_TAPS = 1025
 REFERENCE_FREE = (":mean", ":flat")
 METHODS = ("stft", "fir")
-FIR_DESIGNS = ("firls", "firwin2")
-PHASES = ("linear", "minimum")
-OVERS = ("float", "scale", "clip")
 STATISTICS = ("log", "power")
 #: Default long-term statistic (benchmarks/bench_match.py compares the two on reverberant, noisy pairs).
 DEFAULT_STATISTIC = "log"
@@ -368,227 +362,42 @@ def with_target_curve(responses: ResponseSet, device: str, curve_db: np.ndarray,
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# FIR design
+# Applying a correction
 
 
-#: Designed filters by (curve, rate, settings): a batch designs each filter once (firls takes about 0.1 s).
-_FIR_CACHE: dict[tuple, np.ndarray] = {}
-_FIR_CACHE_SIZE = 32
-
-
-def design_fir(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
-               phase: str = "linear") -> np.ndarray:
-    """An FIR filter whose magnitude follows the correction (cached: the same curve and settings are designed
-    once per process; the returned array is read-only). See :func:`design_fir_uncached`."""
-    key = (hashlib.sha1(correction.gain_db.tobytes()).hexdigest(), correction.sample_rate, correction.n_fft,
-           n_taps, design, phase)
-    taps = _FIR_CACHE.get(key)
-    if taps is None:
-        taps = design_fir_uncached(correction, n_taps=n_taps, design=design, phase=phase)
-        taps.setflags(write=False)
-        if len(_FIR_CACHE) >= _FIR_CACHE_SIZE:
-            _FIR_CACHE.pop(next(iter(_FIR_CACHE)))
-        _FIR_CACHE[key] = taps
-    return taps
-
-
-def design_fir_uncached(correction: Correction, *, n_taps: int = DEFAULT_N_TAPS, design: str = "firls",
-                        phase: str = "linear") -> np.ndarray:
-    """An FIR filter whose magnitude follows the correction.
-
-    ``firls`` solves least squares over contiguous bands covering 0 Hz to Nyquist (one band per pair of adjacent
-    bins: well conditioned; gaps between bands make firls ill-conditioned, see METHODS.md section 9);
-    ``firwin2`` samples the response and windows it (frequency sampling). benchmarks/bench_fir_design.py compares
-    their accuracy: firls is the default because it is the more accurate.
-
-    ``phase="minimum"`` converts the linear-phase design with :func:`scipy.signal.minimum_phase` (homomorphic,
-    full length, same magnitude): no pre-ringing and no bulk delay, but a frequency-dependent delay.
-
-    Returns
-    -------
-    taps : np.ndarray [shape=(n_taps,)]
-    """
-    if n_taps < 3 or n_taps % 2 == 0:
-        raise ParameterError(f"n_taps={n_taps} must be an odd integer >= 3 (a linear-phase type I filter)")
-    if design not in FIR_DESIGNS:
-        raise ParameterError(f"design={design!r} must be one of {FIR_DESIGNS}")
-    if phase not in PHASES:
-        raise ParameterError(f"phase={phase!r} must be one of {PHASES}")
-    f = correction.frequencies
-    g = correction.gain
-    fs = correction.sample_rate
-    if design == "firls":
-        bands = np.repeat(f, 2)[1:-1]
-        desired = np.repeat(g, 2)[1:-1]
-        taps = scipy.signal.firls(n_taps, bands, desired, fs=fs)
-    else:
-        taps = scipy.signal.firwin2(n_taps, f, g, fs=fs, nfreqs=max(1 + 2 ** math.ceil(math.log2(n_taps)), f.size))
-    if phase == "minimum":
-        taps = scipy.signal.minimum_phase(taps, method="homomorphic", half=False)
-    return taps
-
-
-def fir_response_db(taps: np.ndarray, freqs_hz: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Magnitude response (dB) of FIR taps at the given frequencies."""
-    _, h = scipy.signal.freqz(taps, worN=np.asarray(freqs_hz, dtype=np.float64), fs=sample_rate)
-    return 20.0 * np.log10(np.maximum(np.abs(h), 1e-12))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Streaming engine: out[t] depends on in[t - left : t + right + 1]. Input blocks of any size go in; the output
-# has exactly the input's length. Blocks of ``block`` samples are processed with their context, so the result does
-# not depend on how the input was chunked (arrays and files go through the same code).
-
-
-def _stream_with_context(
-    chunks: Iterable[np.ndarray],
-    func: Callable[[np.ndarray], np.ndarray],
-    *,
-    left: int,
-    right: int,
-    block: int,
-) -> Iterator[np.ndarray]:
-    buf: np.ndarray | None = None
-    n_in = 0
-    n_out = 0
-    for chunk in chunks:
-        c = np.asarray(chunk, dtype=np.float32)
-        if buf is None:
-            buf = np.zeros(c.shape[:-1] + (left,), dtype=np.float32)
-        buf = np.concatenate([buf, c], axis=-1)
-        n_in += c.shape[-1]
-        while buf.shape[-1] >= left + block + right:
-            yield func(buf[..., : left + block + right])
-            buf = buf[..., block:]
-            n_out += block
-    if buf is None:
-        return
-    while n_out < n_in:
-        need = left + block + right - buf.shape[-1]
-        if need > 0:
-            buf = np.concatenate([buf, np.zeros(buf.shape[:-1] + (need,), dtype=np.float32)], axis=-1)
-        out = func(buf[..., : left + block + right])
-        take = min(block, n_in - n_out)
-        yield out[..., :take]
-        buf = buf[..., block:]
-        n_out += take
-
-
-def _stft_gain_func(gain: np.ndarray, n_fft: int, hop: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Process one segment: frames at offsets 0, hop, ...; returns the fully covered middle part."""
+def stft_processor(gain: np.ndarray, n_fft: int, hop_length: int) -> Processor:
+    """A gain per STFT bin as a :class:`~micmatch.render.Processor`: Hann frames every ``hop_length``, gain,
+    overlap-add; exact reconstruction at unity gain, output sample-aligned with the input."""
+    if n_fft % hop_length or n_fft // hop_length < 4:
+        raise ParameterError(f"hop_length={hop_length} must divide n_fft={n_fft} at least 4 times")
     window = hann(n_fft).astype(np.float32)
     # Periodic Hann at hops dividing n_fft/4: the sum of squared windows over overlapping frames is the constant
     # sum(w^2)/hop, folded into the synthesis window.
-    synthesis = (window / np.float32(np.sum(window * window) / hop)).astype(np.float32)
-    g = gain.astype(np.float32)
-    left = n_fft - hop
+    synthesis = (window / np.float32(np.sum(window * window) / hop_length)).astype(np.float32)
+    g = np.asarray(gain).astype(np.float32)
 
-    def func(seg: np.ndarray) -> np.ndarray:
-        lead = seg.shape[:-1]
-        flat = np.ascontiguousarray(seg.reshape(-1, seg.shape[-1]))
-        length = seg.shape[-1]
-        count = 1 + (length - n_fft) // hop
-        outs = []
-        for row in flat:
-            frames = np.lib.stride_tricks.as_strided(row, shape=(count, n_fft),
-                                                     strides=(hop * row.strides[0], row.strides[0]), writeable=False)
-            spec = scipy.fft.rfft(frames * window, axis=-1, overwrite_x=True)
-            spec *= g
-            y = scipy.fft.irfft(spec, n=n_fft, axis=-1, overwrite_x=True).astype(np.float32, copy=False)
-            y *= synthesis
-            acc = np.zeros(length, dtype=np.float32)
-            r = n_fft // hop
-            seg_blocks = y.reshape(count, r, hop)
-            view = acc[: (count + r - 1) * hop].reshape(-1, hop)
-            for j in range(r):
-                view[j : j + count] += seg_blocks[:, j, :]
-            outs.append(acc[left : length - left])
-        return outs[0].reshape(*lead, -1) if len(outs) == 1 else np.stack(outs).reshape(*lead, -1)
+    def process(frames: np.ndarray) -> np.ndarray:
+        spec = scipy.fft.rfft(frames * window, axis=-1, overwrite_x=True)
+        spec *= g
+        return scipy.fft.irfft(spec, n=n_fft, axis=-1, overwrite_x=True)
 
-    return func
+    ctx = n_fft - hop_length
+    return Processor(overlap_add_processor(process, n_fft, hop_length, synthesis), ctx, ctx,
+                     hop_length * max(1, BLOCK_FRAMES // hop_length))
 
 
-def _fir_func(taps: np.ndarray, fft_size: int = 16384) -> Callable[[np.ndarray], np.ndarray]:
-    """'valid' convolution of a segment by overlap-save with one batched real FFT (float32)."""
-    n_taps = taps.size
-    while fft_size < 4 * n_taps:
-        fft_size *= 2
-    step = fft_size - n_taps + 1
-    h = scipy.fft.rfft(taps.astype(np.float32), fft_size)
-
-    def func(seg: np.ndarray) -> np.ndarray:
-        lead = seg.shape[:-1]
-        flat = seg.reshape(-1, seg.shape[-1])
-        n_valid = seg.shape[-1] - n_taps + 1
-        n_blocks = -(-n_valid // step)
-        outs = []
-        for row in flat:
-            padded = np.zeros(n_blocks * step + n_taps - 1, dtype=np.float32)
-            padded[: row.size] = row
-            frames = np.lib.stride_tricks.as_strided(
-                padded, shape=(n_blocks, fft_size), strides=(step * 4, 4), writeable=False)
-            # The last frame may read past `padded`; pad so every frame is in bounds.
-            if (n_blocks - 1) * step + fft_size > padded.size:
-                padded = np.concatenate([padded, np.zeros((n_blocks - 1) * step + fft_size - padded.size,
-                                                          dtype=np.float32)])
-                frames = np.lib.stride_tricks.as_strided(
-                    padded, shape=(n_blocks, fft_size), strides=(step * 4, 4), writeable=False)
-            spec = scipy.fft.rfft(frames, axis=-1)
-            spec *= h
-            y = scipy.fft.irfft(spec, n=fft_size, axis=-1)[:, n_taps - 1 :]
-            outs.append(y.reshape(-1)[:n_valid].astype(np.float32, copy=False))
-        return np.stack(outs).reshape(*lead, -1)
-
-    return func
-
-
-@dataclass(frozen=True)
-class _Plan:
-    func: Callable[[np.ndarray], np.ndarray]
-    left: int
-    right: int
-    block: int
-
-
-def _plan(correction: Correction, method: str, *, n_taps: int, design: str, phase: str,
-          hop_length: int | None, taps: np.ndarray | None = None) -> _Plan:
+def correction_processor(correction: Correction, method: str = "stft", *, n_taps: int = DEFAULT_N_TAPS,
+                         design: str = "firls", phase: str = "linear", hop_length: int | None = None,
+                         taps: np.ndarray | None = None) -> Processor:
+    """The :class:`~micmatch.render.Processor` that applies ``correction`` by ``method`` (see
+    :func:`apply_correction`); ``taps`` passes an FIR designed beforehand."""
     if method == "stft":
-        hop = hop_length or correction.n_fft // 4
-        if correction.n_fft % hop or correction.n_fft // hop < 4:
-            raise ParameterError(f"hop_length={hop} must divide n_fft={correction.n_fft} at least 4 times")
-        ctx = correction.n_fft - hop
-        block = hop * max(1, (1 << 17) // hop)
-        return _Plan(_stft_gain_func(correction.gain, correction.n_fft, hop), ctx, ctx, block)
+        return stft_processor(correction.gain, correction.n_fft, hop_length or correction.n_fft // 4)
     if method == "fir":
         if taps is None:
             taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
-        return _fir_plan(taps, compensate_delay=phase == "linear")
+        return fir_processor(taps, compensate_delay=phase == "linear")
     raise ParameterError(f"method={method!r} must be one of {METHODS}")
-
-
-def _fir_plan(taps: np.ndarray, *, compensate_delay: bool) -> _Plan:
-    n = np.asarray(taps).size
-    if compensate_delay:
-        d = (n - 1) // 2
-        return _Plan(_fir_func(np.asarray(taps)), d, n - 1 - d, 1 << 17)
-    return _Plan(_fir_func(np.asarray(taps)), n - 1, 0, 1 << 17)
-
-
-def fir_filter(audio: np.ndarray, taps: np.ndarray, *, compensate_delay: bool = True) -> np.ndarray:
-    """Filter ``(..., n_samples)`` audio with FIR taps by FFT overlap-save; float32 output of the input's shape.
-
-    With ``compensate_delay`` the ``(n_taps - 1) // 2`` samples of a linear-phase filter's delay are removed, so
-    the output is sample-aligned with the input (equal to ``scipy.signal.lfilter(taps, 1, x)`` shifted by that
-    delay, the end continued with zeros). Speed: benchmarks/bench_correct.py.
-    """
-    x = audio_io.validate_audio(audio)
-    t = np.asarray(taps, dtype=np.float64)
-    if t.ndim != 1 or t.size < 1 or not np.isfinite(t).all():
-        raise ParameterError(f"taps must be a finite 1-D array; got shape {t.shape}")
-    plan = _fir_plan(t, compensate_delay=compensate_delay)
-    parts = list(_stream_with_context([x.astype(np.float32, copy=False)], plan.func, left=plan.left,
-                                      right=plan.right, block=plan.block))
-    return np.concatenate(parts, axis=-1)
 
 
 def apply_correction(
@@ -616,21 +425,8 @@ def apply_correction(
     """
     x = audio_io.validate_audio(audio, sample_rate)
     correction.check_sample_rate(sample_rate)
-    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=hop_length)
-    parts = list(_stream_with_context([x.astype(np.float32, copy=False)], plan.func, left=plan.left,
-                                      right=plan.right, block=plan.block))
-    return np.concatenate(parts, axis=-1) if parts else np.zeros_like(x, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """What :func:`correct_file` did to one file."""
-
-    input: Path
-    output: Path
-    peak: float
-    action: str  # "ok", "float", "scaled", "clipped"
-    message: str = ""
+    return process_array(x, correction_processor(correction, method, n_taps=n_taps, design=design, phase=phase,
+                                                 hop_length=hop_length))
 
 
 def correct_file(
@@ -653,155 +449,25 @@ def correct_file(
     ``overs`` says what happens when the corrected signal exceeds full scale and the output subtype is integer
     PCM: ``scale`` (default: the input's format is kept) lowers the whole file's gain so its peak is -0.1 dBFS,
     ``float`` writes a float file instead (WAV/AIFF/CAF; other formats fall back to ``scale``), ``clip`` clips and
-    reports how many samples; the returned :class:`FileResult` says which (a warning too unless ``warn=False``).
+    reports how many samples (``reduce`` is accepted as ``scale`` for one release); the returned
+    :class:`~micmatch.render.FileResult` says which (a warning too unless ``warn=False``).
     A file at another rate than the correction is refused unless ``resample`` (then the correction is
     re-sampled to the file's rate, :func:`resample_correction`; the audio keeps its rate). ``taps`` passes an FIR
     designed beforehand (method ``fir``), so a batch in several processes designs it once.
     The input is only read; nothing is written under ``output`` until the file is complete.
     """
-    if overs not in OVERS:
-        raise ParameterError(f"overs={overs!r} must be one of {OVERS}")
+    resolve_overs(overs)
     meta = audio_io.info(path)
     if resample and meta.sample_rate != correction.sample_rate:
         correction = resample_correction(correction, meta.sample_rate)
         taps = None
     correction.check_sample_rate(meta.sample_rate, what=str(meta.path))
-    output = Path(output)
-    if output.resolve() == meta.path.resolve():
+    if Path(output).resolve() == meta.path.resolve():
         raise AudioError(f"{meta.path}: output would overwrite the input; choose another output folder")
-    plan = _plan(correction, method, n_taps=n_taps, design=design, phase=phase, hop_length=None, taps=taps)
-    out_subtype = subtype or meta.subtype
-    out_format = meta.format
-    if not sf.check_format(out_format, out_subtype):
-        out_subtype = sf.default_subtype(out_format)
-    is_float = out_subtype in ("FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III")
-    peak = 0.0
-    blocks = audio_io.iter_blocks(meta.path, block_frames=1 << 17, channels="keep", dtype="float32")
-    # The corrected float signal is staged in a hidden file beside the output (its peak decides what happens to
-    # overs before the final file is written) and always removed afterwards.
-    output.parent.mkdir(parents=True, exist_ok=True)
-    stage = staging_path(output.with_name(output.name + ".float"))  # a staging name: find_audio_files skips it
-    try:
-        with sf.SoundFile(str(stage), "w", samplerate=meta.sample_rate, channels=meta.channels,
-                          format="WAV", subtype="FLOAT") as tmp:
-            for y in _stream_with_context(blocks, plan.func, left=plan.left, right=plan.right, block=plan.block):
-                peak = max(peak, float(np.abs(y).max(initial=0.0)))
-                tmp.write(y.T)
-        action, gain, message = "ok", 1.0, ""
-        if peak > 1.0 and not is_float:
-            if overs == "float" and sf.check_format(out_format, "FLOAT"):
-                out_subtype, action = "FLOAT", "float"
-                message = (f"{meta.path}: corrected peak {20 * math.log10(peak):+.1f} dBFS exceeds full scale; "
-                           f"written as 32-bit float to keep it (use --overs scale or clip to avoid)")
-            elif overs in ("float", "scale"):
-                gain, action = 10 ** (-0.1 / 20) / peak, "scaled"
-                message = f"{meta.path}: corrected peak {20 * math.log10(peak):+.1f} dBFS; scaled by {20 * math.log10(gain):.1f} dB"
-            else:
-                action = "clipped"
-        n_clipped = 0
-        with audio_io.atomic_path(output) as final:
-            with sf.SoundFile(str(stage)) as src, sf.SoundFile(
-                str(final), "w", samplerate=meta.sample_rate, channels=meta.channels, format=out_format,
-                subtype=out_subtype,
-            ) as dst:
-                for blk in src.blocks(blocksize=1 << 17, dtype="float32", always_2d=True):
-                    if gain != 1.0:
-                        blk = blk * np.float32(gain)
-                    if action == "clipped":
-                        n_clipped += int(np.count_nonzero(np.abs(blk) > 1.0))
-                        blk = np.clip(blk, -1.0, 1.0)
-                    dst.write(blk)
-        if action == "clipped":
-            message = f"{meta.path}: {n_clipped} samples clipped at full scale"
-    finally:
-        stage.unlink(missing_ok=True)
-    if message and warn:
-        warnings.warn(message, stacklevel=2)
-    return FileResult(meta.path, output, peak, action, message)
+    processor = correction_processor(correction, method, n_taps=n_taps, design=design, phase=phase, taps=taps)
+    result = render_file(meta.path, output, processor, subtype=subtype, overs=overs, verb="corrected", warn=False)
+    if result.message and warn:
+        warnings.warn(result.message, stacklevel=2)
+    return result
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Exports
-
-
-EXPORT_FORMATS = ("csv", "wav", "equalizerapo", "parametric")
-
-
-def export_csv(correction: Correction, path: str | os.PathLike) -> Path:
-    """CSV with columns ``frequency_hz,gain_db`` on the profile's bin grid (written atomically)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["frequency_hz", "gain_db"])
-    for f, g in zip(correction.frequencies, correction.gain_db):
-        w.writerow([f"{f:.3f}", f"{g:.4f}"])
-    return _write_text(path, buf.getvalue())
-
-
-def export_ir_wav(correction: Correction, path: str | os.PathLike, *, n_taps: int = DEFAULT_N_TAPS,
-                  design: str = "firls", phase: str = "linear", sample_rate: int | None = None) -> Path:
-    """The correction as an impulse response (32-bit float WAV) for convolution plug-ins.
-
-    A linear-phase IR has its peak at sample ``(n_taps - 1) / 2``: convolution plug-ins that do not compensate
-    latency delay the signal by that much; use ``phase="minimum"`` for no bulk delay. ``sample_rate`` redesigns
-    the filter for another rate (:func:`resample_correction`, same ``n_taps``).
-    """
-    if sample_rate is not None:
-        correction = resample_correction(correction, sample_rate)
-    taps = design_fir(correction, n_taps=n_taps, design=design, phase=phase)
-    return audio_io.save(path, taps.astype(np.float32), correction.sample_rate, subtype="FLOAT")
-
-
-def graphic_eq_points(correction: Correction, *, per_octave: int = 12, f_min: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
-    """Log-spaced frequencies (``per_octave`` per octave from ``f_min`` to Nyquist) and the gain there (dB)."""
-    nyq = correction.sample_rate / 2.0
-    n = int(np.floor(np.log2(nyq / f_min) * per_octave)) + 1
-    f = f_min * 2.0 ** (np.arange(n) / per_octave)
-    f = f[f < nyq]
-    return f, correction.interpolate_db(f)
-
-
-def export_equalizerapo(correction: Correction, path: str | os.PathLike, *, per_octave: int = 12) -> Path:
-    """An EqualizerAPO ``GraphicEQ:`` line (frequency and gain pairs separated by ``;``), plus a preamp line.
-
-    The preamp is minus the largest boost, so the equalizer itself cannot clip.
-    """
-    f, g = graphic_eq_points(correction, per_octave=per_octave)
-    preamp = -max(0.0, float(g.max()))
-    pairs = "; ".join(f"{fi:.0f} {gi:.1f}" for fi, gi in zip(f, g))
-    text = (f"# micmatch correction {correction.device} -> {correction.reference} at {correction.sample_rate} Hz\n"
-            f"Preamp: {preamp:.1f} dB\nGraphicEQ: {pairs}\n")
-    return _write_text(path, text)
-
-
-def export_parametric(correction: Correction, path: str | os.PathLike, *, n_filters: int = 10,
-                      band_hz: tuple[float, float] | None = None) -> Path:
-    """Peaking and shelving biquads fitted to the correction (:func:`micmatch.parametric.fit_parametric`):
-    a CamillaDSP YAML when ``path`` ends in ``.yml``/``.yaml``, else EqualizerAPO ``Preamp:``/``Filter`` lines."""
-    from micmatch.parametric import camilladsp_yaml, equalizerapo_text, fit_parametric
-
-    eq = fit_parametric(correction, n_filters=n_filters, band_hz=band_hz)
-    title = f"micmatch correction {correction.device} -> {correction.reference} at {correction.sample_rate} Hz"
-    path = Path(path)
-    text = camilladsp_yaml(eq, title=title) if path.suffix.lower() in (".yml", ".yaml") else \
-        equalizerapo_text(eq, title=title)
-    return _write_text(path, text)
-
-
-def export(correction: Correction, path: str | os.PathLike, fmt: str, **options) -> Path:
-    """Export in one of :data:`EXPORT_FORMATS`."""
-    if fmt == "parametric":
-        return export_parametric(correction, path, **options)
-    if fmt == "csv":
-        return export_csv(correction, path)
-    if fmt == "wav":
-        return export_ir_wav(correction, path, **options)
-    if fmt == "equalizerapo":
-        return export_equalizerapo(correction, path)
-    raise ParameterError(f"format={fmt!r} must be one of {EXPORT_FORMATS}")
-
-
-def _write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    with audio_io.atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path

@@ -24,6 +24,7 @@ from micmatch import audio as audio_io
 from micmatch.correct import correct_file, correction_curve
 from micmatch.estimate import profile_files
 from micmatch.metrics import log_spectral_distance, response_error_db
+from micmatch.outputs import atomic_path
 from micmatch.plot import plot_responses, plot_spectrograms
 from micmatch.response import SpectralConfig
 from micmatch.simulate import BUILTIN_DEVICES
@@ -200,8 +201,8 @@ def run_demo(outdir: Path, *, n_clips: int = 12, seed: int = 0, progress: bool =
     lines += ["", "Devices:", ""]
     lines += [f"- `{m.name}`: {m.description}" for m in BUILTIN_DEVICES.values()]
     lines += ["", "Files: `responses.json`, `responses.png`, `spectrograms_<device>.png`, `recordings/`, `corrected/`."]
-    with audio_io.atomic_path(report) as tmp:
+    with atomic_path(report) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with audio_io.atomic_path(outdir / "report.json") as tmp:
+    with atomic_path(outdir / "report.json") as tmp:
         tmp.write_text(json.dumps({"sample_rate": sr, "band_hz": BAND, "devices": rows}, indent=1), encoding="utf-8")
     return report

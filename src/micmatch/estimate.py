@@ -28,9 +28,10 @@ from dataclasses import replace
 import numpy as np
 
 from micmatch import audio as audio_io
+from micmatch.audio import file_fingerprint
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
 from micmatch.parallel import FileFailure, map_files
-from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig, file_fingerprint
+from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
 
 #: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first

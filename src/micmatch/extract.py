@@ -34,7 +34,8 @@ from micmatch import audio as audio_io
 from micmatch import validate
 from micmatch.errors import AudioError, FeatureError, ProfileError
 from micmatch.features import LogMelConfig
-from micmatch.spectral import hann
+from micmatch.outputs import atomic_path
+from micmatch.spectral import frame_view, hann
 
 #: Version of the features-file layout written by :func:`save_features`.
 FEATURES_FORMAT_VERSION = 2
@@ -115,8 +116,7 @@ def file_mel(path: str | os.PathLike, config: LogMelConfig, *, n_samples: int | 
         while t < ready:
             k = min(FRAME_BLOCK, ready - t)
             offset = t * hop - start
-            frames = np.lib.stride_tricks.sliding_window_view(buf[offset : offset + (k - 1) * hop + n_fft], n_fft)
-            spec = scipy.fft.rfft(frames[::hop] * window, axis=-1)
+            spec = scipy.fft.rfft(frame_view(buf[offset : offset + (k - 1) * hop + n_fft], n_fft, hop) * window, axis=-1)
             power = spec.real**2 + spec.imag**2
             out[:, t : t + k] = ((np.sqrt(power) if config.power == 1.0 else power) @ fb_t).T
             t += k
@@ -212,7 +212,7 @@ def save_features(path: str | os.PathLike, items: Sequence[np.ndarray], *, layou
         arrays["features"] = np.asarray(items[0], dtype=np.float32) if n == 1 \
             else np.concatenate([np.asarray(x, dtype=np.float32) for x in items], axis=-1)
     path = Path(path)
-    with audio_io.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     return path

@@ -16,12 +16,9 @@ import numpy as np
 import scipy.signal
 
 from micmatch.errors import ParameterError
+from micmatch.render import OVERS as OVERS_POLICIES
+from micmatch.render import OVERS_ALIASES, resolve_overs
 
-#: What happens to a result above full scale, in the words of ``micmatch correct``: ``scale`` lowers the whole file,
-#: ``float`` writes a float file, ``clip`` clips.
-OVERS_POLICIES = ("float", "scale", "clip")
-#: Old spellings, accepted for one release (they go in the next): ``reduce`` was match's name for ``scale``.
-OVERS_ALIASES = {"reduce": "scale"}
 #: Ceiling of the true peak after the overs policy (dBTP), as EBU R128 recommends for distribution.
 TRUE_PEAK_CEILING_DB = -1.0
 #: BS.1770 gating needs at least one 400 ms block.
@@ -29,12 +26,8 @@ MIN_SECONDS = 0.4
 
 
 def overs_policy(overs: str) -> str:
-    """The policy named by ``overs``: one of :data:`OVERS_POLICIES`, an old spelling (:data:`OVERS_ALIASES`)
-    translated."""
-    policy = OVERS_ALIASES.get(overs, overs)
-    if policy not in OVERS_POLICIES:
-        raise ParameterError(f"overs={overs!r} must be one of {OVERS_POLICIES}")
-    return policy
+    """The policy named by ``overs`` (:func:`micmatch.render.resolve_overs`: one vocabulary for every command)."""
+    return resolve_overs(overs)
 
 
 def parse_loudness(value: str | float) -> str | float:

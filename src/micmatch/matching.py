@@ -10,7 +10,7 @@ small steps over arrays:
    compares their long-term statistics. ``result.route`` and ``result.route_reason`` say which and why.
 3. **level curves**: the target's and the reference's long-term level per bin under the chosen ``statistic``
    (``log``: geometric mean of magnitudes, on the aligned route the aligned spectrum correction
-   :func:`micmatch.align.estimate_pair`; ``power``: long-term average spectrum).
+   :func:`micmatch.aligned.estimate_pair`; ``power``: long-term average spectrum).
 4. **band**: where every recording stands above its own noise floor (unless given).
 5. **correction**: :func:`micmatch.correct.correction_from_levels`: limited to the band (raised-cosine edges),
    scaled by ``strength``, smoothed, clamped; **apply** it as an STFT-domain gain (sample-aligned with the input).
@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from micmatch import audio as audio_io
-from micmatch.align import Alignment, align, estimate_alignment, estimate_pair
+from micmatch.align import Alignment, align, estimate_alignment
+from micmatch.aligned import estimate_pair
 from micmatch.correct import (
     DEFAULT_DYNAMIC_RANGE_DB,
     DEFAULT_MAX_BOOST_DB,
@@ -62,6 +63,7 @@ from micmatch.longterm import (  # long_term_spectrum_db and third_octave_levels
     third_octave_levels_db,  # noqa: F401
 )
 from micmatch.matchresult import MatchResult, Note
+from micmatch.render import render_file
 from micmatch.metrics import log_spectral_distance
 from micmatch.response import LogSpectrumStats, SpectralConfig
 
@@ -91,7 +93,7 @@ CURVE_SUFFIXES = (".csv", ".txt")
 MIN_BAND_OCTAVES = 1.0
 #: A bin "has signal" when the recording's long-term power stands this far above its noise floor there (dB,
 #: after 1/3-octave smoothing, :func:`micmatch.longterm.snr_db`); the noise floor of a bin is the 10th percentile
-#: of its frame powers (sounds pause in every bin, as in :func:`micmatch.align.estimate_pair`).
+#: of its frame powers (sounds pause in every bin, as in :func:`micmatch.aligned.estimate_pair`).
 BAND_SNR_DB = 10.0
 
 
@@ -497,9 +499,8 @@ def _write_output(output, audio: np.ndarray, sample_rate: int, *, target, subtyp
     output = Path(output)
     if isinstance(target, (str, os.PathLike)) and output.resolve() == Path(target).resolve():
         raise AudioError(f"{output}: output would overwrite the input; choose another path")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # overs were handled before; the clip policy clips on purpose
-        return audio_io.save(output, audio, sample_rate, subtype=subtype)
+    # Overs were handled before on the array (true peak, loudness bookkeeping); "clip" only guards the write.
+    return render_file(audio, output, sample_rate=sample_rate, subtype=subtype, overs="clip", warn=False).output
 
 
 __all__ = ["MatchResult", "Note", "analysis_n_fft", "match"]

@@ -2,14 +2,14 @@
 
 Sweep method (Farina's exponential sine sweep, METHODS.md section 7):
 
-1. :func:`exponential_sweep` makes the test signal; play it through the device and record it.
-2. :func:`deconvolve` turns the recording into an impulse response by dividing, in the frequency domain, by the
+1. :func:`micmatch.sweep.exponential_sweep` makes the test signal; play it through the device and record it.
+2. :func:`micmatch.sweep.deconvolve` turns the recording into an impulse response by dividing, in the frequency domain, by the
    spectrum of the sweep that was played (a regularised inverse filter, computed with one FFT of
    ``len(recording) + len(sweep)`` points, so any recording length is O(n log n)). The recording may start late
    and run longer than the sweep: the linear response simply appears at the lag where the sweep starts.
 3. The harmonic distortion of a nonlinear device lands *before* the linear response, at
    ``duration_s * ln(k) / ln(f_end / f_start)`` seconds ahead for the k-th harmonic
-   (:func:`harmonic_advance_s`), so a window that starts a few milliseconds before the main peak keeps the
+   (:func:`micmatch.sweep.harmonic_advance_s`), so a window that starts a few milliseconds before the main peak keeps the
    linear response and discards the distortion.
 4. The windowed response's magnitude on the ``n_fft`` grid gives a ``DeviceResponse(method="sweep")``.
 
@@ -32,18 +32,15 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from micmatch.audio import validate_audio
+from micmatch.audio import to_mono
 from micmatch.errors import MeasurementError
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 from micmatch.spectral import DEFAULT_FLOOR_DB, frequencies, hann
+from micmatch.sweep import REGULARIZATION_DB, deconvolve
 
 #: Recordings whose RMS is below this (dB re full scale) are called silent. -120 dBFS is below the noise of
 #: any real converter (24-bit converters reach about -115 dBFS), so only digital silence falls under it.
 SILENCE_DB = -120.0
-#: Default Tikhonov regularisation of the inverse filter, in dB re the sweep's peak power spectrum. At -60 dB
-#: the in-band gain error is below 0.005 dB wherever the sweep is within 30 dB of its peak (a 20 Hz-20 kHz
-#: exponential sweep spans 30 dB), while out-of-band noise is amplified at most 1 / (2 sqrt(eps)).
-REGULARIZATION_DB = -60.0
 #: Default time kept before the main peak of a response: 5 ms covers the pre-peak part of measured responses
 #: (MicIRP files peak 3 to 116 samples, at most 2.6 ms, after their start) and stays far from the second
 #: harmonic's response, which lands 0.1 s or more earlier for any sweep of 1 s or more over 20 Hz-20 kHz.
@@ -54,157 +51,6 @@ PRE_S = 0.005
 MIN_SWEEP_PEAK_DB = 30.0
 #: A click must stand this far (dB) above the RMS of the recording outside the click windows.
 MIN_CLICK_PEAK_DB = 25.0
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Test signal
-
-
-def exponential_sweep(
-    sample_rate: int,
-    *,
-    duration_s: float = 5.0,
-    f_start_hz: float = 20.0,
-    f_end_hz: float | None = None,
-    level_db: float = -6.0,
-    fade_in_s: float = 0.05,
-    fade_out_s: float = 0.01,
-    silence_before_s: float = 0.0,
-    silence_after_s: float = 1.0,
-) -> np.ndarray:
-    """Exponential (logarithmic) sine sweep: instantaneous frequency rises from ``f_start_hz`` to ``f_end_hz``.
-
-    ``x(t) = A sin(2 pi f1 T / L (exp(t L / T) - 1))`` with ``L = ln(f2 / f1)``: equal time per octave, so its
-    spectrum falls 3 dB per octave (pink) and each harmonic's response lands at a fixed time before the linear
-    one (:func:`harmonic_advance_s`).
-
-    Parameters
-    ----------
-    sample_rate : int
-        Hz.
-    duration_s : float
-        Length of the sweep itself (without the silences), seconds. At least 0.1 s.
-    f_start_hz, f_end_hz : float
-        Band of the sweep. ``f_end_hz`` defaults to 0.48 x ``sample_rate``.
-    level_db : float
-        Peak amplitude in dB re full scale (at most 0).
-    fade_in_s, fade_out_s : float
-        Half-Hann fades at both ends (avoid the clicks of an abrupt start and stop).
-    silence_before_s, silence_after_s : float
-        Zeros added before and after; the silence after the sweep lets the device's response decay in the
-        recording.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_samples,), dtype=float64]
-    """
-    f_end_hz = 0.48 * sample_rate if f_end_hz is None else float(f_end_hz)
-    _check_sweep_args(sample_rate, duration_s, f_start_hz, f_end_hz, level_db, fade_in_s, fade_out_s,
-                      silence_before_s, silence_after_s)
-    n = int(round(duration_s * sample_rate))
-    t = np.arange(n) / sample_rate
-    rate = np.log(f_end_hz / f_start_hz)
-    phase = 2.0 * np.pi * f_start_hz * duration_s / rate * np.expm1(t * rate / duration_s)
-    x = np.sin(phase) * 10.0 ** (level_db / 20.0)
-    n_in, n_out = int(round(fade_in_s * sample_rate)), int(round(fade_out_s * sample_rate))
-    envelope = np.ones(n)
-    if n_in:
-        envelope[:n_in] = hann(2 * n_in)[:n_in]
-    if n_out:
-        envelope[n - n_out :] = hann(2 * n_out)[n_out:]
-    x = x * envelope
-    before = np.zeros(int(round(silence_before_s * sample_rate)))
-    after = np.zeros(int(round(silence_after_s * sample_rate)))
-    return np.concatenate([before, x, after])
-
-
-def _check_sweep_args(sample_rate, duration_s, f_start_hz, f_end_hz, level_db, fade_in_s, fade_out_s,
-                      silence_before_s, silence_after_s) -> None:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise MeasurementError(f"sample_rate={sample_rate!r} must be a positive integer (Hz)")
-    if not duration_s >= 0.1:
-        raise MeasurementError(f"duration_s={duration_s} must be at least 0.1 s; sweeps of 2-10 s are typical")
-    if not 0 < f_start_hz < f_end_hz <= sample_rate / 2:
-        raise MeasurementError(
-            f"f_start_hz={f_start_hz}, f_end_hz={f_end_hz}: need 0 < f_start_hz < f_end_hz <= sample_rate / 2 "
-            f"= {sample_rate / 2}"
-        )
-    if not level_db <= 0:
-        raise MeasurementError(f"level_db={level_db} must be at most 0 dB re full scale")
-    if fade_in_s < 0 or fade_out_s < 0 or fade_in_s + fade_out_s > duration_s:
-        raise MeasurementError(
-            f"fade_in_s={fade_in_s}, fade_out_s={fade_out_s} must be non-negative and fit in duration_s={duration_s}"
-        )
-    if silence_before_s < 0 or silence_after_s < 0:
-        raise MeasurementError("silence_before_s and silence_after_s must be non-negative")
-
-
-def harmonic_advance_s(order: int, *, duration_s: float, f_start_hz: float, f_end_hz: float) -> float:
-    """How far (seconds) before the linear response the ``order``-th harmonic's response lands after deconvolution.
-
-    ``duration_s * ln(order) / ln(f_end_hz / f_start_hz)``; 0 for ``order=1`` (the linear response).
-    """
-    if order < 1:
-        raise MeasurementError(f"order={order} must be a positive integer (1 is the linear response)")
-    return duration_s * np.log(order) / np.log(f_end_hz / f_start_hz)
-
-
-def inverse_filter_spectrum(
-    sweep: np.ndarray,
-    n: int,
-    *,
-    regularization_db: float = REGULARIZATION_DB,
-) -> np.ndarray:
-    """Regularised inverse of the test signal on an ``n``-point real FFT grid.
-
-    ``conj(X) / (|X|^2 + eps)`` with ``eps = max |X|^2 * 10 ** (regularization_db / 10)``. In the sweep's band
-    this is the exact inverse of what was played (fades included); outside it the gain falls to zero instead of
-    amplifying noise without bound. Farina's time-reversed, amplitude-tilted sweep is the same filter up to the
-    in-band equalisation this one gets exactly.
-
-    Returns
-    -------
-    np.ndarray [shape=(n // 2 + 1,), dtype=complex128]
-    """
-    spec = scipy.fft.rfft(np.asarray(sweep, dtype=np.float64), n=n)
-    power = spec.real**2 + spec.imag**2
-    eps = power.max() * 10.0 ** (regularization_db / 10.0)
-    return np.conj(spec) / (power + eps)
-
-
-def deconvolve(
-    recording: np.ndarray,
-    sweep: np.ndarray,
-    *,
-    regularization_db: float = REGULARIZATION_DB,
-) -> tuple[np.ndarray, int]:
-    """Impulse response of a recorded sweep at every lag: ``recording`` divided by ``sweep`` via one FFT.
-
-    Parameters
-    ----------
-    recording : np.ndarray [shape=(n_rec,)]
-    sweep : np.ndarray [shape=(n_sweep,)]
-        The test signal exactly as played.
-
-    Returns
-    -------
-    response : np.ndarray [shape=(n_rec + n_sweep - 1,), dtype=float64]
-        ``response[k + n_sweep - 1]`` is the response at lag ``k`` (``k`` from ``-(n_sweep - 1)`` to
-        ``n_rec - 1``): a device that delays the sweep by ``d`` samples gives its linear response at lag ``d``
-        and its harmonic distortion at negative offsets from it.
-    zero_lag : int
-        Index of lag 0 in ``response`` (``n_sweep - 1``).
-    """
-    rec = np.asarray(recording, dtype=np.float64)
-    sw = np.asarray(sweep, dtype=np.float64)
-    n_out = rec.shape[-1] + sw.shape[-1] - 1
-    n = scipy.fft.next_fast_len(n_out, real=True)
-    inv = inverse_filter_spectrum(sw, n, regularization_db=regularization_db)
-    h = scipy.fft.irfft(scipy.fft.rfft(rec, n=n) * inv, n=n)
-    # Circular layout: lags 0..n_rec-1 at the start, negative lags wrapped to the end.
-    zero_lag = sw.shape[-1] - 1
-    response = np.concatenate([h[n - zero_lag :] if zero_lag else h[:0], h[: rec.shape[-1]]])
-    return response, zero_lag
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -318,13 +164,6 @@ def windowed_power(
     return (1.0 - frac) * powers[lower, bins] + frac * powers[upper, bins]
 
 
-def _mono(audio: np.ndarray, sample_rate: int, name: str, min_samples: int = 1) -> np.ndarray:
-    x = validate_audio(audio, sample_rate, name=name, min_samples=min_samples).astype(np.float64)
-    if x.ndim > 1:
-        x = x.reshape(-1, x.shape[-1]).mean(axis=0)
-    return x
-
-
 def _check_not_silent(x: np.ndarray, name: str, expected: str) -> None:
     rms = np.sqrt(np.mean(x * x))
     level = 20.0 * np.log10(max(rms, 1e-30))
@@ -373,7 +212,7 @@ def measure_sweep(
     recording : np.ndarray [shape=(..., n_rec)]
         The device's recording (channels are averaged). It may start before the sweep and run past its end.
     sweep : np.ndarray [shape=(n_sweep,)]
-        The test signal exactly as played (e.g. from :func:`exponential_sweep` or the WAV written by
+        The test signal exactly as played (e.g. from :func:`micmatch.sweep.exponential_sweep` or the WAV written by
         ``micmatch sweep``), at ``sample_rate``.
     sample_rate : int
         Hz, of both.
@@ -384,7 +223,7 @@ def measure_sweep(
         Time kept before the main peak (see :data:`PRE_S`); everything earlier, including every harmonic
         distortion product, is discarded.
     regularization_db : float
-        Regularisation of the inverse filter (:func:`inverse_filter_spectrum`).
+        Regularisation of the inverse filter (:func:`micmatch.sweep.inverse_filter_spectrum`).
     resolution_cycles : float or None
         Frequency-dependent window (:func:`windowed_power`, :data:`RESOLUTION_CYCLES`); None: one window of
         ``n_fft`` samples at every frequency.
@@ -404,8 +243,8 @@ def measure_sweep(
     MeasurementError
         Silent recording; no sweep found; the recording misses the sweep's start or end.
     """
-    rec = _mono(recording, sample_rate, "recording")
-    sw = _mono(sweep, sample_rate, "sweep", min_samples=16)
+    rec = to_mono(recording, sample_rate, name="recording")
+    sw = to_mono(sweep, sample_rate, name="sweep", min_samples=16)
     pre = int(round(pre_s * sample_rate))
     _check_n_fft(n_fft, pre)
     _check_not_silent(sw, "sweep", "the test signal that was played")
@@ -500,7 +339,7 @@ def measure_impulses(
     MeasurementError
         Silent recording, or nothing that stands ``min_peak_db`` above the rest of the recording (no click).
     """
-    x = _mono(recording, sample_rate, "recording")
+    x = to_mono(recording, sample_rate, name="recording")
     pre = int(round(pre_s * sample_rate))
     _check_n_fft(n_fft, pre)
     _check_not_silent(x, "recording", "one or more recorded clicks or impulses")
@@ -531,7 +370,4 @@ def measure_impulses(
     return Measurement("impulse", first, response_db, int(sample_rate), n_fft, usable, float(peak_db), meta)
 
 
-__all__ = [
-    "Measurement", "deconvolve", "exponential_sweep", "find_clicks", "harmonic_advance_s", "inverse_filter_spectrum",
-    "measure_impulses", "measure_sweep", "windowed_power",
-]
+__all__ = ["Measurement", "find_clicks", "measure_impulses", "measure_sweep", "windowed_power"]

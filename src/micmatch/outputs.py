@@ -341,16 +341,3 @@ def locked(*paths: str | os.PathLike, timeout: float = LOCK_TIMEOUT_S) -> Iterat
                 raise OutputError(f"{p}: cannot lock it: {exc.strerror or exc}") from None
         yield
 
-
-def save_responses(responses, path: str | os.PathLike, *, merge_from: str | os.PathLike | None = None):
-    """Save a :class:`~micmatch.response.ResponseSet`, merged into the one stored at ``merge_from`` first (when
-    given and present), as one locked read-merge-write: concurrent writers of the same file all keep their
-    devices. Returns the set written."""
-    from micmatch.response import ResponseSet
-
-    paths = [path] if merge_from is None else [path, merge_from]
-    with locked(*paths):
-        if merge_from is not None and Path(merge_from).exists():
-            responses = ResponseSet.load(merge_from).merge(responses, source=str(merge_from))
-        responses.save(path)
-    return responses

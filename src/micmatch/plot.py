@@ -23,7 +23,7 @@ def _pyplot():
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Save a matplotlib figure atomically and close it."""
-    from micmatch.audio import atomic_path
+    from micmatch.outputs import atomic_path
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
@@ -89,7 +89,7 @@ def plot_correction(correction, path: str | os.PathLike, *, fir_taps: np.ndarray
     pos = _log_freq_axis(ax, freqs)
     ax.plot(freqs[pos], correction.gain_db[pos], lw=1.5, label="correction")
     if fir_taps is not None:
-        from micmatch.correct import fir_response_db
+        from micmatch.fir import fir_response_db
 
         ax.plot(freqs[pos], fir_response_db(fir_taps, freqs[pos], correction.sample_rate), lw=1, ls="--",
                 label=f"FIR, {fir_taps.size} taps")

@@ -78,7 +78,7 @@ def write_report(result, folder: str | os.PathLike, *, target_audio: np.ndarray,
     plot_spectrograms(before, after, ref, sr, folder / "spectrograms.png", titles=titles)
     summary = result.summary()
     text = json.dumps(summary, indent=1)
-    from micmatch.audio import atomic_path
+    from micmatch.outputs import atomic_path
 
     with atomic_path(folder / "summary.json") as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from micmatch import jsoncheck as jc
-from micmatch.audio import atomic_path
+from micmatch.audio import fingerprint_key
+from micmatch.outputs import atomic_path, locked
 from micmatch.errors import (
     ConfigMismatchError,
     ParameterError,
@@ -130,43 +131,6 @@ MERGE_SETTINGS = ("sample_rate", "n_fft", "hop_length", "window", "floor_db", "g
 
 def _show(value) -> str:
     return "off" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-#: Files up to this size are hashed whole; larger ones by their first and last MIB bytes (and their size).
-MIB = 1 << 20
-
-
-def file_fingerprint(path: str | os.PathLike, *, device: str | None = None) -> dict:
-    """What identifies an input file: absolute path, size, modification time and a SHA-256 of its content.
-
-    Files up to 2 MiB are hashed whole (``"hashed": "whole"``); larger ones by their first and last MiB
-    (``"head-tail"``): fast on long recordings, and with the size it tells copies of one file from different
-    files. Two fingerprints name the same content when size and hash agree, wherever the file lies.
-    """
-    import hashlib
-
-    p = Path(path).resolve()
-    st = p.stat()
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        if st.st_size <= 2 * MIB:
-            h.update(f.read())
-            how = "whole"
-        else:
-            h.update(f.read(MIB))
-            f.seek(st.st_size - MIB)
-            h.update(f.read(MIB))
-            how = "head-tail"
-    out = {"path": str(p), "size": int(st.st_size), "mtime": float(st.st_mtime), "sha256": h.hexdigest(),
-           "hashed": how}
-    if device is not None:
-        out["device"] = device
-    return out
-
-
-def fingerprint_key(fp: Mapping) -> tuple:
-    """The identity of a fingerprint's content: (size, hash)."""
-    return (int(fp["size"]), str(fp["sha256"]))
 
 
 @dataclass
@@ -418,6 +382,18 @@ class ResponseSet(Mapping):
         with atomic_path(path) as tmp:
             tmp.write_text(text + "\n", encoding="utf-8")
         return path
+
+    def save_merged(self, path: str | os.PathLike, *, merge_from: str | os.PathLike | None = None) -> ResponseSet:
+        """Save the set, first merged into the one stored at ``merge_from`` (when given and present), as one
+        read-merge-write under the files' locks (:func:`micmatch.outputs.locked`): concurrent writers of one file
+        all keep their devices. Returns the set written."""
+        paths = [path] if merge_from is None else [path, merge_from]
+        result = self
+        with locked(*paths):
+            if merge_from is not None and Path(merge_from).exists():
+                result = ResponseSet.load(merge_from).merge(self, source=str(merge_from))
+            result.save(path)
+        return result
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ResponseSet:

@@ -72,10 +72,8 @@ def gain_to_db(gain: np.ndarray | float, *, floor_db: float = DEFAULT_FLOOR_DB) 
 
 
 def _frames_view(x: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """Read-only strided view ``(n_frames, n_fft)`` of a contiguous 1-D array (no copy)."""
-    count = n_frames(x.shape[-1], n_fft, hop_length)
-    stride = x.strides[-1]
-    return as_strided(x, shape=(count, n_fft), strides=(hop_length * stride, stride), writeable=False)
+    """:func:`frame_view` under the name the statistics path uses."""
+    return frame_view(x, n_fft, hop_length)
 
 
 def analysis_window(n_fft: int, *, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
@@ -387,8 +385,7 @@ def stft(
     out = np.empty((flat.shape[0], n_fft // 2 + 1, count), dtype=np.complex128 if dtype == np.float64 else np.complex64)
     window = hann(n_fft).astype(dtype)
     for i, row in enumerate(flat):
-        frames = as_strided(row, shape=(count, n_fft), strides=(hop * row.strides[0], row.strides[0]), writeable=False)
-        out[i] = scipy.fft.rfft(frames * window, axis=-1).T
+        out[i] = scipy.fft.rfft(frame_view(row, n_fft, hop) * window, axis=-1).T
     return out.reshape(*lead, n_fft // 2 + 1, count)
 
 
@@ -416,7 +413,7 @@ def istft(
     out = np.empty((flat.shape[0], total), dtype=real_dtype)
     for i, m in enumerate(flat):
         frames = scipy.fft.irfft(m.T, n=n_fft, axis=-1).astype(real_dtype, copy=False) * window
-        out[i] = _overlap_add(frames, hop, total)
+        out[i] = overlap_add(frames, hop, total)
     out /= wss
     start = n_fft // 2
     end = total - n_fft // 2 if length is None else start + length
@@ -426,25 +423,103 @@ def istft(
     return y.reshape(*lead, -1)
 
 
-def _overlap_add(frames: np.ndarray, hop: int, total: int) -> np.ndarray:
-    """Sum ``frames[k]`` into ``out[k*hop : k*hop + n_fft]``. Vectorised per hop-sized segment when hop | n_fft."""
-    count, n_fft = frames.shape
+# ----------------------------------------------------------------------------------------------------------------
+# Framing and overlap-add: the one implementation that the STFT above, STFT processing, FIR filtering, alignment
+# and feature extraction share.
+
+
+def frame_view(x: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
+    """Frames of a 1-D signal at offsets 0, hop, ... (no padding), as a read-only strided view (no copy).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_samples,)]
+    frame_length, hop_length : int
+
+    Returns
+    -------
+    frames : np.ndarray [shape=(n_frames, frame_length)]
+        ``n_frames`` as :func:`n_frames` (0 when ``x`` is shorter than one frame). Copy it before writing to it.
+    """
+    count = n_frames(x.shape[-1], frame_length, hop_length)
+    stride = x.strides[-1]
+    return as_strided(x, shape=(count, frame_length), strides=(hop_length * stride, stride), writeable=False)
+
+
+def overlap_add(frames: np.ndarray, hop_length: int, total: int) -> np.ndarray:
+    """Sum ``frames[k]`` into ``out[k * hop : k * hop + frame_length]`` of a zero signal of ``total`` samples.
+
+    Vectorised per hop-sized segment when ``hop_length`` divides the frame length and ``total``.
+
+    Parameters
+    ----------
+    frames : np.ndarray [shape=(n_frames, frame_length)]
+    hop_length, total : int
+
+    Returns
+    -------
+    out : np.ndarray [shape=(total,)], the dtype of ``frames``
+    """
+    count, length = frames.shape
     out = np.zeros(total, dtype=frames.dtype)
-    if n_fft % hop == 0:
-        r = n_fft // hop
-        seg = frames.reshape(count, r, hop)
-        blocks = out.reshape(-1, hop) if total % hop == 0 else None
-        if blocks is not None:
-            for j in range(r):
-                blocks[j : j + count] += seg[:, j, :]
-            return out
+    if length % hop_length == 0 and total % hop_length == 0:
+        seg = frames.reshape(count, length // hop_length, hop_length)
+        blocks = out.reshape(-1, hop_length)
+        for j in range(length // hop_length):
+            blocks[j : j + count] += seg[:, j, :]
+        return out
     for k in range(count):
-        out[k * hop : k * hop + n_fft] += frames[k]
+        out[k * hop_length : k * hop_length + length] += frames[k]
     return out
 
 
+def overlap_add_processor(process, frame_length: int, hop_length: int, synthesis: np.ndarray, *,
+                          trim: int | None = None):
+    """A segment function for :func:`micmatch.render.stream_with_context`: frame-wise processing by overlap-add.
+
+    Each row of a segment is cut into frames (:func:`frame_view`), ``process`` maps the frames to new frames,
+    which are multiplied by ``synthesis`` and overlap-added; the segment minus ``trim`` samples at both ends is
+    returned (default ``frame_length - hop_length``: the samples every frame covering them contributed to).
+
+    Parameters
+    ----------
+    process : callable
+        ``(n_frames, frame_length)`` float32 frames (a read-only view: copy before writing) ->
+        ``(n_frames, frame_length)`` frames.
+    frame_length, hop_length : int
+        ``hop_length`` must divide ``frame_length``.
+    synthesis : np.ndarray [shape=(frame_length,)]
+        Synthesis window, with the overlap normalisation folded in.
+    trim : int, optional
+        Samples dropped at each end of a segment: the context the streaming engine adds on both sides.
+
+    Returns
+    -------
+    func : callable
+        ``(..., n_samples)`` -> ``(..., n_samples - 2 trim)`` float32.
+    """
+    if frame_length % hop_length:
+        raise ParameterError(f"hop_length={hop_length} must divide frame_length={frame_length}")
+    cut = frame_length - hop_length if trim is None else trim
+    synthesis = np.asarray(synthesis, dtype=np.float32)
+
+    def func(seg: np.ndarray) -> np.ndarray:
+        lead = seg.shape[:-1]
+        flat = np.ascontiguousarray(seg.reshape(-1, seg.shape[-1]), dtype=np.float32)
+        length = seg.shape[-1]
+        outs = []
+        for row in flat:
+            frames = frame_view(row, frame_length, hop_length)
+            y = np.asarray(process(frames), dtype=np.float32) * synthesis
+            total = frame_length + hop_length * (frames.shape[0] - 1)
+            outs.append(overlap_add(y, hop_length, total)[cut : length - cut])
+        return np.stack(outs).reshape(*lead, -1)
+
+    return func
+
+
 def _window_square_sum(window: np.ndarray, hop: int, count: int, total: int) -> np.ndarray:
-    wss = _overlap_add(np.broadcast_to(window * window, (count, window.shape[0])).copy(), hop, total)
+    wss = overlap_add(np.broadcast_to(window * window, (count, window.shape[0])).copy(), hop, total)
     tiny = np.finfo(wss.dtype).tiny
     return np.where(wss > tiny, wss, 1.0)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micmatch.audio import atomic_path
+from micmatch.outputs import atomic_path
 from micmatch.bench.data import MismatchConfig
 from micmatch.bench.plan import DevicePlan, SimDevice
 from micmatch.errors import CorpusError

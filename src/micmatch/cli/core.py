@@ -24,7 +24,7 @@ from micmatch.cli.common import (
     relative_gate,
 )
 from micmatch.errors import MicmatchError
-from micmatch.outputs import prepare_output, prepare_output_dir, save_responses
+from micmatch.outputs import prepare_output, prepare_output_dir
 
 
 def _check_fir_memory(n_taps: int, corr, method: str = "fir") -> None:
@@ -106,7 +106,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         _mark_device_bands(responses, labelled, sample_rate)
     if len(responses) == 0 and not merge_into:
         raise MicmatchError("no usable recordings: nothing was written")
-    responses = save_responses(responses, output, merge_from=merge_into)  # locked: no concurrent update is lost
+    responses = responses.save_merged(output, merge_from=merge_into)  # locked: no concurrent update is lost
     n_files = Counter(d for _, d in labelled)
     click.echo(f"wrote {output}: {len(responses)} device(s) at {sample_rate} Hz, n_fft={n_fft}, hop={hop_length}")
     for name, dev in responses.items():
@@ -161,7 +161,7 @@ def _skip_counted(labelled: list, existing, source: str | None) -> list:
     (a symlink in laptop/ to a studio/ file) counts once for each: labels come from the paths as given. Each skip
     is reported with a count.
     """
-    from micmatch.response import file_fingerprint, fingerprint_key
+    from micmatch.audio import file_fingerprint, fingerprint_key
 
     before = {fingerprint_key(f) for f in existing.files} if existing is not None else set()
     seen: set = set()
@@ -279,7 +279,7 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     if model_path is not None:
         sys.exit(_correct_with_model(inputs, model_path, output_dir, overs=overs, resample=resample, exclude=exclude,
                                      skip_existing=skip_existing, compute=compute))
-    from micmatch.correct import design_fir
+    from micmatch.fir import design_fir
 
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,
                             strength, band)
@@ -364,7 +364,7 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
       micmatch export responses.json --device phone --reference studio --format parametric -o phone_peq.txt
       micmatch export responses.json --device phone --reference studio --format parametric -o phone.yml
     """
-    from micmatch.correct import export
+    from micmatch.exports import export
 
     prepare_output(output, [responses_path])
     corr = _load_correction(responses_path, device, reference, max_boost_db, max_cut_db, smoothing, statistic,

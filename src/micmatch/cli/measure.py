@@ -12,7 +12,7 @@ import click
 from micmatch import audio as audio_io
 from micmatch.cli.common import COMMON, check_plot_suffix, progress_enabled
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
-from micmatch.outputs import prepare_output, save_responses
+from micmatch.outputs import prepare_output
 from micmatch.resources import check_memory
 from micmatch.response import ResponseSet
 
@@ -20,7 +20,7 @@ from micmatch.response import ResponseSet
 def _write_responses(responses: ResponseSet, output: str, append: bool) -> ResponseSet:
     """Merge into an existing file when asked, then save atomically; the read-merge-write holds the file's lock,
     so concurrent ``--append`` writers all keep their devices."""
-    return save_responses(responses, output, merge_from=output if append else None)
+    return responses.save_merged(output, merge_from=output if append else None)
 
 
 def _check_plot_path(plot_path: str | None, inputs) -> None:
@@ -55,7 +55,7 @@ def sweep(output, duration_s, f_start_hz, f_end_hz, level_db, sample_rate, fade_
       (play sweep.wav through the device, record it as rec.wav, then)
       micmatch measure rec.wav --sweep sweep.wav --device phone -o responses.json
     """
-    from micmatch.measure import exponential_sweep
+    from micmatch.sweep import exponential_sweep
 
     prepare_output(output)
     total_s = duration_s + max(silence_before_s, 0.0) + max(silence_after_s, 0.0)
@@ -149,7 +149,7 @@ def pair(reference, devices, output, reference_name, device_names, n_fft, hop_le
       micmatch pair studio.wav phone.wav laptop.wav -o responses.json --plot pairs.png
       micmatch correct phone_recordings/ --responses responses.json --device phone --reference reference -o out/
     """
-    from micmatch.align import estimate_pair_files, merge_pairs
+    from micmatch.aligned import estimate_pair_files, merge_pairs
 
     if device_names and len(device_names) not in (1, len(devices)):
         raise click.UsageError(f"--device-name given {len(device_names)} times for {len(devices)} DEVICE files; "

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from micmatch import __version__
-from micmatch.audio import atomic_path
+from micmatch.outputs import atomic_path
 from micmatch.errors import ModelError
 
 MAGIC = b"MICMATCH-MODEL\n"

@@ -27,7 +27,7 @@ from micmatch.learn.eq_net import EQNet
 from micmatch.learn.normalizer import Normalizer
 from micmatch.learn.ratio_net import RatioNet, _log_power_db, _with_context, default_n_fft
 from micmatch.pairs import MIN_PAIR_S, VALIDATION_FRACTION, AlignedPair, check_pairs, split_pair
-from micmatch.spectral import hann
+from micmatch.spectral import frame_view, hann
 
 #: The loss compares log powers floored this far below the reference's loudest bin (as metrics.lsd does).
 LSD_RANGE_DB = 120.0
@@ -36,9 +36,7 @@ LSD_RANGE_DB = 120.0
 def _frame_spectra(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Complex spectra ``(n_frames, n_bins)`` of Hann frames at offsets 0, hop, ... (no padding)."""
     x = np.ascontiguousarray(audio, dtype=np.float32)
-    count = 1 + (x.shape[-1] - n_fft) // hop
-    frames = np.lib.stride_tricks.as_strided(x, shape=(count, n_fft), strides=(hop * 4, 4), writeable=False)
-    return scipy.fft.rfft(frames * hann(n_fft).astype(np.float32), axis=-1)
+    return scipy.fft.rfft(frame_view(x, n_fft, hop) * hann(n_fft).astype(np.float32), axis=-1)
 
 
 def _pair_frames(pair: AlignedPair, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
