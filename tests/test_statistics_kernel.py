@@ -1,0 +1,164 @@
+"""The streaming statistics of a profile: the C kernel, the numpy fallback and a float64 reference agree, and the
+figures of a fixed corpus stay what they were before the statistics were fused into one pass.
+
+Recorded figures live in ``tests/data/statistics/fixed_corpus.json``;
+``MICMATCH_RECORD_STATISTICS=1 pytest tests/test_statistics_kernel.py`` records them again, on purpose only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from micmatch import spectral
+from micmatch.estimate import array_stats, file_stats
+from micmatch.response import SpectralConfig
+
+RECORDED = Path(__file__).parent / "data" / "statistics" / "fixed_corpus.json"
+RECORD = os.environ.get("MICMATCH_RECORD_STATISTICS") == "1"
+SR = 44100
+#: Bins whose figures are recorded (0 Hz, low, mid, high and Nyquist of n_fft 2048; clipped for smaller n_fft).
+PROBE_BINS = (0, 1, 7, 46, 140, 300, 512, 801, 1000, 1024)
+
+
+def _corpus_signal(seed: int = 1812) -> np.ndarray:
+    """4.5 s at 44.1 kHz: noise at 0, -12 and -45 dB re its loudest part, digital silence, a tone over noise, a
+    slow fade (many frame levels per block): every gate has frames on both sides."""
+    rng = np.random.default_rng(seed)
+    seg = SR // 2
+    t = np.arange(seg) / SR
+    parts = [rng.standard_normal(seg) * 0.2,
+             rng.standard_normal(seg) * 0.2 * 10 ** (-12 / 20),
+             np.zeros(seg),
+             rng.standard_normal(seg) * 0.2 * 10 ** (-45 / 20),
+             0.3 * np.sin(2 * np.pi * 997.0 * t) + rng.standard_normal(seg) * 0.01,
+             rng.standard_normal(4 * seg) * 0.2 * np.linspace(1.0, 1e-3, 4 * seg)]
+    return np.clip(np.concatenate(parts), -1.0, 1.0 - 2**-15)
+
+
+def _dc_signal(seed: int = 99) -> np.ndarray:
+    """2 s at 44.1 kHz: noise, then a constant offset with sound 40 dB below it (DC-dominated frames), then noise."""
+    rng = np.random.default_rng(seed)
+    n = SR // 2
+    return np.concatenate([rng.standard_normal(n) * 0.1, 0.5 + rng.standard_normal(2 * n) * 0.005 * 0.01,
+                           rng.standard_normal(n) * 0.05])
+
+
+#: name -> (signal maker, n_fft, hop, gate_db, relative_gate_db, source)
+CASES = {
+    "int16-default-gates": (_corpus_signal, 2048, 512, -80.0, 30.0, "file"),
+    "int16-absolute-gate-only": (_corpus_signal, 2048, 512, -80.0, None, "file"),
+    "float-no-gates": (_corpus_signal, 512, 128, None, None, "array"),
+    "float-dc-offset": (_dc_signal, 1024, 256, -80.0, 30.0, "array"),
+}
+
+
+def _stats(name: str, tmp_path: Path):
+    make, n_fft, hop, gate_db, rel_db, source = CASES[name]
+    config = SpectralConfig(sample_rate=SR, n_fft=n_fft, hop_length=hop, gate_db=gate_db, relative_gate_db=rel_db)
+    x = make()
+    if source == "array":
+        with pytest.warns(UserWarning, match="DC offset") if "dc" in name else _no_warning():
+            return array_stats(x, config), x
+    path = tmp_path / f"{name}.wav"
+    sf.write(path, x, SR, subtype="PCM_16")
+    decoded, _ = sf.read(path, dtype="float64")
+    return file_stats(path, config), decoded
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def reference_statistics(x: np.ndarray, *, n_fft: int, hop_length: int, gate_db: float | None,
+                         relative_gate_db: float | None, floor_db: float = spectral.DEFAULT_FLOOR_DB) -> dict:
+    """Every statistic of a profile, straight from the definitions in float64 (no chunking, no grouping)."""
+    w = spectral.analysis_window(n_fft, dtype=np.float64)
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(x, dtype=np.float64), n_fft)[::hop_length]
+    power = np.abs(np.fft.rfft(frames * w, axis=-1)) ** 2
+    two_sided = 2.0 * power.sum(axis=1) - power[:, 0] - power[:, -1]
+    low = power[:, 0] + 2.0 * power[:, 1]
+    dc = (two_sided - low < spectral.DC_REST_SHARE * two_sided) & (two_sided > 0)
+    level_db = 10.0 * np.log10(np.maximum(two_sided / (n_fft * np.sum(w * w)), 1e-30))
+    keep = ~dc
+    if gate_db is not None:
+        keep &= level_db >= gate_db
+    if relative_gate_db is not None and keep.any():
+        bins = np.floor(level_db / spectral.LEVEL_STEP_DB)
+        keep &= bins >= bins[keep].max() - np.floor(relative_gate_db / spectral.LEVEL_STEP_DB)
+    log_db = 10.0 * np.log10(power[keep] + 10.0 ** (floor_db / 10.0))
+    return {"sum_db": log_db.sum(axis=0), "sum_sq_db": (log_db**2).sum(axis=0), "sum_power": power[keep].sum(axis=0),
+            "n_frames": int(keep.sum()), "n_gated": int((~keep).sum()), "n_dc": int(dc.sum())}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole statistics: C kernel, numpy fallback, float64 reference, recorded figures
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_statistics_equal_the_float64_reference(tmp_path, monkeypatch, name, use_kernel):
+    if use_kernel and spectral._logpower is None:
+        pytest.skip("micmatch was built without its C kernel")
+    if not use_kernel:
+        monkeypatch.setattr(spectral, "_logpower", None)
+    _, n_fft, hop, gate_db, rel_db, _ = CASES[name]
+    stats, x = _stats(name, tmp_path)
+    ref = reference_statistics(x, n_fft=n_fft, hop_length=hop, gate_db=gate_db, relative_gate_db=rel_db)
+    assert (stats.n_frames, stats.n_files) == (ref["n_frames"], 1)
+    n = ref["n_frames"]
+    # float32 spectra against float64: per-bin means within 1e-3 dB except 0 Hz and Nyquist, which are real and
+    # can come near zero in a frame, where the float32 FFT's absolute rounding dominates their log (0.05 dB).
+    inner = slice(1, -1)
+    np.testing.assert_allclose(stats.sum_db[inner] / n, ref["sum_db"][inner] / n, atol=1e-3)
+    np.testing.assert_allclose(stats.sum_db / n, ref["sum_db"] / n, atol=0.05)
+    np.testing.assert_allclose(stats.sum_sq_db[inner] / n, ref["sum_sq_db"][inner] / n, rtol=1e-5, atol=1e-2)
+    # Linear power: float32 products, relative error ~1e-6 of each frame's largest bins; 1e-4 relative per bin,
+    # with an absolute allowance of 1e-6 of the loudest bin for bins far below it.
+    np.testing.assert_allclose(stats.sum_power, ref["sum_power"], rtol=1e-4, atol=1e-6 * ref["sum_power"].max())
+
+
+def _figures(stats) -> dict:
+    n = stats.n_frames
+    probe = [b for b in PROBE_BINS if b < stats.sum_db.size]
+    mean = stats.sum_db / n
+    return {"n_frames": int(n), "probe_bins": probe, "mean_db": mean[probe].tolist(),
+            "mean_db_over_bins": float(mean.mean()), "mean_sq_db_over_bins": float((stats.sum_sq_db / n).mean()),
+            "power_db": stats.power_db[probe].tolist(), "power_db_over_bins": float(stats.power_db.mean())}
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_fixed_corpus_figures_are_unchanged(tmp_path, monkeypatch, use_kernel):
+    """Figures recorded from the statistics before they were fused into one pass (float32 spectra, C log sums and
+    numpy power sums); both paths must still give them."""
+    if use_kernel and spectral._logpower is None:
+        pytest.skip("micmatch was built without its C kernel")
+    if not use_kernel:
+        monkeypatch.setattr(spectral, "_logpower", None)
+    got = {name: _figures(_stats(name, tmp_path)[0]) for name in sorted(CASES)}
+    if RECORD:
+        if not use_kernel:
+            pytest.skip("figures are recorded from the C kernel's path")
+        RECORDED.parent.mkdir(parents=True, exist_ok=True)
+        RECORDED.write_text(json.dumps(got, indent=1) + "\n", encoding="utf-8")
+        pytest.skip("figures recorded")
+    expected = json.loads(RECORDED.read_text(encoding="utf-8"))
+    for name, exp in expected.items():
+        g = got[name]
+        assert g["n_frames"] == exp["n_frames"], name
+        # Same float32 arithmetic up to summation order and the log's implementation (kernel: polynomial within
+        # 2e-7 dB; numpy: libm): 1e-4 dB on means, 1e-6 relative on the mean square.
+        np.testing.assert_allclose(g["mean_db"], exp["mean_db"], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(g["mean_db_over_bins"], exp["mean_db_over_bins"], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(g["mean_sq_db_over_bins"], exp["mean_sq_db_over_bins"], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(g["power_db"], exp["power_db"], atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(g["power_db_over_bins"], exp["power_db_over_bins"], atol=1e-4, err_msg=name)
