@@ -25,6 +25,9 @@ SR = 44100
 #: Bins whose figures are recorded (0 Hz, low, mid, high and Nyquist of n_fft 2048; clipped for smaller n_fft).
 PROBE_BINS = (0, 1, 7, 46, 140, 300, 512, 801, 1000, 1024)
 
+needs_kernel = pytest.mark.skipif(spectral._logpower is None,
+                                  reason="micmatch was built without its C kernel (python setup.py build_ext)")
+
 
 def _corpus_signal(seed: int = 1812) -> np.ndarray:
     """4.5 s at 44.1 kHz: noise at 0, -12 and -45 dB re its loudest part, digital silence, a tone over noise, a
@@ -98,6 +101,57 @@ def reference_statistics(x: np.ndarray, *, n_fft: int, hop_length: int, gate_db:
     log_db = 10.0 * np.log10(power[keep] + 10.0 ** (floor_db / 10.0))
     return {"sum_db": log_db.sum(axis=0), "sum_sq_db": (log_db**2).sum(axis=0), "sum_power": power[keep].sum(axis=0),
             "n_frames": int(keep.sum()), "n_gated": int((~keep).sum()), "n_dc": int(dc.sum())}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The kernel's one pass against its numpy twin, on the same complex spectra
+
+
+@needs_kernel
+@pytest.mark.parametrize("n_bins", [1025, 257, 9, 1])
+@pytest.mark.parametrize("with_slots", [False, True])
+def test_kernel_pass_equals_numpy_pass(rng, n_bins, with_slots):
+    n, n_slots = 96, 5
+    spec = (rng.standard_normal((n, n_bins)) + 1j * rng.standard_normal((n, n_bins))).astype(np.complex64)
+    spec *= np.logspace(-9, 0, n, dtype=np.float32)[:, None]  # levels spanning 180 dB, some near the floor
+    spec[3] = 0  # digital silence: the floor alone
+    slots = rng.integers(-1, n_slots, n).astype(np.int32) if with_slots else None
+    out = {}
+    for name, func in (("c", spectral._accumulate_kernel), ("numpy", spectral._accumulate_numpy)):
+        arrays = [np.full((n_slots, n_bins), 0.25) for _ in range(3)]  # accumulates onto what is there
+        func(spec, slots, *arrays, spectral._floor_power(-160.0))
+        out[name] = arrays
+    for (c, ref), what in zip(zip(out["c"], out["numpy"]), ("log sums", "squares", "power sums")):
+        # Each dB value is a float32 in both (polynomial log against libm's): they differ by the log's 2e-7 dB and
+        # float32 rounding (6e-8 relative, 1e-5 dB at -160 dB), so sums of up to 96 values agree to 1e-6
+        # relative; power sums are the same float32 products summed in float64 in another order.
+        np.testing.assert_allclose(c, ref, rtol=1e-6, atol=1e-12, err_msg=what)
+    if with_slots:
+        untouched = np.setdiff1d(np.arange(n_slots), slots)
+        np.testing.assert_array_equal(out["c"][0][untouched], 0.25)
+
+
+@needs_kernel
+def test_frame_power_kernel_equals_numpy(rng):
+    spec = (rng.standard_normal((50, 1025)) + 1j * rng.standard_normal((50, 1025))).astype(np.complex64)
+    spec[7] = 0
+    two_sided, low = spectral._frame_power_kernel(spec)
+    ref_two, ref_low = spectral._frame_power_numpy(spec)
+    # float32 squares summed in float32 lanes (kernel) or float64 (numpy): 1e-6 relative.
+    np.testing.assert_allclose(two_sided, ref_two, rtol=1e-6)
+    np.testing.assert_allclose(low, ref_low, rtol=1e-6)
+    assert two_sided[7] == 0 and low[7] == 0
+
+
+@needs_kernel
+def test_kernel_refuses_wrong_sizes():
+    spec = np.zeros((4, 9), dtype=np.complex64)
+    sums = np.zeros((2, 9))
+    with pytest.raises(ValueError, match="slot index out of range"):
+        spectral._accumulate_kernel(spec, np.array([0, 1, 2, -1], dtype=np.int32), sums, sums.copy(), sums.copy(),
+                                    1e-16)
+    with pytest.raises(ValueError, match="powers has"):
+        spectral._accumulate_kernel(spec, None, sums, sums.copy(), np.zeros((2, 8)), 1e-16)
 
 
 # ---------------------------------------------------------------------------------------------------------------

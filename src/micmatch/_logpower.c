@@ -1,6 +1,7 @@
 /*
  * Fused hot path of micmatch's spectral statistics (spectral.LogPowerAccumulator):
- * complex spectrum -> power -> floor -> log power in dB -> per-bin sums of the dB values and of their squares.
+ * complex spectrum -> power -> floor -> log power in dB -> per-bin sums of the dB values, of their squares and of
+ * the linear power, in one pass, into the row (slot) of each frame's level bin.
  *
  * Why C: numpy needs five passes over each chunk and its float32 log is not vectorised on CPUs without AVX-512,
  * so the log alone cost more than the FFT (benchmarks/bench_profile.py). Here one pass does everything with a
@@ -51,31 +52,33 @@ static inline float log_f(float x)
 
 MULTIVERSION
 static void accumulate_kernel(const float *restrict spec, Py_ssize_t n_frames, Py_ssize_t n_bins,
-                              const int32_t *restrict groups, double *restrict sums, double *restrict squares,
-                              float floor_power)
+                              const int32_t *restrict slots, double *restrict sums, double *restrict squares,
+                              double *restrict powers, float floor_power)
 {
     const float to_db = 4.34294482f; /* 10 / ln(10) */
     for (Py_ssize_t f = 0; f < n_frames; f++) {
-        int32_t g = groups ? groups[f] : 0;
+        int32_t g = slots ? slots[f] : 0;
         if (g < 0)
             continue;
         const float *restrict row = spec + 2 * f * n_bins;
         double *restrict s = sums + (Py_ssize_t)g * n_bins;
         double *restrict q = squares + (Py_ssize_t)g * n_bins;
+        double *restrict w = powers + (Py_ssize_t)g * n_bins;
         for (Py_ssize_t j = 0; j < n_bins; j++) {
             float re = row[2 * j], im = row[2 * j + 1];
-            float p = re * re + im * im + floor_power; /* additive floor: no compare, and below 1e-6 dB once p
-                                                          is 60 dB above it */
-            float l = to_db * log_f(p);
+            float p = re * re + im * im;
+            float l = to_db * log_f(p + floor_power); /* additive floor: no compare, and below 1e-6 dB once p is
+                                                         60 dB above it */
             s[j] += (double)l; /* float64 totals: results do not depend on how frames were chunked */
             q[j] += (double)(l * l);
+            w[j] += (double)p; /* the power sum is unfloored: the long-term average spectrum's numerator */
         }
     }
 }
 
 MULTIVERSION
 static void frame_power_kernel(const float *restrict spec, Py_ssize_t n_frames, Py_ssize_t n_bins,
-                               double *restrict out)
+                               double *restrict two_sided, double *restrict low)
 {
     for (Py_ssize_t f = 0; f < n_frames; f++) {
         const float *restrict row = spec + 2 * f * n_bins;
@@ -91,7 +94,9 @@ static void frame_power_kernel(const float *restrict spec, Py_ssize_t n_frames, 
             total += (double)row[j] * row[j];
         double first = (double)row[0] * row[0] + (double)row[1] * row[1];
         double last = (double)row[n - 2] * row[n - 2] + (double)row[n - 1] * row[n - 1];
-        out[f] = 2.0 * total - first - last;
+        double second = n_bins > 1 ? (double)row[2] * row[2] + (double)row[3] * row[3] : 0.0;
+        two_sided[f] = 2.0 * total - first - last;
+        low[f] = first + 2.0 * second;
     }
 }
 
@@ -106,80 +111,91 @@ static int check(Py_buffer *b, Py_ssize_t itemsize, Py_ssize_t count, const char
 
 static PyObject *accumulate(PyObject *self, PyObject *args)
 {
-    Py_buffer spec, groups = {0}, sums, squares;
-    Py_ssize_t n_frames, n_bins, n_groups;
+    Py_buffer spec, slots = {0}, sums, squares, powers;
+    Py_ssize_t n_frames, n_bins, n_slots;
     float floor_power;
-    PyObject *groups_obj;
+    PyObject *slots_obj;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nnOnw*w*f", &spec, &n_frames, &n_bins, &groups_obj, &n_groups, &sums,
-                          &squares, &floor_power))
+    if (!PyArg_ParseTuple(args, "y*nnOnw*w*w*f", &spec, &n_frames, &n_bins, &slots_obj, &n_slots, &sums, &squares,
+                          &powers, &floor_power))
         return NULL;
-    int has_groups = groups_obj != Py_None;
-    if (has_groups && PyObject_GetBuffer(groups_obj, &groups, PyBUF_SIMPLE) < 0)
+    int has_slots = slots_obj != Py_None;
+    if (has_slots && PyObject_GetBuffer(slots_obj, &slots, PyBUF_SIMPLE) < 0)
         goto fail;
-    if (check(&spec, 8, n_frames * n_bins, "spec") || check(&sums, 8, n_groups * n_bins, "sums") ||
-        check(&squares, 8, n_groups * n_bins, "squares") || (has_groups && check(&groups, 4, n_frames, "groups")))
+    if (check(&spec, 8, n_frames * n_bins, "spec") || check(&sums, 8, n_slots * n_bins, "sums") ||
+        check(&squares, 8, n_slots * n_bins, "squares") || check(&powers, 8, n_slots * n_bins, "powers") ||
+        (has_slots && check(&slots, 4, n_frames, "slots")))
         goto fail;
-    if (has_groups) {
-        const int32_t *g = (const int32_t *)groups.buf;
+    if (!has_slots && n_slots < 1 && n_frames > 0) {
+        PyErr_SetString(PyExc_ValueError, "slot index out of range");
+        goto fail;
+    }
+    if (has_slots) {
+        const int32_t *g = (const int32_t *)slots.buf;
         for (Py_ssize_t f = 0; f < n_frames; f++) {
-            if (g[f] >= n_groups) {
-                PyErr_SetString(PyExc_ValueError, "group index out of range");
+            if (g[f] >= n_slots) {
+                PyErr_SetString(PyExc_ValueError, "slot index out of range");
                 goto fail;
             }
         }
     }
     Py_BEGIN_ALLOW_THREADS
-    accumulate_kernel((const float *)spec.buf, n_frames, n_bins, has_groups ? (const int32_t *)groups.buf : NULL,
-                      (double *)sums.buf, (double *)squares.buf, floor_power);
+    accumulate_kernel((const float *)spec.buf, n_frames, n_bins, has_slots ? (const int32_t *)slots.buf : NULL,
+                      (double *)sums.buf, (double *)squares.buf, (double *)powers.buf, floor_power);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&spec);
     PyBuffer_Release(&sums);
     PyBuffer_Release(&squares);
-    if (has_groups)
-        PyBuffer_Release(&groups);
+    PyBuffer_Release(&powers);
+    if (has_slots)
+        PyBuffer_Release(&slots);
     Py_RETURN_NONE;
 fail:
     PyBuffer_Release(&spec);
     PyBuffer_Release(&sums);
     PyBuffer_Release(&squares);
-    if (has_groups && groups.obj)
-        PyBuffer_Release(&groups);
+    PyBuffer_Release(&powers);
+    if (has_slots && slots.obj)
+        PyBuffer_Release(&slots);
     return NULL;
 }
 
 static PyObject *frame_power(PyObject *self, PyObject *args)
 {
-    Py_buffer spec, out;
+    Py_buffer spec, two_sided, low;
     Py_ssize_t n_frames, n_bins;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nnw*", &spec, &n_frames, &n_bins, &out))
+    if (!PyArg_ParseTuple(args, "y*nnw*w*", &spec, &n_frames, &n_bins, &two_sided, &low))
         return NULL;
-    if (n_bins < 1 || check(&spec, 8, n_frames * n_bins, "spec") || check(&out, 8, n_frames, "out")) {
+    if (n_bins < 1 || check(&spec, 8, n_frames * n_bins, "spec") || check(&two_sided, 8, n_frames, "two_sided") ||
+        check(&low, 8, n_frames, "low")) {
         PyBuffer_Release(&spec);
-        PyBuffer_Release(&out);
+        PyBuffer_Release(&two_sided);
+        PyBuffer_Release(&low);
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "n_bins must be positive");
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    frame_power_kernel((const float *)spec.buf, n_frames, n_bins, (double *)out.buf);
+    frame_power_kernel((const float *)spec.buf, n_frames, n_bins, (double *)two_sided.buf, (double *)low.buf);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&spec);
-    PyBuffer_Release(&out);
+    PyBuffer_Release(&two_sided);
+    PyBuffer_Release(&low);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"accumulate", accumulate, METH_VARARGS,
-     "accumulate(spec, n_frames, n_bins, groups, n_groups, sums, squares, floor_power): add each frame's log "
-     "power (dB) and its square to row groups[f] of sums/squares (complex64 spec, int32 groups or None, "
-     "float64 sums; group -1 skips a frame)."},
+     "accumulate(spec, n_frames, n_bins, slots, n_slots, sums, squares, powers, floor_power): in one pass, add "
+     "each frame's log power (dB), its square and its linear power to row slots[f] of sums, squares and powers "
+     "(complex64 spec, int32 slots or None for row 0, float64 rows; slot -1 skips a frame)."},
     {"frame_power", frame_power, METH_VARARGS,
-     "frame_power(spec, n_frames, n_bins, out): two-sided power sum of each frame into float64 out."},
+     "frame_power(spec, n_frames, n_bins, two_sided, low): each frame's two-sided power sum, and the two-sided "
+     "power of bins 0 and 1, into float64 arrays."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_logpower", "Fused log-power statistics kernel.", -1,
-                                    methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_logpower", "Fused statistics kernel of the profile path.",
+                                    -1, methods};
 
 PyMODINIT_FUNC PyInit__logpower(void) { return PyModule_Create(&module); }
