@@ -107,10 +107,22 @@ def reference_statistics(x: np.ndarray, *, n_fft: int, hop_length: int, gate_db:
 # The kernel's one pass against its numpy twin, on the same complex spectra
 
 
-@needs_kernel
+@pytest.fixture(params=["avx512", "avx2", "baseline"])
+def isa(request):
+    """Each variant of the C kernel this CPU can run (the module picks the best one at import)."""
+    if spectral._logpower is None:
+        pytest.skip("micmatch was built without its C kernel (python setup.py build_ext)")
+    try:
+        previous = spectral._logpower.use_isa(request.param)
+    except ValueError:
+        pytest.skip(f"this CPU or build has no {request.param} variant")
+    yield request.param
+    spectral._logpower.use_isa(previous)
+
+
 @pytest.mark.parametrize("n_bins", [1025, 257, 9, 1])
 @pytest.mark.parametrize("with_slots", [False, True])
-def test_kernel_pass_equals_numpy_pass(rng, n_bins, with_slots):
+def test_kernel_pass_equals_numpy_pass(rng, isa, n_bins, with_slots):
     n, n_slots = 96, 5
     spec = (rng.standard_normal((n, n_bins)) + 1j * rng.standard_normal((n, n_bins))).astype(np.complex64)
     spec *= np.logspace(-9, 0, n, dtype=np.float32)[:, None]  # levels spanning 180 dB, some near the floor
@@ -131,8 +143,7 @@ def test_kernel_pass_equals_numpy_pass(rng, n_bins, with_slots):
         np.testing.assert_array_equal(out["c"][0][untouched], 0.25)
 
 
-@needs_kernel
-def test_frame_power_kernel_equals_numpy(rng):
+def test_frame_power_kernel_equals_numpy(rng, isa):
     spec = (rng.standard_normal((50, 1025)) + 1j * rng.standard_normal((50, 1025))).astype(np.complex64)
     spec[7] = 0
     two_sided, low = spectral._frame_power_kernel(spec)
@@ -144,7 +155,7 @@ def test_frame_power_kernel_equals_numpy(rng):
 
 
 @needs_kernel
-def test_kernel_refuses_wrong_sizes():
+def test_kernel_refuses_wrong_sizes_and_unknown_isa():
     spec = np.zeros((4, 9), dtype=np.complex64)
     sums = np.zeros((2, 9))
     with pytest.raises(ValueError, match="slot index out of range"):
@@ -152,6 +163,9 @@ def test_kernel_refuses_wrong_sizes():
                                     1e-16)
     with pytest.raises(ValueError, match="powers has"):
         spectral._accumulate_kernel(spec, None, sums, sums.copy(), np.zeros((2, 8)), 1e-16)
+    with pytest.raises(ValueError, match="not available"):
+        spectral._logpower.use_isa("no-such-isa")
+    assert spectral._logpower.isa() in ("avx512", "avx2", "baseline")
 
 
 # ---------------------------------------------------------------------------------------------------------------
