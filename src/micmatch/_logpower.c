@@ -16,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #if defined(__GNUC__)
@@ -107,9 +108,67 @@ static ALWAYS_INLINE void frame_power_body(const float *restrict spec, Py_ssize_
     }
 }
 
+/* What decides whether a frame counts, and where (spectral.LogPowerAccumulator holds the same values). */
+typedef struct {
+    double level_k;   /* frame level (power re full scale) = two-sided power sum * level_k */
+    double gate_sum;  /* absolute gate on the two-sided power sum; negative: no gate */
+    double dc_share;  /* a frame with less than this share of its power above bin 1 is a constant offset */
+    double level_step_db;
+    long long n_rows; /* rows of the level ring (1 without the relative gate) */
+    int relative;     /* relative gate on: rows are level bins modulo n_rows */
+} gates_t;
+
+/* state: [has_top, top level bin, frames dominated by DC]; counts: frames per row. */
+static ALWAYS_INLINE void chunk_body(const float *restrict spec, Py_ssize_t n_frames, Py_ssize_t n_bins,
+                                     const gates_t *gates, int64_t *restrict state, int64_t *restrict counts,
+                                     double *restrict sums, double *restrict squares, double *restrict powers,
+                                     float floor_power)
+{
+    for (Py_ssize_t f = 0; f < n_frames; f++) {
+        const float *row = spec + 2 * f * n_bins;
+        double two_sided, low;
+        frame_power_body(row, 1, n_bins, &two_sided, &low);
+        if (two_sided - low < gates->dc_share * two_sided && two_sided > 0) {
+            state[2] += 1;
+            continue;
+        }
+        if (gates->gate_sum >= 0 && !(two_sided >= gates->gate_sum))
+            continue;
+        int64_t slot = 0;
+        if (gates->relative) {
+            double level_db = 10.0 * log10(fmax(two_sided * gates->level_k, 1e-30));
+            int64_t level = (int64_t)floor(level_db / gates->level_step_db);
+            int64_t n_rows = gates->n_rows;
+            if (!state[0] || level > state[1]) {
+                /* A louder frame: the rows of levels now below the gate are reused by the new top levels. */
+                if (state[0]) {
+                    int64_t first = state[1] + 1, rise = level - state[1];
+                    for (int64_t k = 0; k < (rise < n_rows ? rise : n_rows); k++) {
+                        int64_t r = ((first + k) % n_rows + n_rows) % n_rows;
+                        memset(sums + r * n_bins, 0, n_bins * sizeof(double));
+                        memset(squares + r * n_bins, 0, n_bins * sizeof(double));
+                        memset(powers + r * n_bins, 0, n_bins * sizeof(double));
+                        counts[r] = 0;
+                    }
+                }
+                state[0] = 1;
+                state[1] = level;
+            }
+            if (level <= state[1] - n_rows)
+                continue;
+            slot = (level % n_rows + n_rows) % n_rows;
+        }
+        counts[slot] += 1;
+        accumulate_body(row, 1, n_bins, NULL, sums + slot * n_bins, squares + slot * n_bins,
+                        powers + slot * n_bins, floor_power);
+    }
+}
+
 typedef void (*accumulate_fn)(const float *, Py_ssize_t, Py_ssize_t, const int32_t *, double *, double *, double *,
                               float);
 typedef void (*frame_power_fn)(const float *, Py_ssize_t, Py_ssize_t, double *, double *);
+typedef void (*chunk_fn)(const float *, Py_ssize_t, Py_ssize_t, const gates_t *, int64_t *, int64_t *, double *,
+                         double *, double *, float);
 
 #define DEFINE_VARIANT(NAME, ATTR)                                                                                 \
     ATTR static void accumulate_##NAME(const float *spec, Py_ssize_t n_frames, Py_ssize_t n_bins,               \
@@ -122,6 +181,12 @@ typedef void (*frame_power_fn)(const float *, Py_ssize_t, Py_ssize_t, double *, 
                                         double *two_sided, double *low)                                          \
     {                                                                                                             \
         frame_power_body(spec, n_frames, n_bins, two_sided, low);                                                \
+    }                                                                                                             \
+    ATTR static void chunk_##NAME(const float *spec, Py_ssize_t n_frames, Py_ssize_t n_bins, const gates_t *gates, \
+                                  int64_t *state, int64_t *counts, double *sums, double *squares, double *powers,  \
+                                  float floor_power)                                                             \
+    {                                                                                                             \
+        chunk_body(spec, n_frames, n_bins, gates, state, counts, sums, squares, powers, floor_power);             \
     }
 
 DEFINE_VARIANT(baseline, )
@@ -132,6 +197,7 @@ DEFINE_VARIANT(avx512, TARGET_AVX512)
 
 static accumulate_fn accumulate_kernel = accumulate_baseline;
 static frame_power_fn frame_power_kernel = frame_power_baseline;
+static chunk_fn chunk_kernel = chunk_baseline;
 static const char *kernel_isa = "baseline";
 
 /* Select the variant named isa ("avx512", "avx2" or "baseline"); 0 on success, -1 when this CPU or build lacks it. */
@@ -140,6 +206,7 @@ static int select_kernels(const char *isa)
     if (strcmp(isa, "baseline") == 0) {
         accumulate_kernel = accumulate_baseline;
         frame_power_kernel = frame_power_baseline;
+        chunk_kernel = chunk_baseline;
         kernel_isa = "baseline";
         return 0;
     }
@@ -148,12 +215,14 @@ static int select_kernels(const char *isa)
     if (strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512f")) {
         accumulate_kernel = accumulate_avx512;
         frame_power_kernel = frame_power_avx512;
+        chunk_kernel = chunk_avx512;
         kernel_isa = "avx512";
         return 0;
     }
     if (strcmp(isa, "avx2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         accumulate_kernel = accumulate_avx2;
         frame_power_kernel = frame_power_avx2;
+        chunk_kernel = chunk_avx2;
         kernel_isa = "avx2";
         return 0;
     }
@@ -260,6 +329,45 @@ static PyObject *frame_power(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *add_chunk(PyObject *self, PyObject *args)
+{
+    Py_buffer spec, state, counts, sums, squares, powers;
+    Py_ssize_t n_frames, n_bins;
+    gates_t gates;
+    float floor_power;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nn(ddddLi)w*w*w*w*w*f", &spec, &n_frames, &n_bins, &gates.level_k, &gates.gate_sum,
+                          &gates.dc_share, &gates.level_step_db, &gates.n_rows, &gates.relative, &state, &counts,
+                          &sums, &squares, &powers, &floor_power))
+        return NULL;
+    int ok = n_bins >= 1 && gates.n_rows >= 1 && gates.level_step_db > 0 && (gates.relative || gates.n_rows == 1);
+    if (!ok)
+        PyErr_SetString(PyExc_ValueError, "n_bins, n_rows and level_step_db must be positive (one row without the "
+                                          "relative gate)");
+    if (!ok || check(&spec, 8, n_frames * n_bins, "spec") || check(&state, 8, 3, "state") ||
+        check(&counts, 8, gates.n_rows, "counts") || check(&sums, 8, gates.n_rows * n_bins, "sums") ||
+        check(&squares, 8, gates.n_rows * n_bins, "squares") || check(&powers, 8, gates.n_rows * n_bins, "powers")) {
+        PyBuffer_Release(&spec);
+        PyBuffer_Release(&state);
+        PyBuffer_Release(&counts);
+        PyBuffer_Release(&sums);
+        PyBuffer_Release(&squares);
+        PyBuffer_Release(&powers);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    chunk_kernel((const float *)spec.buf, n_frames, n_bins, &gates, (int64_t *)state.buf, (int64_t *)counts.buf,
+                 (double *)sums.buf, (double *)squares.buf, (double *)powers.buf, floor_power);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&spec);
+    PyBuffer_Release(&state);
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&sums);
+    PyBuffer_Release(&squares);
+    PyBuffer_Release(&powers);
+    Py_RETURN_NONE;
+}
+
 static PyObject *get_isa(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -275,6 +383,11 @@ static PyMethodDef methods[] = {
     {"frame_power", frame_power, METH_VARARGS,
      "frame_power(spec, n_frames, n_bins, two_sided, low): each frame's two-sided power sum, and the two-sided "
      "power of bins 0 and 1, into float64 arrays."},
+    {"add_chunk", add_chunk, METH_VARARGS,
+     "add_chunk(spec, n_frames, n_bins, (level_k, gate_sum, dc_share, level_step_db, n_rows, relative), state, "
+     "counts, sums, squares, powers, floor_power): gate each frame of a complex64 chunk (DC rule, absolute gate, "
+     "relative gate on a ring of n_rows level rows) and add the frames that count to their row, in one pass. "
+     "state: int64 [has_top, top, n_dc]; counts: int64 per row; gate_sum < 0: no absolute gate."},
     {"use_isa", use_isa, METH_VARARGS,
      "use_isa(isa): run the variant compiled for isa ('avx512', 'avx2' or 'baseline') from now on; returns the "
      "previous one. ValueError when this CPU or build lacks it. The best variant is chosen at import."},

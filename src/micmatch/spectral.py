@@ -231,14 +231,17 @@ class LogPowerAccumulator:
         self._level_k = 1.0 / (self.n_fft * np.sum(w * w))
         self._gate_sum = None if self.gate_db is None else 10.0 ** (self.gate_db / 10.0) / self._level_k
         self._n_seen = 0
-        self._n_dc = 0
         # One row per level bin that can still count (one row without the relative gate); see the class notes.
         n_rows = 1 if self.relative_gate_db is None else int(np.floor(self.relative_gate_db / LEVEL_STEP_DB)) + 1
         self._sums = np.zeros((n_rows, n_bins))
         self._squares = np.zeros((n_rows, n_bins))
         self._powers = np.zeros((n_rows, n_bins))
         self._counts = np.zeros(n_rows, dtype=np.int64)
-        self._top: int | None = None  # loudest level bin so far (relative gate only)
+        # [has_top, top, n_dc]: whether a frame has counted yet, the loudest level bin so far (relative gate only)
+        # and the frames dominated by a constant offset. An array so that the C kernel updates it in place.
+        self._state = np.zeros(3, dtype=np.int64)
+        self._gates = (self._level_k, -1.0 if self._gate_sum is None else self._gate_sum, DC_REST_SHARE,
+                       LEVEL_STEP_DB, n_rows, self.relative_gate_db is not None)
         self._buffer = np.empty((CHUNK_FRAMES, self.n_fft), dtype=np.float32)  # windowed frames of one chunk
 
     # Results --------------------------------------------------------------------------------------------------
@@ -266,7 +269,7 @@ class LogPowerAccumulator:
     @property
     def n_dc(self) -> int:
         """Frames not counted because a constant offset (0 Hz) held most of their power."""
-        return self._n_dc
+        return int(self._state[2])
 
     def result(self) -> tuple[np.ndarray, np.ndarray, int, int]:
         """``(sum_db, sum_sq_db, n_frames, n_gated)`` in one call."""
@@ -295,12 +298,15 @@ class LogPowerAccumulator:
         return total
 
     def _add_chunk(self, spec: np.ndarray, kernel: bool) -> None:
-        """Gate the frames of one complex64 chunk ``(n_frames, n_bins)`` and add the rest to their level's row."""
-        two_sided, low = (_frame_power_kernel if kernel else _frame_power_numpy)(spec)
-        slots = self._slots(two_sided, low)
+        """Gate the frames of one complex64 chunk ``(n_frames, n_bins)`` and add the rest to their level's row:
+        one call of the C kernel, or the same steps in numpy."""
+        if kernel:
+            _logpower.add_chunk(spec, spec.shape[0], spec.shape[1], self._gates, self._state, self._counts,
+                                self._sums, self._squares, self._powers, self._floor_power)
+            return
+        slots = self._slots(*_frame_power_numpy(spec))
         if slots is not False:
-            (_accumulate_kernel if kernel else _accumulate_numpy)(spec, slots, self._sums, self._squares,
-                                                                  self._powers, self._floor_power)
+            _accumulate_numpy(spec, slots, self._sums, self._squares, self._powers, self._floor_power)
 
     def _slots(self, two_sided: np.ndarray, low: np.ndarray) -> np.ndarray | None | bool:
         """Row of each frame (int32, -1: not counted), None when every frame goes to row 0, False when none counts.
@@ -311,7 +317,7 @@ class LogPowerAccumulator:
         # a constant offset, and frames below the absolute gate.
         dc = (two_sided - low < DC_REST_SHARE * two_sided) & (two_sided > 0)
         n_dc = int(np.count_nonzero(dc))
-        self._n_dc += n_dc
+        self._state[2] += n_dc
         keep = ~dc if n_dc else None
         if self._gate_sum is not None:
             above = two_sided >= self._gate_sum
@@ -329,10 +335,10 @@ class LogPowerAccumulator:
         levels = np.floor(10.0 * np.log10(np.maximum(two_sided * self._level_k, 1e-30)) / LEVEL_STEP_DB)
         levels = levels.astype(np.int64)
         top = int(levels[keep].max())
-        if self._top is None or top > self._top:
+        if not self._state[0] or top > self._state[1]:
             self._raise_top(top)
         n_rows = self._counts.shape[0]
-        keep &= levels > self._top - n_rows
+        keep &= levels > self._state[1] - n_rows
         slots = np.where(keep, levels % n_rows, -1).astype(np.int32)
         self._counts += np.bincount(slots[keep], minlength=n_rows)
         return slots
@@ -340,14 +346,12 @@ class LogPowerAccumulator:
     def _raise_top(self, top: int) -> None:
         """A louder frame: clear the rows of the level bins that fall below the relative gate."""
         n_rows = self._counts.shape[0]
-        if self._top is not None:
-            if top - self._top >= n_rows:
-                cleared = slice(None)
-            else:
-                cleared = np.arange(self._top + 1, top + 1) % n_rows  # the rows the new top levels reuse
+        if self._state[0]:
+            old = int(self._state[1])
+            cleared = slice(None) if top - old >= n_rows else np.arange(old + 1, top + 1) % n_rows
             for arr in (self._sums, self._squares, self._powers, self._counts):
-                arr[cleared] = 0
-        self._top = top
+                arr[cleared] = 0  # the rows the new top levels reuse
+        self._state[:2] = (1, top)
 
 
 def stft(
