@@ -192,6 +192,17 @@ def test_chunk_kernel_equals_numpy_gating_and_sums(rng, isa, gate_db, relative_g
     np.testing.assert_allclose(c._powers, ref._powers, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_window_kernel_equals_numpy(rng, isa, dtype):
+    x = (rng.standard_normal(5000) * 3000).astype(dtype)
+    n_fft, hop, n = 512, 128, 30
+    window = spectral.analysis_window(n_fft, scale=1 / 32768)
+    out = np.full((n, n_fft), np.nan, dtype=np.float32)
+    spectral._logpower.window_frames(x[256:], n, n_fft, hop, window, out)
+    expected = spectral._frames_view(x[256:], n_fft, hop)[:n] * window
+    np.testing.assert_array_equal(out, expected)  # one float32 product per value in both: bit for bit
+
+
 @needs_kernel
 def test_kernel_refuses_wrong_sizes_and_unknown_isa():
     spec = np.zeros((4, 9), dtype=np.complex64)
@@ -203,6 +214,13 @@ def test_kernel_refuses_wrong_sizes_and_unknown_isa():
         spectral._accumulate_kernel(spec, None, sums, sums.copy(), np.zeros((2, 8)), 1e-16)
     with pytest.raises(ValueError, match="not available"):
         spectral._logpower.use_isa("no-such-isa")
+    window, out = np.ones(8, dtype=np.float32), np.zeros((3, 8), dtype=np.float32)
+    with pytest.raises(TypeError, match="int16 or float32"):
+        spectral._logpower.window_frames(np.zeros(100), 3, 8, 4, window, out)
+    with pytest.raises(ValueError, match="shorter than the frames"):
+        spectral._logpower.window_frames(np.zeros(15, dtype=np.int16), 3, 8, 4, window, out)
+    with pytest.raises(ValueError, match="out has"):
+        spectral._logpower.window_frames(np.zeros(16, dtype=np.int16), 3, 8, 4, window, out[:2])
     with pytest.raises(ValueError, match="one row without the relative gate"):
         spectral._logpower.add_chunk(spec, 4, 9, (1.0, -1.0, 1e-3, 0.5, 2, False), np.zeros(3, dtype=np.int64),
                                      np.zeros(2, dtype=np.int64), sums, sums.copy(), sums.copy(), 1e-16)

@@ -1,7 +1,10 @@
 /*
- * Fused hot path of micmatch's spectral statistics (spectral.LogPowerAccumulator):
- * complex spectrum -> power -> floor -> log power in dB -> per-bin sums of the dB values, of their squares and of
- * the linear power, in one pass, into the row (slot) of each frame's level bin.
+ * Hot path of micmatch's spectral statistics (spectral.LogPowerAccumulator):
+ * - window_frames: int16 or float32 samples -> windowed float32 frames for the FFT;
+ * - add_chunk: complex spectrum of a chunk -> each frame's gates (DC rule, absolute gate, relative gate's level
+ *   ring) -> power -> floor -> log power in dB -> per-bin sums of the dB values, of their squares and of the
+ *   linear power, in one pass, into the row of the frame's level bin;
+ * - accumulate and frame_power: the two halves of add_chunk on their own (tests check them against numpy).
  *
  * Why C: numpy needs five passes over each chunk and its float32 log is not vectorised on CPUs without AVX-512,
  * so the log alone cost more than the FFT (benchmarks/bench_profile.py). Here one pass does everything with a
@@ -108,6 +111,30 @@ static ALWAYS_INLINE void frame_power_body(const float *restrict spec, Py_ssize_
     }
 }
 
+/* Windowed frames for the FFT: out[f, j] = x[f * hop + j] * window[j], from int16 or float32 samples (the
+   sample format's scale is folded into the window). */
+static ALWAYS_INLINE void window_i16_body(const int16_t *restrict x, Py_ssize_t n_frames, Py_ssize_t n_fft,
+                                          Py_ssize_t hop, const float *restrict window, float *restrict out)
+{
+    for (Py_ssize_t f = 0; f < n_frames; f++) {
+        const int16_t *restrict src = x + f * hop;
+        float *restrict dst = out + f * n_fft;
+        for (Py_ssize_t j = 0; j < n_fft; j++)
+            dst[j] = (float)src[j] * window[j];
+    }
+}
+
+static ALWAYS_INLINE void window_f32_body(const float *restrict x, Py_ssize_t n_frames, Py_ssize_t n_fft,
+                                          Py_ssize_t hop, const float *restrict window, float *restrict out)
+{
+    for (Py_ssize_t f = 0; f < n_frames; f++) {
+        const float *restrict src = x + f * hop;
+        float *restrict dst = out + f * n_fft;
+        for (Py_ssize_t j = 0; j < n_fft; j++)
+            dst[j] = src[j] * window[j];
+    }
+}
+
 /* What decides whether a frame counts, and where (spectral.LogPowerAccumulator holds the same values). */
 typedef struct {
     double level_k;   /* frame level (power re full scale) = two-sided power sum * level_k */
@@ -167,6 +194,8 @@ static ALWAYS_INLINE void chunk_body(const float *restrict spec, Py_ssize_t n_fr
 typedef void (*accumulate_fn)(const float *, Py_ssize_t, Py_ssize_t, const int32_t *, double *, double *, double *,
                               float);
 typedef void (*frame_power_fn)(const float *, Py_ssize_t, Py_ssize_t, double *, double *);
+typedef void (*window_i16_fn)(const int16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *, float *);
+typedef void (*window_f32_fn)(const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *, float *);
 typedef void (*chunk_fn)(const float *, Py_ssize_t, Py_ssize_t, const gates_t *, int64_t *, int64_t *, double *,
                          double *, double *, float);
 
@@ -187,6 +216,16 @@ typedef void (*chunk_fn)(const float *, Py_ssize_t, Py_ssize_t, const gates_t *,
                                   float floor_power)                                                             \
     {                                                                                                             \
         chunk_body(spec, n_frames, n_bins, gates, state, counts, sums, squares, powers, floor_power);             \
+    }                                                                                                             \
+    ATTR static void window_i16_##NAME(const int16_t *x, Py_ssize_t n_frames, Py_ssize_t n_fft, Py_ssize_t hop,  \
+                                       const float *window, float *out)                                         \
+    {                                                                                                             \
+        window_i16_body(x, n_frames, n_fft, hop, window, out);                                                   \
+    }                                                                                                             \
+    ATTR static void window_f32_##NAME(const float *x, Py_ssize_t n_frames, Py_ssize_t n_fft, Py_ssize_t hop,    \
+                                       const float *window, float *out)                                         \
+    {                                                                                                             \
+        window_f32_body(x, n_frames, n_fft, hop, window, out);                                                   \
     }
 
 DEFINE_VARIANT(baseline, )
@@ -198,6 +237,8 @@ DEFINE_VARIANT(avx512, TARGET_AVX512)
 static accumulate_fn accumulate_kernel = accumulate_baseline;
 static frame_power_fn frame_power_kernel = frame_power_baseline;
 static chunk_fn chunk_kernel = chunk_baseline;
+static window_i16_fn window_i16_kernel = window_i16_baseline;
+static window_f32_fn window_f32_kernel = window_f32_baseline;
 static const char *kernel_isa = "baseline";
 
 /* Select the variant named isa ("avx512", "avx2" or "baseline"); 0 on success, -1 when this CPU or build lacks it. */
@@ -207,6 +248,8 @@ static int select_kernels(const char *isa)
         accumulate_kernel = accumulate_baseline;
         frame_power_kernel = frame_power_baseline;
         chunk_kernel = chunk_baseline;
+        window_i16_kernel = window_i16_baseline;
+        window_f32_kernel = window_f32_baseline;
         kernel_isa = "baseline";
         return 0;
     }
@@ -216,6 +259,8 @@ static int select_kernels(const char *isa)
         accumulate_kernel = accumulate_avx512;
         frame_power_kernel = frame_power_avx512;
         chunk_kernel = chunk_avx512;
+        window_i16_kernel = window_i16_avx512;
+        window_f32_kernel = window_f32_avx512;
         kernel_isa = "avx512";
         return 0;
     }
@@ -223,6 +268,8 @@ static int select_kernels(const char *isa)
         accumulate_kernel = accumulate_avx2;
         frame_power_kernel = frame_power_avx2;
         chunk_kernel = chunk_avx2;
+        window_i16_kernel = window_i16_avx2;
+        window_f32_kernel = window_f32_avx2;
         kernel_isa = "avx2";
         return 0;
     }
@@ -368,6 +415,47 @@ static PyObject *add_chunk(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *window_frames(PyObject *self, PyObject *args)
+{
+    Py_buffer x, window, out;
+    Py_ssize_t n_frames, n_fft, hop;
+    PyObject *x_obj;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Onnny*w*", &x_obj, &n_frames, &n_fft, &hop, &window, &out))
+        return NULL;
+    if (PyObject_GetBuffer(x_obj, &x, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&window);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    int is_i16 = x.itemsize == 2 && x.format && strcmp(x.format, "h") == 0;
+    int is_f32 = x.itemsize == 4 && x.format && strcmp(x.format, "f") == 0;
+    int ok = 0;
+    if (!is_i16 && !is_f32)
+        PyErr_SetString(PyExc_TypeError, "x must hold int16 or float32 samples");
+    else if (n_frames < 0 || n_fft < 1 || hop < 1)
+        PyErr_SetString(PyExc_ValueError, "n_frames must be >= 0, n_fft and hop positive");
+    else if (n_frames > 0 && x.len < ((n_frames - 1) * hop + n_fft) * x.itemsize)
+        PyErr_SetString(PyExc_ValueError, "x is shorter than the frames asked for");
+    else if (!check(&window, 4, n_fft, "window") && !check(&out, 4, n_frames * n_fft, "out"))
+        ok = 1;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        if (is_i16)
+            window_i16_kernel((const int16_t *)x.buf, n_frames, n_fft, hop, (const float *)window.buf,
+                              (float *)out.buf);
+        else
+            window_f32_kernel((const float *)x.buf, n_frames, n_fft, hop, (const float *)window.buf, (float *)out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&window);
+    PyBuffer_Release(&out);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *get_isa(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -388,6 +476,9 @@ static PyMethodDef methods[] = {
      "counts, sums, squares, powers, floor_power): gate each frame of a complex64 chunk (DC rule, absolute gate, "
      "relative gate on a ring of n_rows level rows) and add the frames that count to their row, in one pass. "
      "state: int64 [has_top, top, n_dc]; counts: int64 per row; gate_sum < 0: no absolute gate."},
+    {"window_frames", window_frames, METH_VARARGS,
+     "window_frames(x, n_frames, n_fft, hop, window, out): out[f, j] = x[f * hop + j] * window[j] for int16 or "
+     "float32 samples x (C-contiguous), float32 window and out."},
     {"use_isa", use_isa, METH_VARARGS,
      "use_isa(isa): run the variant compiled for isa ('avx512', 'avx2' or 'baseline') from now on; returns the "
      "previous one. ValueError when this CPU or build lacks it. The best variant is chosen at import."},

@@ -187,10 +187,11 @@ class LogPowerAccumulator:
     can still count (the maximum never falls), so they are kept in that many rows used as a ring (a level's row
     is its bin modulo the row count); a row is cleared when a louder frame pushes its level below the gate.
 
-    Speed (benchmarks/bench_profile.py): frames are strided views (no copy), the int16 scale is folded into the
-    window, ``scipy.fft.rfft`` runs on chunks of :data:`CHUNK_FRAMES` frames so each chunk stays in cache, and
-    power, floor, log, and the sums of log power, its square and linear power run in one pass of a small C kernel
-    (``micmatch._logpower``). Where the package was built without it (no C compiler), or with
+    Speed (benchmarks/bench_profile.py): frames are windowed straight from the int16 (or float32) samples into one
+    reused buffer, with the int16 scale folded into the window; ``scipy.fft.rfft`` runs on chunks of
+    :data:`CHUNK_FRAMES` frames so each chunk stays in cache; then one call of a small C kernel
+    (``micmatch._logpower``) gates each frame (DC rule, absolute gate, level ring) and adds its log power, square
+    and linear power in one pass. Where the package was built without it (no C compiler), or with
     ``use_kernel=False``, numpy does the same arithmetic.
 
     Attributes (after the last update)
@@ -288,11 +289,18 @@ class LogPowerAccumulator:
         self._tail = x[total * self.hop_length :].copy()
         self._n_seen += total
         kernel = _logpower is not None and self.use_kernel
-        for start in range(0, total, CHUNK_FRAMES):
-            chunk = frames[start : start + CHUNK_FRAMES]
+        fused = kernel and x.dtype in (np.int16, np.float32)
+        step = self._buffer.shape[0]
+        for start in range(0, total, step):
+            m = min(step, total - start)
             # Windowing writes into one reused float32 buffer (int16 samples convert on the fly), which the FFT
             # may then overwrite: no allocation but the spectrum's.
-            windowed = np.multiply(chunk, self._window, out=self._buffer[: chunk.shape[0]], casting="unsafe")
+            windowed = self._buffer[:m]
+            if fused:
+                _logpower.window_frames(x[start * self.hop_length :], m, self.n_fft, self.hop_length, self._window,
+                                        windowed)
+            else:
+                np.multiply(frames[start : start + m], self._window, out=windowed, casting="unsafe")
             spec = scipy.fft.rfft(windowed, axis=-1, overwrite_x=True)
             self._add_chunk(np.ascontiguousarray(spec, dtype=np.complex64), kernel)
         return total
