@@ -18,6 +18,8 @@ try:  # the fused C kernel of the statistics path; without a C compiler at insta
     from micmatch import _logpower
 except ImportError:  # pragma: no cover - depends on the build
     _logpower = None
+if _logpower is not None and not hasattr(_logpower, "add_chunk"):  # pragma: no cover - a stale build of the kernel
+    _logpower = None  # older than this file: numpy does the work until `python setup.py build_ext` is rerun
 import scipy.fft
 from numpy.lib.stride_tricks import as_strided
 
