@@ -112,12 +112,17 @@ def _floor_power(floor_db: float) -> float:
     return float(np.float32(10.0 ** (floor_db / 10.0)))
 
 
-def _frame_power_numpy(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each frame's two-sided power sum and the two-sided power of bins 0 and 1, float64 ``(n_frames,)`` each.
-
-    ``spec``: complex64 ``(n_frames, n_bins)``, a one-sided spectrum of even ``n_fft``."""
+def _power(spec: np.ndarray) -> np.ndarray:
+    """Power ``|X|^2`` of a complex64 spectrum, float32 (as the C kernel computes it)."""
     power = spec.real * spec.real
     power += spec.imag * spec.imag
+    return power
+
+
+def _frame_power_numpy(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's two-sided power sum and the two-sided power of bins 0 and 1, float64 ``(n_frames,)`` each.
+
+    ``power``: float32 ``(n_frames, n_bins)`` from :func:`_power`, a one-sided spectrum of even ``n_fft``."""
     two_sided = 2.0 * power.sum(axis=-1, dtype=np.float64) - power[:, 0] - power[:, -1]
     low = power[:, 0].astype(np.float64)
     if power.shape[1] > 1:
@@ -126,29 +131,29 @@ def _frame_power_numpy(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frame_power_kernel(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_frame_power_numpy` in the C kernel (float32 squares, float32 partial sums, float64 total)."""
+    """:func:`_frame_power_numpy` of ``_power(spec)`` in the C kernel (float32 squares, float32 partial sums, float64 total)."""
     n, n_bins = spec.shape
     two_sided, low = np.empty(n), np.empty(n)
     _logpower.frame_power(spec, n, n_bins, two_sided, low)
     return two_sided, low
 
 
-def _accumulate_numpy(spec: np.ndarray, slots: np.ndarray | None, sums: np.ndarray, squares: np.ndarray,
+def _accumulate_numpy(power: np.ndarray, slots: np.ndarray | None, sums: np.ndarray, squares: np.ndarray,
                       powers: np.ndarray, floor_power: float) -> None:
     """Add each frame's log power (dB), its square and its linear power to row ``slots[f]`` of ``sums``,
     ``squares`` and ``powers`` (float64 ``(n_slots, n_bins)``, updated in place; ``slots`` None: row 0; slot -1:
-    skipped). The reference and fallback of the C kernel: the same float32 arithmetic per value, float64 sums."""
+    skipped). ``power``: float32 ``(n_frames, n_bins)`` from :func:`_power`. The reference and fallback of the C
+    kernel: the same float32 value per bin; frames of one row are summed in float32 within a chunk (at most
+    :data:`CHUNK_FRAMES` values: ~1e-6 relative), then added to the float64 rows."""
     if slots is not None:
         kept = np.flatnonzero(slots >= 0)
         if kept.size == 0:
             return
         order = kept[np.argsort(slots[kept], kind="stable")]
-        spec = spec[order]
+        power = power[order]
         sorted_slots = slots[order]
         starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
         rows = sorted_slots[starts]
-    power = spec.real * spec.real
-    power += spec.imag * spec.imag
     logp = power + np.float32(floor_power)
     np.log(logp, out=logp)  # natural log: vectorised in numpy where log10 is not
     logp *= _DB_PER_NEPER_POWER
@@ -158,16 +163,18 @@ def _accumulate_numpy(spec: np.ndarray, slots: np.ndarray | None, sums: np.ndarr
         logp *= logp
         squares[0] += logp.sum(axis=0, dtype=np.float64)
         return
-    # Rows are distinct, so fancy-indexed += adds each group once.
-    powers[rows] += np.add.reduceat(power, starts, axis=0, dtype=np.float64)
-    sums[rows] += np.add.reduceat(logp, starts, axis=0, dtype=np.float64)
+    # Rows are distinct, so fancy-indexed += adds each group once. reduceat in float32: in float64 it costs
+    # half as much again as everything else in this function.
+    powers[rows] += np.add.reduceat(power, starts, axis=0)
+    sums[rows] += np.add.reduceat(logp, starts, axis=0)
     logp *= logp
-    squares[rows] += np.add.reduceat(logp, starts, axis=0, dtype=np.float64)
+    squares[rows] += np.add.reduceat(logp, starts, axis=0)
 
 
 def _accumulate_kernel(spec: np.ndarray, slots: np.ndarray | None, sums: np.ndarray, squares: np.ndarray,
                        powers: np.ndarray, floor_power: float) -> None:
-    """:func:`_accumulate_numpy` in one pass of the C kernel (polynomial log, within 2e-7 dB of libm's)."""
+    """:func:`_accumulate_numpy` of ``_power(spec)`` in one pass of the C kernel (polynomial log, within 2e-7 dB
+    of libm's; float64 sums)."""
     n, n_bins = spec.shape
     _logpower.accumulate(spec, n, n_bins, slots, sums.shape[0], sums, squares, powers, floor_power)
 
@@ -314,9 +321,10 @@ class LogPowerAccumulator:
             _logpower.add_chunk(spec, spec.shape[0], spec.shape[1], self._gates, self._state, self._counts,
                                 self._sums, self._squares, self._powers, self._floor_power)
             return
-        slots = self._slots(*_frame_power_numpy(spec))
+        power = _power(spec)
+        slots = self._slots(*_frame_power_numpy(power))
         if slots is not False:
-            _accumulate_numpy(spec, slots, self._sums, self._squares, self._powers, self._floor_power)
+            _accumulate_numpy(power, slots, self._sums, self._squares, self._powers, self._floor_power)
 
     def _slots(self, two_sided: np.ndarray, low: np.ndarray) -> np.ndarray | None | bool:
         """Row of each frame (int32, -1: not counted), None when every frame goes to row 0, False when none counts.
