@@ -7,6 +7,8 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("micmatch._logpower", ["src/micmatch/_logpower.c"], extra_compile_args=["-O3", "-fno-trapping-math"], optional=True),
+        Extension("micmatch._logpower", ["src/micmatch/_logpower.c"],
+                  extra_compile_args=["-O3", "-fno-trapping-math"],
+                  libraries=["m"], optional=True),
     ]
 )

@@ -16,7 +16,7 @@ from micmatch.correct import correction_curve
 from micmatch.errors import AudioError, ConfigMismatchError, CorpusError
 from micmatch.estimate import array_stats, estimate_responses, file_stats, label_devices, profile_files
 from micmatch.parallel import FileFailure
-from micmatch.response import SpectralConfig
+from micmatch.response import SpectralConfig, file_fingerprint
 
 SR = 8000
 N_FFT = 256
@@ -128,6 +128,16 @@ def test_profile_files_parallel_is_bit_identical(tmp_path):
     # The same clips at half the level, through 16-bit files: quantisation noise (-101 dBFS) is far below the
     # clips' weakest bins, so the relative response is -6.02 dB to within 0.01 dB.
     np.testing.assert_allclose(one.relative_db("phone", "studio")[1:], 20 * np.log10(0.5), atol=0.01)
+
+
+def test_profile_files_records_each_fingerprint_with_its_device(tmp_path):
+    """Fingerprints are taken in the workers beside the statistics: the same records, in input order, as hashing
+    each file in the main process."""
+    paths, labels = _corpus(tmp_path)
+    expected = [file_fingerprint(p, device=d) for p, d in zip(paths, labels)]
+    for jobs in (1, 2):
+        rs, _ = profile_files(paths, labels, CONFIG, jobs=jobs)
+        assert rs.files == expected
 
 
 def test_bad_files_are_reported_and_the_rest_estimated(tmp_path):

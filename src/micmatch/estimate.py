@@ -131,6 +131,12 @@ def file_stats(path: str | os.PathLike, config: SpectralConfig, *, channels: str
     return _finish(accs, str(meta.path), meta.frames, config)
 
 
+def _profile_one(path: str, config: SpectralConfig, channels: str, resample: bool) -> tuple[LogSpectrumStats, dict]:
+    """Statistics and fingerprint of one file, both in the worker: hashing a file costs about as much as decoding
+    it, and would otherwise run file after file in the main process."""
+    return file_stats(path, config, channels=channels, resample=resample), file_fingerprint(path)
+
+
 def _source_stats(item, config: SpectralConfig, channels: str, resample: bool) -> LogSpectrumStats:
     if isinstance(item, (str, os.PathLike)):
         return file_stats(item, config, channels=channels, resample=resample)
@@ -216,7 +222,7 @@ def profile_files(
     if len(paths) != len(devices):
         raise ParameterError(f"{len(paths)} paths but {len(devices)} device labels")
     config = replace(config, channels=channels, resample=resample)
-    work = functools.partial(file_stats, config=config, channels=channels, resample=resample)
+    work = functools.partial(_profile_one, config=config, channels=channels, resample=resample)
     per_device: dict[str, LogSpectrumStats] = {}
     failures: list[FileFailure] = []
     files: list[dict] = []
@@ -226,9 +232,10 @@ def profile_files(
         if isinstance(result, FileFailure):
             failures.append(result)
             continue
+        stats, fingerprint = result
         dev = label[item]
-        per_device[dev] = per_device[dev] + result if dev in per_device else result
-        files.append(file_fingerprint(item, device=dev))
+        per_device[dev] = per_device[dev] + stats if dev in per_device else stats
+        files.append({**fingerprint, "device": dev})
     out = ResponseSet(config, files=files)
     for dev in sorted(per_device):
         out.add(DeviceResponse.from_stats(dev, per_device[dev]))
