@@ -16,7 +16,8 @@ from micmatch.correct import correction_curve
 from micmatch.errors import AudioError, ConfigMismatchError, CorpusError
 from micmatch.estimate import array_stats, estimate_responses, file_stats, label_devices, profile_files
 from micmatch.parallel import FileFailure
-from micmatch.response import SpectralConfig, file_fingerprint
+from micmatch.audio import file_fingerprint
+from micmatch.response import SpectralConfig
 
 SR = 8000
 N_FFT = 256
