@@ -55,19 +55,19 @@ def naive_librosa(paths: list[Path], n_fft: int, hop: int) -> np.ndarray:
 
 
 def micmatch_profile(paths: list[Path], sample_rate: int, n_fft: int, hop: int, jobs: int, kernel: bool = True):
-    from micmatch import spectral
+    from micmatch import logstats
     from micmatch.estimate import profile_files
     from micmatch.response import SpectralConfig
 
-    saved = spectral._logpower
+    saved = logstats._logpower
     if not kernel:
-        spectral._logpower = None
+        logstats._logpower = None
 
     try:
         config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop)
         responses, failures = profile_files(paths, ["dev"] * len(paths), config, jobs=jobs)
     finally:
-        spectral._logpower = saved
+        logstats._logpower = saved
     if failures:
         raise SystemExit(f"profiling failed on {len(failures)} files, e.g. {failures[0]}")
     return responses
@@ -142,9 +142,9 @@ def main() -> None:
     ap.add_argument("--skip-processes", action="store_true", help="skip the whole-process and start-up rows")
     ap.add_argument("--note", default="", help="a line about the machine's state, written with the results")
     args = ap.parse_args()
-    from micmatch import spectral
+    from micmatch import logstats
 
-    if spectral._logpower is None:
+    if logstats._logpower is None:
         raise SystemExit("micmatch was built without its C kernel; reinstall with a C compiler to benchmark it")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as d:
@@ -182,13 +182,13 @@ def main() -> None:
     load_after = os.getloadavg()
     t_naive = rows["naive librosa (load + stft + log)"]
     t_one, t_two = rows["micmatch, 1 worker"], rows["micmatch, 2 workers"]
-    machine_line = (f"{cpu_model()}, {os.cpu_count()} CPUs, C kernel variant {spectral._logpower.isa()}; load average "
+    machine_line = (f"{cpu_model()}, {os.cpu_count()} CPUs, C kernel variant {logstats._logpower.isa()}; load average "
                     f"{load_before[0]:.1f} before and {load_after[0]:.1f} after the run")
     data = {"files": args.files, "seconds_per_file": args.seconds, "sample_rate": SR, "n_fft": N_FFT, "hop": HOP,
             "repeats": args.repeats, "median_s": rows, "speedup_1_worker": t_naive / t_one,
             "speedup_2_workers": t_naive / t_two, "whole_processes_median_s": processes, "startup_median_s": startup,
             "jobs_1_equals_jobs_2": same, "memory_one_hour": memory, "cpu_model": cpu_model(),
-            "kernel_isa": spectral._logpower.isa(), "load_average": [load_before[0], load_after[0]],
+            "kernel_isa": logstats._logpower.isa(), "load_average": [load_before[0], load_after[0]],
             "note": args.note}
     md = [
         "# Profiling throughput (issues 2 and 18)", "",

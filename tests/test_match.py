@@ -41,7 +41,8 @@ from micmatch.response import (
     ResponseSet,
     SpectralConfig,
 )
-from micmatch.spectral import LogPowerAccumulator, _frames_view, analysis_window
+from micmatch.logstats import LogPowerAccumulator
+from micmatch.spectral import _frames_view, analysis_window
 
 SR = 22050
 

@@ -10,7 +10,7 @@ from conftest import tone, white
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from micmatch import spectral
+from micmatch import logstats, spectral
 
 SR = 16000
 
@@ -56,7 +56,7 @@ def _reference_stats(x: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, n
 def test_accumulator_matches_reference_for_any_chunking(cuts, seed):
     n_fft, hop = 256, 64
     x = np.random.default_rng(seed).standard_normal(6000).astype(np.float32) * 0.1
-    acc = spectral.LogPowerAccumulator(n_fft=n_fft, hop_length=hop, gate_db=None)
+    acc = logstats.LogPowerAccumulator(n_fft=n_fft, hop_length=hop, gate_db=None)
     edges = [0, *sorted(cuts), x.size]
     for a, b in zip(edges, edges[1:]):
         acc.update(x[a:b])
@@ -77,14 +77,14 @@ def test_accumulator_matches_reference_for_any_chunking(cuts, seed):
 @pytest.mark.parametrize("gate_db", [None, -60.0])
 def test_c_kernel_matches_numpy_path(relative_gate_db, gate_db):
     """The fused C kernel and the numpy fallback do the same arithmetic (same floor, same gates)."""
-    if spectral._logpower is None:
+    if logstats._logpower is None:
         pytest.skip("micmatch was built without its C kernel (no C compiler at install time)")
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.standard_normal(40000) * 0.3, np.zeros(9000), rng.standard_normal(20000) * 0.002,
                         rng.standard_normal(30000) * 0.05]).astype(np.float32)
     out = []
     for use_kernel in (True, False):
-        acc = spectral.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=gate_db,
+        acc = logstats.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=gate_db,
                                            relative_gate_db=relative_gate_db, use_kernel=use_kernel)
         for part in np.array_split(x, 7):
             acc.update(part)
@@ -100,9 +100,9 @@ def test_c_kernel_matches_numpy_path(relative_gate_db, gate_db):
 
 def test_accumulator_chunking_changes_nothing_but_rounding(rng):
     x = (rng.standard_normal(20000) * 0.1).astype(np.float32)
-    whole = spectral.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=None)
+    whole = logstats.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=None)
     whole.update(x)
-    pieces = spectral.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=None)
+    pieces = logstats.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=None)
     for part in np.array_split(x, 37):
         pieces.update(part)
     assert whole.n_frames == pieces.n_frames
@@ -111,7 +111,7 @@ def test_accumulator_chunking_changes_nothing_but_rounding(rng):
 
 def test_accumulator_int16_scale_is_folded_into_window(rng):
     ints = (rng.standard_normal(8000) * 3000).clip(-32768, 32767).astype(np.int16)
-    acc = spectral.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=None, scale=1 / 32768)
+    acc = logstats.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=None, scale=1 / 32768)
     acc.update(ints[:3001])
     acc.update(ints[3001:])
     s, _, n = _reference_stats(ints / 32768.0, 512, 128)
@@ -149,7 +149,7 @@ def _gate_signal() -> np.ndarray:
 def test_absolute_gate_counts_frames_above_it():
     n_fft, hop = 512, 128
     x = _gate_signal()
-    acc = spectral.LogPowerAccumulator(n_fft=n_fft, hop_length=hop, gate_db=-80.0)
+    acc = logstats.LogPowerAccumulator(n_fft=n_fft, hop_length=hop, gate_db=-80.0)
     acc.update(x.astype(np.float32))
     levels = _frame_levels(x, n_fft, hop)
     expected = int(np.sum(levels >= -80.0))
@@ -163,12 +163,12 @@ def test_absolute_gate_counts_frames_above_it():
 def test_relative_gate_keeps_only_frames_near_the_loudest():
     n_fft, hop = 512, 128
     x = _gate_signal()
-    acc = spectral.LogPowerAccumulator(n_fft=n_fft, hop_length=hop, gate_db=-80.0, relative_gate_db=30.0)
+    acc = logstats.LogPowerAccumulator(n_fft=n_fft, hop_length=hop, gate_db=-80.0, relative_gate_db=30.0)
     for part in np.array_split(x.astype(np.float32), 7):
         acc.update(part)
     levels = _frame_levels(x, n_fft, hop)
-    bins = np.floor(levels / spectral.LEVEL_STEP_DB)
-    keep = (levels >= -80.0) & (bins >= bins.max() - 30.0 / spectral.LEVEL_STEP_DB)
+    bins = np.floor(levels / logstats.LEVEL_STEP_DB)
+    keep = (levels >= -80.0) & (bins >= bins.max() - 30.0 / logstats.LEVEL_STEP_DB)
     assert acc.n_frames == int(keep.sum())
     frames_in_loud = (SR - n_fft) // hop + 1
     assert frames_in_loud <= acc.n_frames <= frames_in_loud + n_fft // hop  # the quiet tone is gated out
@@ -254,7 +254,7 @@ def test_grid_helpers():
 def test_white_noise_statistics_are_flat(rng):
     # Mean log power of white noise is flat across bins (excluding DC/Nyquist, which are real-valued).
     x = white(rng, SR, 4.0, level=0.1).astype(np.float32)
-    acc = spectral.LogPowerAccumulator(n_fft=256, hop_length=128, gate_db=None)
+    acc = logstats.LogPowerAccumulator(n_fft=256, hop_length=128, gate_db=None)
     acc.update(x)
     mean = acc.sum_db[1:-1] / acc.n_frames
     # ~500 frames of a chi-square(2) log: std of the per-bin mean about 5.6/sqrt(500) = 0.25 dB.

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from micmatch import spectral
+from micmatch import logstats, spectral
 from micmatch.estimate import array_stats, file_stats
 from micmatch.response import SpectralConfig
 
@@ -25,7 +25,7 @@ SR = 44100
 #: Bins whose figures are recorded (0 Hz, low, mid, high and Nyquist of n_fft 2048; clipped for smaller n_fft).
 PROBE_BINS = (0, 1, 7, 46, 140, 300, 512, 801, 1000, 1024)
 
-needs_kernel = pytest.mark.skipif(spectral._logpower is None,
+needs_kernel = pytest.mark.skipif(logstats._logpower is None,
                                   reason="micmatch was built without its C kernel (python setup.py build_ext)")
 
 
@@ -90,14 +90,14 @@ def reference_statistics(x: np.ndarray, *, n_fft: int, hop_length: int, gate_db:
     power = np.abs(np.fft.rfft(frames * w, axis=-1)) ** 2
     two_sided = 2.0 * power.sum(axis=1) - power[:, 0] - power[:, -1]
     low = power[:, 0] + 2.0 * power[:, 1]
-    dc = (two_sided - low < spectral.DC_REST_SHARE * two_sided) & (two_sided > 0)
+    dc = (two_sided - low < logstats.DC_REST_SHARE * two_sided) & (two_sided > 0)
     level_db = 10.0 * np.log10(np.maximum(two_sided / (n_fft * np.sum(w * w)), 1e-30))
     keep = ~dc
     if gate_db is not None:
         keep &= level_db >= gate_db
     if relative_gate_db is not None and keep.any():
-        bins = np.floor(level_db / spectral.LEVEL_STEP_DB)
-        keep &= bins >= bins[keep].max() - np.floor(relative_gate_db / spectral.LEVEL_STEP_DB)
+        bins = np.floor(level_db / logstats.LEVEL_STEP_DB)
+        keep &= bins >= bins[keep].max() - np.floor(relative_gate_db / logstats.LEVEL_STEP_DB)
     log_db = 10.0 * np.log10(power[keep] + 10.0 ** (floor_db / 10.0))
     return {"sum_db": log_db.sum(axis=0), "sum_sq_db": (log_db**2).sum(axis=0), "sum_power": power[keep].sum(axis=0),
             "n_frames": int(keep.sum()), "n_gated": int((~keep).sum()), "n_dc": int(dc.sum())}
@@ -110,14 +110,14 @@ def reference_statistics(x: np.ndarray, *, n_fft: int, hop_length: int, gate_db:
 @pytest.fixture(params=["avx512", "avx2", "baseline"])
 def isa(request):
     """Each variant of the C kernel this CPU can run (the module picks the best one at import)."""
-    if spectral._logpower is None:
+    if logstats._logpower is None:
         pytest.skip("micmatch was built without its C kernel (python setup.py build_ext)")
     try:
-        previous = spectral._logpower.use_isa(request.param)
+        previous = logstats._logpower.use_isa(request.param)
     except ValueError:
         pytest.skip(f"this CPU or build has no {request.param} variant")
     yield request.param
-    spectral._logpower.use_isa(previous)
+    logstats._logpower.use_isa(previous)
 
 
 @pytest.mark.parametrize("n_bins", [1025, 257, 9, 1])
@@ -129,10 +129,10 @@ def test_kernel_pass_equals_numpy_pass(rng, isa, n_bins, with_slots):
     spec[3] = 0  # digital silence: the floor alone
     slots = rng.integers(-1, n_slots, n).astype(np.int32) if with_slots else None
     out = {}
-    for name, func, data in (("c", spectral._accumulate_kernel, spec),
-                             ("numpy", spectral._accumulate_numpy, spectral._power(spec))):
+    for name, func, data in (("c", logstats._accumulate_kernel, spec),
+                             ("numpy", logstats._accumulate_numpy, logstats._power(spec))):
         arrays = [np.full((n_slots, n_bins), 0.25) for _ in range(3)]  # accumulates onto what is there
-        func(data, slots, *arrays, spectral._floor_power(-160.0))
+        func(data, slots, *arrays, logstats._floor_power(-160.0))
         out[name] = arrays
     for (c, ref), what in zip(zip(out["c"], out["numpy"]), ("log sums", "squares", "power sums")):
         # Each dB value is a float32 in both (polynomial log against libm's): they differ by the log's 2e-7 dB and
@@ -149,8 +149,8 @@ def test_kernel_pass_equals_numpy_pass(rng, isa, n_bins, with_slots):
 def test_frame_power_kernel_equals_numpy(rng, isa):
     spec = (rng.standard_normal((50, 1025)) + 1j * rng.standard_normal((50, 1025))).astype(np.complex64)
     spec[7] = 0
-    two_sided, low = spectral._frame_power_kernel(spec)
-    ref_two, ref_low = spectral._frame_power_numpy(spectral._power(spec))
+    two_sided, low = logstats._frame_power_kernel(spec)
+    ref_two, ref_low = logstats._frame_power_numpy(logstats._power(spec))
     # float32 squares summed in float32 lanes (kernel) or float64 (numpy): 1e-6 relative.
     np.testing.assert_allclose(two_sided, ref_two, rtol=1e-6)
     np.testing.assert_allclose(low, ref_low, rtol=1e-6)
@@ -176,7 +176,7 @@ def _chunks(rng, n_bins=257):
 def test_chunk_kernel_equals_numpy_gating_and_sums(rng, isa, gate_db, relative_gate_db):
     """The kernel's one call per chunk (gates, DC rule, level ring, sums) leaves the accumulator exactly as the
     numpy steps do."""
-    accs = [spectral.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=gate_db,
+    accs = [logstats.LogPowerAccumulator(n_fft=512, hop_length=128, gate_db=gate_db,
                                          relative_gate_db=relative_gate_db) for _ in range(2)]
     for spec in _chunks(rng):
         accs[0]._add_chunk(spec, kernel=True)
@@ -199,7 +199,7 @@ def test_window_kernel_equals_numpy(rng, isa, dtype):
     n_fft, hop, n = 512, 128, 30
     window = spectral.analysis_window(n_fft, scale=1 / 32768)
     out = np.full((n, n_fft), np.nan, dtype=np.float32)
-    spectral._logpower.window_frames(x[256:], n, n_fft, hop, window, out)
+    logstats._logpower.window_frames(x[256:], n, n_fft, hop, window, out)
     expected = spectral._frames_view(x[256:], n_fft, hop)[:n] * window
     np.testing.assert_array_equal(out, expected)  # one float32 product per value in both: bit for bit
 
@@ -209,23 +209,23 @@ def test_kernel_refuses_wrong_sizes_and_unknown_isa():
     spec = np.zeros((4, 9), dtype=np.complex64)
     sums = np.zeros((2, 9))
     with pytest.raises(ValueError, match="slot index out of range"):
-        spectral._accumulate_kernel(spec, np.array([0, 1, 2, -1], dtype=np.int32), sums, sums.copy(), sums.copy(),
+        logstats._accumulate_kernel(spec, np.array([0, 1, 2, -1], dtype=np.int32), sums, sums.copy(), sums.copy(),
                                     1e-16)
     with pytest.raises(ValueError, match="powers has"):
-        spectral._accumulate_kernel(spec, None, sums, sums.copy(), np.zeros((2, 8)), 1e-16)
+        logstats._accumulate_kernel(spec, None, sums, sums.copy(), np.zeros((2, 8)), 1e-16)
     with pytest.raises(ValueError, match="not available"):
-        spectral._logpower.use_isa("no-such-isa")
+        logstats._logpower.use_isa("no-such-isa")
     window, out = np.ones(8, dtype=np.float32), np.zeros((3, 8), dtype=np.float32)
     with pytest.raises(TypeError, match="int16 or float32"):
-        spectral._logpower.window_frames(np.zeros(100), 3, 8, 4, window, out)
+        logstats._logpower.window_frames(np.zeros(100), 3, 8, 4, window, out)
     with pytest.raises(ValueError, match="shorter than the frames"):
-        spectral._logpower.window_frames(np.zeros(15, dtype=np.int16), 3, 8, 4, window, out)
+        logstats._logpower.window_frames(np.zeros(15, dtype=np.int16), 3, 8, 4, window, out)
     with pytest.raises(ValueError, match="out has"):
-        spectral._logpower.window_frames(np.zeros(16, dtype=np.int16), 3, 8, 4, window, out[:2])
+        logstats._logpower.window_frames(np.zeros(16, dtype=np.int16), 3, 8, 4, window, out[:2])
     with pytest.raises(ValueError, match="one row without the relative gate"):
-        spectral._logpower.add_chunk(spec, 4, 9, (1.0, -1.0, 1e-3, 0.5, 2, False), np.zeros(3, dtype=np.int64),
+        logstats._logpower.add_chunk(spec, 4, 9, (1.0, -1.0, 1e-3, 0.5, 2, False), np.zeros(3, dtype=np.int64),
                                      np.zeros(2, dtype=np.int64), sums, sums.copy(), sums.copy(), 1e-16)
-    assert spectral._logpower.isa() in ("avx512", "avx2", "baseline")
+    assert logstats._logpower.isa() in ("avx512", "avx2", "baseline")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,10 +235,10 @@ def test_kernel_refuses_wrong_sizes_and_unknown_isa():
 @pytest.mark.parametrize("use_kernel", [True, False])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_statistics_equal_the_float64_reference(tmp_path, monkeypatch, name, use_kernel):
-    if use_kernel and spectral._logpower is None:
+    if use_kernel and logstats._logpower is None:
         pytest.skip("micmatch was built without its C kernel")
     if not use_kernel:
-        monkeypatch.setattr(spectral, "_logpower", None)
+        monkeypatch.setattr(logstats, "_logpower", None)
     _, n_fft, hop, gate_db, rel_db, _ = CASES[name]
     stats, x = _stats(name, tmp_path)
     ref = reference_statistics(x, n_fft=n_fft, hop_length=hop, gate_db=gate_db, relative_gate_db=rel_db)
@@ -268,10 +268,10 @@ def _figures(stats) -> dict:
 def test_fixed_corpus_figures_are_unchanged(tmp_path, monkeypatch, use_kernel):
     """Figures recorded from the statistics before they were fused into one pass (float32 spectra, C log sums and
     numpy power sums); both paths must still give them."""
-    if use_kernel and spectral._logpower is None:
+    if use_kernel and logstats._logpower is None:
         pytest.skip("micmatch was built without its C kernel")
     if not use_kernel:
-        monkeypatch.setattr(spectral, "_logpower", None)
+        monkeypatch.setattr(logstats, "_logpower", None)
     got = {name: _figures(_stats(name, tmp_path)[0]) for name in sorted(CASES)}
     if RECORD:
         if not use_kernel:

@@ -32,7 +32,8 @@ from micmatch.audio import file_fingerprint
 from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
 from micmatch.parallel import FileFailure, map_files
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
-from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, LogPowerAccumulator
+from micmatch.logstats import LogPowerAccumulator
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB
 
 #: How channels of a multichannel file enter the statistics: averaged into one signal (``mix``), only the first
 #: (``first``), or every channel's frames counted as frames of the device (``each``).

@@ -47,7 +47,7 @@ def check_memory(n_bytes: float, what: str) -> None:
 
 def stats_bytes(n_fft: int) -> float:
     """Working memory of the statistics path for one FFT size (one chunk of frames through FFT and kernel)."""
-    from micmatch.spectral import CHUNK_FRAMES
+    from micmatch.logstats import CHUNK_FRAMES
 
     return float(CHUNK_FRAMES) * n_fft * 24 + 64.0 * n_fft
 
