@@ -82,6 +82,16 @@ def _prepare(pairs: Sequence[AlignedPair], validation: Sequence[AlignedPair] | N
     return sample_rate, train, val
 
 
+def _check_init(init: Normalizer, method: str, sample_rate: int) -> None:
+    """A model to fine-tune must be of the method being trained and at the pairs' sample rate."""
+    if init.method != method:
+        article = "an" if method[0] in "aeiou" else "a"
+        raise ConfigMismatchError(f"init model is a {init.method}; fine-tuning {article} {method} needs "
+                                  f"{article} {method}")
+    if init.sample_rate != sample_rate:
+        raise ConfigMismatchError(f"init model is at {init.sample_rate} Hz but the pairs at {sample_rate} Hz")
+
+
 def fit_ratio_net(
     pairs: Sequence[AlignedPair],
     *,
@@ -150,10 +160,7 @@ def fit_ratio_net(
     t0 = time.perf_counter()
     sample_rate, train, val = _prepare(pairs, validation, validation_fraction, min_duration_s)
     if init is not None:
-        if init.method != "ratio-net":
-            raise ConfigMismatchError(f"init model is a {init.method}; fine-tuning a ratio-net needs a ratio-net")
-        if init.sample_rate != sample_rate:
-            raise ConfigMismatchError(f"init model is at {init.sample_rate} Hz but the pairs at {sample_rate} Hz")
+        _check_init(init, "ratio-net", sample_rate)
         n_fft, hop_length = init.config["n_fft"], init.config["hop_length"]
     n_fft = n_fft or default_n_fft(sample_rate)
     hop = hop_length or n_fft // 4
@@ -297,10 +304,7 @@ def fit_eq_net(
     t0 = time.perf_counter()
     sample_rate, train, val = _prepare(pairs, validation, validation_fraction, min_duration_s)
     if init is not None:
-        if init.method != "eq-net":
-            raise ConfigMismatchError(f"init model is a {init.method}; fine-tuning an eq-net needs an eq-net")
-        if init.sample_rate != sample_rate:
-            raise ConfigMismatchError(f"init model is at {init.sample_rate} Hz but the pairs at {sample_rate} Hz")
+        _check_init(init, "eq-net", sample_rate)
     if epochs < 1 or epochs_autoencoder < 0 or batch_size < 1 or patience < 1:
         raise ParameterError("epochs, batch_size and patience must be positive and epochs_autoencoder >= 0")
     dev = select_device(compute)
