@@ -38,6 +38,7 @@ with a :class:`FutureWarning` naming the new name.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,25 @@ ALIASES: dict[str, str] = {"mean": "spec-mean-sub", "medfilt": "median", "per-de
                            "pcen": "pcen-b"}
 
 #: Scale applied to linear mel power before PCEN (librosa advises integer-like magnitudes; full scale -> 2**31).
-PCEN_INPUT_SCALE = float(2**31)
+PCEN_INPUT_SCALE = norms.PCEN_INPUT_SCALE
+
+#: Keywords an entry's callables take besides its parameters (data and context, never defaulted).
+CONTEXT = frozenset({"config", "state", "devices", "reference"})
+
+
+def _with_defaults(entry: Transform, fn: Callable[..., Any], *, needs_state: bool) -> Callable[..., Any]:
+    """``fn`` taking only the parameters a caller overrides: the others come from ``entry.params``."""
+    fn = getattr(fn, "__wrapped__", fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if needs_state and kwargs.get("state") is None:
+            raise ParameterError(f"{entry.name} needs state=: fit it first with registry.fit({entry.name!r}, items, "
+                                 f"config=...)" + (" or entry.load(path)" if entry.load else ""))
+        context = {k: kwargs.pop(k) for k in list(kwargs) if k in CONTEXT}
+        return fn(*args, **context, **entry.parameters(kwargs))
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,12 @@ class Transform:
     def __post_init__(self) -> None:
         if self.fit_on not in FIT_ON:
             raise ParameterError(f"{self.name}: fit_on={self.fit_on!r} must be one of {', '.join(FIT_ON)}")
+        # Every callable fills the parameters the caller leaves out from params: one set of defaults.
+        for name in ("numpy", "torch", "draw", "fit"):
+            fn = getattr(self, name)
+            if fn is not None:
+                needs_state = self.fit is not None and name != "fit"
+                object.__setattr__(self, name, _with_defaults(self, fn, needs_state=needs_state))
 
     @property
     def fitted(self) -> bool:
@@ -209,6 +234,10 @@ register(Transform(
     "log-mel", "front-end", "log-mel spectrogram in dB, librosa compatible", "waveform",
     numpy=lambda x, *, config: logmel.log_mel(x, config.sample_rate, config=config),
     torch=lambda *, config: _t().LogMel(config)))
+register(Transform(
+    "mel", "front-end", "linear mel power (the front end of pcen-a and pcen-b)", "waveform",
+    numpy=lambda x, *, config: logmel.mel_spectrogram(x, config.sample_rate, config=config),
+    torch=lambda *, config: _t().MelSpectrogram(config)))
 
 
 def _check_state(name: str, state, cls) -> None:
@@ -462,7 +491,7 @@ def _umc_module(*, config, state, irs, p, **unused):
     api = _converter_api()
     _check_state("umc", state, api.Converter)
     targets = {Path(f).stem: ir_band_response(f, config=config) for f in (_irs(irs, "umc") if irs else [])}
-    return api.ConverterAugment(state, targets=targets, p=p, synthetic_fraction=0.5 if targets else 1.0)
+    return api.ConverterAugment(state, targets=targets, p=p)
 
 
 def _umc_apply(x, drawn, *, config, state, **params):
