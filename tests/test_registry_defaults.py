@@ -155,3 +155,29 @@ def test_mixup_returns_mixed_targets():
     np.testing.assert_allclose(out[0].numpy(), 0.25 * x[0].numpy() + 0.75 * x[1].numpy())
     same, hard = m.eval()(x, targets=y, n_classes=3)
     assert same is x and torch.equal(hard, torch.eye(3, dtype=hard.dtype))
+
+
+def test_fit_takes_tensors_or_a_features_file(tmp_path):
+    from micmatch.errors import ConfigMismatchError
+    from micmatch.extract import save_features
+
+    rng = np.random.default_rng(5)
+    feats = [rng.normal(-40.0, 6.0, size=(CFG.n_mels, 12)) for _ in range(4)]
+    expected, _ = registry.fit("device-std", feats, config=CFG, devices=DEVICES)
+    from_tensor, _ = registry.fit("device-std", torch.from_numpy(np.stack(feats)), config=CFG, devices=DEVICES)
+    # The fixed layout pads the last two clips: the padding is left out of the fit.
+    padded = [np.pad(x, ((0, 0), (0, 3 * (i // 2)))) for i, x in enumerate(feats)]
+    save_features(tmp_path / "train.npz", [np.pad(x, ((0, 0), (0, 3 - x.shape[1] + 12))) for x in padded],
+                  layout="fixed", files=[f"{i}.wav" for i in range(4)], devices=DEVICES, labels=None, config=CFG,
+                  normalization="none", settings={}, lengths=[12] * 4)
+    from_file, _ = registry.fit("device-std", tmp_path / "train.npz")
+    for d in ("a", "b"):
+        np.testing.assert_allclose(from_tensor.mean(d), expected.mean(d), rtol=1e-12)
+        np.testing.assert_allclose(from_file.mean(d), expected.mean(d), rtol=1e-5)
+        np.testing.assert_allclose(from_file.std(d), expected.std(d), rtol=1e-4)
+    with pytest.raises(ConfigMismatchError, match="its features have"):
+        registry.fit("gms", str(tmp_path / "train.npz"), config=LogMelConfig(sample_rate=16000))
+    with pytest.raises(registry.ParameterError, match="sc fits on waveform"):
+        registry.fit("sc", str(tmp_path / "train.npz"), reference="a")
+    with pytest.raises(registry.ParameterError, match="gms: pass config="):
+        registry.fit("gms", feats)
