@@ -181,3 +181,9 @@ def test_fit_takes_tensors_or_a_features_file(tmp_path):
         registry.fit("sc", str(tmp_path / "train.npz"), reference="a")
     with pytest.raises(registry.ParameterError, match="gms: pass config="):
         registry.fit("gms", feats)
+
+
+def test_pcen_takes_the_default_hop_for_the_rate():
+    cfg = LogMelConfig(sample_rate=8000)
+    assert _same(T.PCEN(8000), registry.get("pcen-b").torch(config=cfg))
+    assert _same(T.PCEN.preset("a", 8000), registry.get("pcen-a").torch(config=cfg))

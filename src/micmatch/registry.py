@@ -15,7 +15,8 @@ Entry kinds and call signatures (``x`` is time-last: waveforms ``(..., n_samples
   then ``numpy(x, drawn, config=..., **params)``.
 
 ``torch(config=..., **params)`` builds the module; it imports torch only when called, so this registry stays
-importable without it.
+importable without it. Every callable takes only the parameters it overrides (``entry.torch(config=cfg, p=0.5)``)
+and fills the others from :attr:`Transform.params`, the same defaults as the module classes' own.
 
 **Fitted entries** (``sc``, ``device-std``, ``gms``, ``gmsvn``, ``umc``) hold a state fitted once on data
 before any pipeline is built::

@@ -31,6 +31,7 @@ from micmatch import features as feat
 from micmatch import normalizations as norms
 from micmatch import validate
 from micmatch.features import LogMelConfig
+from micmatch.logmel import default_settings
 from micmatch.learn.augmentations import (
     Augmentation,
     DeviceIR,
@@ -183,23 +184,25 @@ class PCEN(nn.Module):
     Acoustic Scene Classification with Mismatched Recording Devices"; the defaults are preset ``"b"`` with
     ``input_scale=2 ** 31``, as the registry's ``pcen-b``. The smoother runs frame by frame. The input is
     multiplied by ``input_scale`` first (librosa advises integer-like magnitudes: ``2 ** 31`` for full scale).
-    Input in dB (negative values, as log-mel gives) raises :class:`~micmatch.errors.FeatureError`: put
+    ``hop_length`` defaults to the hop of ``LogMelConfig(sample_rate=sample_rate)``. Input in dB (negative values, as log-mel gives) raises :class:`~micmatch.errors.FeatureError`: put
     :class:`MelSpectrogram` in front, not :class:`LogMel`.
 
     Shape: ``(..., n_mels, n_frames)`` -> same.
     """
 
-    def __init__(self, sample_rate: int, *, hop_length: int = 512, time_constant: float = 0.2, eps: float = 1e-6,
+    def __init__(self, sample_rate: int, *, hop_length: int | None = None, time_constant: float = 0.2, eps: float = 1e-6,
                  gain: float = 1.0, bias: float = 2.0, power: float = 0.5,
                  input_scale: float = norms.PCEN_INPUT_SCALE) -> None:
         super().__init__()
         feat.check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
+        if hop_length is None:  # the default feature configuration's hop for this rate
+            hop_length = default_settings(sample_rate)["hop_length"]
         self.b = feat.pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
         self.eps, self.gain, self.bias, self.power = eps, gain, bias, power
         self.input_scale = validate.positive_float(input_scale, "input_scale", error=feat.FeatureError)
 
     @classmethod
-    def preset(cls, name: str, sample_rate: int, hop_length: int = 512, *,
+    def preset(cls, name: str, sample_rate: int, hop_length: int | None = None, *,
                input_scale: float = norms.PCEN_INPUT_SCALE) -> PCEN:
         try:
             params = feat.PCEN_PRESETS[name]
