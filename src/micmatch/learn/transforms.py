@@ -254,6 +254,11 @@ class Rasta(nn.Module):
 class GlobalNormalize(nn.Module):
     """GMS / GMSVN with a fitted :class:`~micmatch.features.GlobalNormalizer` (its mean and std as buffers).
 
+    Fit the statistics once on the training features (arrays, a tensor or a features file), then build it::
+
+        state, _ = registry.fit("gms", train_logmel, config=cfg)      # or "gmsvn"; (batch, n_mels, n_frames)
+        module = registry.get("gms").torch(config=cfg, state=state)   # the same as GlobalNormalize(state)
+
     Shape: ``(..., n_mels, n_frames)`` -> same.
     """
 
@@ -269,6 +274,12 @@ class GlobalNormalize(nn.Module):
 
 class PerDeviceStandardize(nn.Module):
     """Per-device standardization with a fitted :class:`~micmatch.features.PerDeviceStandardizer`.
+
+    Fit it on features labelled by device, then pass each item's device index::
+
+        state, _ = registry.fit("device-std", logmel, config=cfg, devices=device_names)
+        module = registry.get("device-std").torch(config=cfg, state=state)
+        out = module(batch, module.index(batch_devices))
 
     ``forward(features, device_index)`` with ``device_index`` a ``(batch,)`` integer tensor into
     :attr:`devices` (use :meth:`index` to turn names into it).
