@@ -33,6 +33,7 @@ def test_a_tiny_run_reports_intervals_definitions_times_and_undertraining(setup,
     mean = acc["mean"] * 100
     assert f"[{mean - acc['ci95'] * 100:.1f}, {mean + acc['ci95'] * 100:.1f}]" in md
     assert all(c in md for c in COLUMNS) and "95 % t interval" in md
+    assert "log-mel n_fft 128, hop 64, 16 mel bands" in md
     assert "| recipe | total | fitting | training per seed | most of the time |" in md
     assert "statistics or corrections" in md or "correcting the waveforms" in md
     # The undertraining line appears exactly when the best reference accuracy is below 90 %.

@@ -198,7 +198,7 @@ def write_results(result: MismatchResult, out_dir: str | os.PathLike, *, command
         f"unseen: {', '.join(plan['unseen'])}",
         f"- augmentation IRs: {', '.join(plan['aug_irs']) or '-'}",
         f"- seeds: {result.seeds}; train clips: {result.info.get('n_train')}, test clips per device: "
-        f"{result.info.get('n_test')}; sample rate {result.info.get('sample_rate')} Hz",
+        f"{result.info.get('n_test')}; sample rate {result.info.get('sample_rate')} Hz" + _feature_line(result.info),
         f"- hardware: {result.info.get('hardware')}; wall time {result.info.get('wall_s')} s",
     ]
     if command:
@@ -215,6 +215,11 @@ def write_results(result: MismatchResult, out_dir: str | os.PathLike, *, command
     if result.models.get("umc-converter") is not None:
         paths["converter"] = result.models["umc-converter"].save(out / "umc-converter.pt")
     return paths
+
+
+def _feature_line(info: dict) -> str:
+    f = info.get("features")
+    return "" if not f else f"; log-mel n_fft {f['n_fft']}, hop {f['hop_length']}, {f['n_mels']} mel bands"
 
 
 def _time_table(info: dict) -> str:

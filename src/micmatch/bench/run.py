@@ -224,7 +224,7 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
             accs = [np.mean([r[d]["accuracy"] for d in unseen_names] or [np.nan]) for r in runs[recipe.name]]
             log(f"{recipe.name}: unseen accuracy {np.mean(accs):.3f} ({timings[recipe.name]:.0f} s)")
     info = {"wall_s": round(time.perf_counter() - start, 1), "recipe_wall_s": timings, "recipe_time": time_parts, "hardware": hardware(config),
-            "sample_rate": data.sample_rate, "n_train": int(data.train_waves.shape[0]),
+            "sample_rate": data.sample_rate, "features": config.logmel(data.sample_rate).to_json(), "n_train": int(data.train_waves.shape[0]),
             "n_test": int(data.test_waves.shape[0]), "classes": list(data.classes),
             "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains}
     converter = store.first_trained("umc")
