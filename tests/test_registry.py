@@ -174,7 +174,7 @@ def test_stateless_modules_script_and_the_front_end_exports(rng):
 
 
 def test_names_aliases_and_parameters():
-    assert registry.names("front-end") == ["log-mel"]
+    assert registry.names("front-end") == ["log-mel", "mel"]
     assert set(registry.names("normalization")) == {"sc", "spec-mean-sub", "median", "cms", "pcen-a", "pcen-b",
                                                     "rasta", "device-std", "gms", "gmsvn"}
     assert set(AUGMENTATIONS) == {"mixup", "dir-aug", "synth-fr-aug", "filteraugment", "freq-mixstyle"}

@@ -94,6 +94,20 @@ def list_irs(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def exclude_named(files: Sequence[Path], names: Sequence[str], *, option: str = "exclude") -> list[Path]:
+    """``files`` less those whose stem is in ``names`` (e.g. the IRs of the devices kept for testing); a name
+    that matches no file raises :class:`~micmatch.errors.AudioError` (a typo would otherwise leak a test device)."""
+    names = [str(n) for n in names]
+    stems = {Path(f).stem for f in files}
+    unknown = [n for n in names if n not in stems]
+    if unknown:
+        raise AudioError(f"{option} {', '.join(unknown)}: no such impulse response; known: {', '.join(sorted(stems))}")
+    kept = [Path(f) for f in files if Path(f).stem not in set(names)]
+    if not kept:
+        raise AudioError(f"{option} leaves no impulse response")
+    return kept
+
+
 def apply_ir(audio: np.ndarray, ir: ImpulseResponse | np.ndarray, sample_rate: int | None = None, *,
              delay: int | None = None) -> np.ndarray:
     """Convolve ``(..., n_samples)`` audio with an impulse response, delay compensated, same length as the input.

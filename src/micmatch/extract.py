@@ -181,15 +181,25 @@ class FeatureSet:
 
 def save_features(path: str | os.PathLike, items: Sequence[np.ndarray], *, layout: str, files: Sequence[str],
                   devices: Sequence[str], labels: Sequence[str | None] | None, config: LogMelConfig,
-                  normalization: str, settings: dict, lengths: Sequence[int] | None = None) -> Path:
-    """Write a features file atomically (no pickled objects). ``items`` are ``(n_mels, n_frames_i)`` arrays."""
+                  normalization: str, settings: dict, lengths: Sequence[int] | None = None,
+                  classes: Sequence[str] | None = None) -> Path:
+    """Write a features file atomically (no pickled objects). ``items`` are ``(n_mels, n_frames_i)`` arrays.
+
+    ``classes`` fixes the class list that ``label_index`` counts in (e.g. the training file's, so a test file
+    holding some classes only agrees with it); by default the sorted labels present. A label outside it raises.
+    """
     validate.one_of(layout, "layout", LAYOUTS, error=FeatureError)
     n = len(items)
     labels = [lab or "" for lab in labels] if labels is not None else [""] * n
     if not (len(files) == len(devices) == len(labels) == n):
         raise FeatureError(f"got {n} feature arrays but {len(files)} files, {len(devices)} devices and "
                            f"{len(labels)} labels")
-    classes = _sorted_labels([lab for lab in labels if lab])
+    if classes is None:
+        classes = _sorted_labels([lab for lab in labels if lab])
+    classes = [str(c) for c in classes]
+    outside = sorted({lab for lab in labels if lab} - set(classes))
+    if outside:
+        raise FeatureError(f"labels {outside} are not among classes={classes}")
     index = {c: i for i, c in enumerate(classes)}
     arrays = {
         "files": np.array([str(f) for f in files]), "devices": np.array([str(d) for d in devices]),

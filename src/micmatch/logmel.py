@@ -115,19 +115,38 @@ def _check_mel_options(sample_rate, n_fft, n_mels, fmin, fmax, norm) -> None:
 # Log-mel spectrogram
 
 
+#: Longest analysis window of the default settings (s): the FFT size is the largest power of two within it.
+DEFAULT_WINDOW_S = 0.064
+
+
+def default_settings(sample_rate: int) -> dict[str, int]:
+    """The default ``n_fft``, ``hop_length`` and ``n_mels`` for a sample rate: the one rule of every default.
+
+    ``n_fft`` is the largest power of two within 64 ms (512 at 8 kHz, 1024 at 16 and 22.05 kHz, 2048 from 32 to
+    48 kHz), ``hop_length = n_fft // 4`` (75 % overlap) and ``n_mels``
+    is 40 below 16 kHz, 64 below 32 kHz and 128 from 32 kHz, so the lowest mel bands stay wider than an FFT bin.
+    At 44.1 kHz this gives librosa's 2048 / 512 / 128.
+    """
+    rate = validate.positive_int(sample_rate, "sample_rate", error=FeatureError)
+    n_fft = 1 << max(4, int(np.floor(np.log2(rate * DEFAULT_WINDOW_S))))
+    n_mels = 40 if rate < 16000 else 64 if rate < 32000 else 128
+    return {"n_fft": n_fft, "hop_length": n_fft // 4, "n_mels": n_mels}
+
+
 @dataclass(frozen=True)
 class LogMelConfig:
     """Settings of a log-mel spectrogram. Stored with fitted statistics and feature files.
 
-    ``fmax=None`` means ``sample_rate / 2``. Values are ``(20 / power) * log10(max(mel, amin))``: dB of power for
+    ``n_fft``, ``hop_length`` and ``n_mels`` left at None follow :func:`default_settings` for the rate
+    (``hop_length`` is ``n_fft // 4`` of the given ``n_fft``). ``fmax=None`` means ``sample_rate / 2``. Values are ``(20 / power) * log10(max(mel, amin))``: dB of power for
     ``power=2`` (librosa's ``power_to_db``), dB of amplitude for ``power=1`` (``amplitude_to_db``), both with
     ``ref=1`` and no ``top_db`` clipping.
     """
 
     sample_rate: int = 44100
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
+    n_fft: int | None = None
+    hop_length: int | None = None
+    n_mels: int | None = None
     fmin: float = 0.0
     fmax: float | None = None
     htk: bool = False
@@ -136,6 +155,12 @@ class LogMelConfig:
     amin: float = DEFAULT_AMIN
 
     def __post_init__(self) -> None:
+        defaults = default_settings(self.sample_rate)
+        if self.n_fft is not None:
+            defaults["hop_length"] = max(1, int(self.n_fft) // 4)
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         fmax = self.sample_rate / 2.0 if self.fmax is None else self.fmax
         _check_mel_options(self.sample_rate, self.n_fft, self.n_mels, self.fmin, fmax, self.norm)
         validate.int_in_range(self.hop_length, "hop_length", low=1, high=self.n_fft, error=FeatureError)
@@ -219,5 +244,5 @@ def _resolve_config(sample_rate: int, config: LogMelConfig | None, options: dict
     return config
 
 
-__all__ = ["DEFAULT_AMIN", "LogMelConfig", "hz_to_mel", "log_mel", "mel_filterbank", "mel_frequencies",
+__all__ = ["DEFAULT_AMIN", "DEFAULT_WINDOW_S", "LogMelConfig", "default_settings", "hz_to_mel", "log_mel", "mel_filterbank", "mel_frequencies",
            "mel_spectrogram", "mel_to_hz", "power_to_db"]

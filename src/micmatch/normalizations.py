@@ -183,10 +183,21 @@ def median_size(size) -> tuple[int, int]:
 #: PCEN settings of "Spectrum Correction: Acoustic Scene Classification with Mismatched Recording Devices"
 #: (Table 4): (a) T = 0.01 s, eps = 1e-6, alpha = 0.95, delta = 2, r = 0.5;
 #: (b) T = 0.2 s, alpha = 1.0, the rest at librosa's defaults (eps = 1e-6, delta = 2, r = 0.5).
+#: Scale applied to linear mel power before PCEN by the registry and :class:`micmatch.learn.transforms.PCEN`
+#: (librosa advises integer-like magnitudes: full scale -> ``2 ** 31``).
+PCEN_INPUT_SCALE = float(2**31)
+
 PCEN_PRESETS: dict[str, dict[str, float]] = {
     "a": {"time_constant": 0.01, "eps": 1e-6, "gain": 0.95, "bias": 2.0, "power": 0.5},
     "b": {"time_constant": 0.2, "eps": 1e-6, "gain": 1.0, "bias": 2.0, "power": 0.5},
 }
+
+
+def linear_input_error(name: str, minimum: float) -> FeatureError:
+    """The one error for dB features given to a normalization that takes linear mel energies (PCEN)."""
+    return FeatureError(f"{name} takes linear mel energies (>= 0) but the input has negative values "
+                        f"(min={minimum:.4g}): it looks like log-mel in dB; use the linear mel front end "
+                        f"(micmatch.learn.transforms.MelSpectrogram, registry 'mel') instead of log-mel")
 
 
 def check_pcen_options(*, time_constant: float, eps: float, gain: float, bias: float, power: float) -> None:
@@ -223,8 +234,8 @@ def pcen(mel: np.ndarray, sample_rate: int, *, hop_length: int = 512, time_const
         Give the frame rate that turns ``time_constant`` (s) into the smoother coefficient.
     """
     e = as_features(mel, name="mel")
-    if np.any(e < 0):
-        raise FeatureError("mel contains negative values; pcen takes linear energies, not dB")
+    if e.size and e.min() < 0:
+        raise linear_input_error("pcen", float(e.min()))
     check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
     b = pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
     rows = e.reshape(-1, e.shape[-1])
@@ -262,7 +273,7 @@ def rasta(features: np.ndarray, *, pole: float = 0.98) -> np.ndarray:
     return out.astype(x.dtype, copy=False)
 
 
-__all__ = ["PCEN_PRESETS", "RASTA_NUMERATOR", "apply_band_db", "as_features", "cepstral_mean_subtraction",
-           "check_pcen_options", "check_rasta_pole", "correction_band_db", "curve_band_db", "dct_matrix",
+__all__ = ["PCEN_INPUT_SCALE", "PCEN_PRESETS", "RASTA_NUMERATOR", "apply_band_db", "as_features", "cepstral_mean_subtraction",
+           "check_pcen_options", "check_rasta_pole", "linear_input_error", "correction_band_db", "curve_band_db", "dct_matrix",
            "median_filter_residual", "median_size", "pcen", "pcen_smoothing_coefficient", "rasta",
            "spectrogram_mean_subtraction"]

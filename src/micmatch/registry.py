@@ -15,7 +15,8 @@ Entry kinds and call signatures (``x`` is time-last: waveforms ``(..., n_samples
   then ``numpy(x, drawn, config=..., **params)``.
 
 ``torch(config=..., **params)`` builds the module; it imports torch only when called, so this registry stays
-importable without it.
+importable without it. Every callable takes only the parameters it overrides (``entry.torch(config=cfg, p=0.5)``)
+and fills the others from :attr:`Transform.params`, the same defaults as the module classes' own.
 
 **Fitted entries** (``sc``, ``device-std``, ``gms``, ``gmsvn``, ``umc``) hold a state fitted once on data
 before any pipeline is built::
@@ -38,6 +39,7 @@ with a :class:`FutureWarning` naming the new name.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from micmatch import augment as aug
+from micmatch import converter_entry as umc
 from micmatch import feature_stats as stats
 from micmatch import logmel, normalizations as norms
 from micmatch.errors import ParameterError
@@ -62,7 +65,25 @@ ALIASES: dict[str, str] = {"mean": "spec-mean-sub", "medfilt": "median", "per-de
                            "pcen": "pcen-b"}
 
 #: Scale applied to linear mel power before PCEN (librosa advises integer-like magnitudes; full scale -> 2**31).
-PCEN_INPUT_SCALE = float(2**31)
+PCEN_INPUT_SCALE = norms.PCEN_INPUT_SCALE
+
+#: Keywords an entry's callables take besides its parameters (data and context, never defaulted).
+CONTEXT = frozenset({"config", "state", "devices", "reference"})
+
+
+def _with_defaults(entry: Transform, fn: Callable[..., Any], *, needs_state: bool) -> Callable[..., Any]:
+    """``fn`` taking only the parameters a caller overrides: the others come from ``entry.params``."""
+    fn = getattr(fn, "__wrapped__", fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if needs_state and kwargs.get("state") is None:
+            raise ParameterError(f"{entry.name} needs state=: fit it first with registry.fit({entry.name!r}, items, "
+                                 f"config=...)" + (" or entry.load(path)" if entry.load else ""))
+        context = {k: kwargs.pop(k) for k in list(kwargs) if k in CONTEXT}
+        return fn(*args, **context, **entry.parameters(kwargs))
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,12 @@ class Transform:
     def __post_init__(self) -> None:
         if self.fit_on not in FIT_ON:
             raise ParameterError(f"{self.name}: fit_on={self.fit_on!r} must be one of {', '.join(FIT_ON)}")
+        # Every callable fills the parameters the caller leaves out from params: one set of defaults.
+        for name in ("numpy", "torch", "draw", "fit"):
+            fn = getattr(self, name)
+            if fn is not None:
+                needs_state = self.fit is not None and name != "fit"
+                object.__setattr__(self, name, _with_defaults(self, fn, needs_state=needs_state))
 
     @property
     def fitted(self) -> bool:
@@ -176,15 +203,66 @@ def help_text(kind: str) -> str:
     return "; ".join(f"{e.name} ({e.description})" for e in entries(kind))
 
 
-def fit(name: str, items, *, config, devices: Sequence[str] | None = None, reference: str | None = None,
+def fit(name: str, items, *, config=None, devices: Sequence[str] | None = None, reference: str | None = None,
         params: Mapping[str, Any] | None = None):
-    """Fit the state of the fitted entry ``name`` on ``items`` (see the module docstring), with its default
-    parameters overridden by ``params``; returns ``(state, parameters)``."""
+    """Fit the state of the fitted entry ``name`` in one call; returns ``(state, parameters)``.
+
+    Parameters
+    ----------
+    name : {"sc", "device-std", "gms", "gmsvn", "umc"}
+        A fitted entry (:attr:`Transform.fitted`).
+    items : arrays, a torch tensor, or a features file path
+        What the entry fits on (:attr:`Transform.fit_domain`): log-mel features in dB ``(n_mels, n_frames)``
+        (device-std, gms, gmsvn) or waveforms ``(n_samples,)`` (sc, umc); a batch ``(batch, ...)`` is that many
+        items, a tensor is copied to the CPU. A ``.npz`` written by ``micmatch features --normalization none``
+        gives its clips (without padding), its devices (unless ``devices`` is given) and its configuration.
+    config : LogMelConfig
+        The feature settings; may be omitted with a features file (its own settings are used).
+    devices, reference : optional
+        Each item's device for per-device entries (:attr:`Transform.fit_on`), the reference device for ``sc``.
+    params : mapping, optional
+        Parameters overriding the entry's defaults.
+
+    Examples
+    --------
+    Global mean subtraction fitted on a training batch of log-mel features, then used as a module::
+
+        state, _ = registry.fit("gms", train_logmel, config=cfg)        # (batch, n_mels, n_frames)
+        gms = registry.get("gms").torch(config=cfg, state=state)        # nn.Module with the means as buffers
+        state.save("gms.json")  # registry.get("gms").load("gms.json") reads it back
+
+    Per-device standardization straight from a features file::
+
+        state, _ = registry.fit("device-std", "train.npz")
+    """
     entry = get(name)
     if not entry.fitted:
         raise ParameterError(f"{entry.name} is not fitted: it needs no data before use")
+    if isinstance(items, (str, Path)):
+        items, file_devices, config = _from_features_file(entry, items, config)
+        devices = file_devices if devices is None else devices
+    elif hasattr(items, "detach") or (isinstance(items, Sequence) and items and hasattr(items[0], "detach")):
+        items = [np.asarray(x.detach().cpu()) for x in items]
+    if config is None:
+        raise ParameterError(f"{entry.name}: pass config= (the LogMelConfig of the items)")
     p = entry.parameters(params)
     return entry.fit(items, config=config, devices=devices, reference=reference, **p), p
+
+
+def _from_features_file(entry: Transform, path, config):
+    """Clips, devices and configuration of a features file, refused where the entry cannot fit on them."""
+    from micmatch.extract import load_features
+
+    doc = load_features(path)
+    if entry.fit_domain != "log-mel" or doc.normalization != "none":
+        raise ParameterError(f"{path}: {entry.name} fits on {entry.fit_domain}, not on features normalized with "
+                             f"{doc.normalization!r}; write them with micmatch features --normalization none")
+    if config is not None and config != doc.config:
+        from micmatch.errors import ConfigMismatchError
+
+        raise ConfigMismatchError(f"{path}: its features have {doc.config}, not config={config}")
+    ends = doc.lengths if doc.lengths is not None else [None] * len(doc.files)
+    return [doc.clip(i)[:, :end] for i, end in enumerate(ends)], doc.devices, doc.config
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,6 +287,10 @@ register(Transform(
     "log-mel", "front-end", "log-mel spectrogram in dB, librosa compatible", "waveform",
     numpy=lambda x, *, config: logmel.log_mel(x, config.sample_rate, config=config),
     torch=lambda *, config: _t().LogMel(config)))
+register(Transform(
+    "mel", "front-end", "linear mel power (the front end of pcen-a and pcen-b)", "waveform",
+    numpy=lambda x, *, config: logmel.mel_spectrogram(x, config.sample_rate, config=config),
+    torch=lambda *, config: _t().MelSpectrogram(config)))
 
 
 def _check_state(name: str, state, cls) -> None:
@@ -402,78 +484,20 @@ register(Transform(
 
 
 
-# The device converter: a fitted augmentation. Its state is a trained converter (torch); fitting trains one.
+# The device converter: a fitted augmentation. Its state is a trained converter (torch); fitting trains one
+# (micmatch.converter_entry holds the work).
 
 
-def _converter_api():
-    """The converter half of :mod:`micmatch.learn` (torch), imported here only, when an entry needs it."""
-    from types import SimpleNamespace
-
-    from micmatch.domains import simulate_domains
-    from micmatch.learn.converter_augment import ConverterAugment
-    from micmatch.learn.converter_model import Converter
-    from micmatch.learn.converter_train import PRESETS, train_converter
-
-    return SimpleNamespace(PRESETS=PRESETS, simulate_domains=simulate_domains, train_converter=train_converter,
-                           Converter=Converter, ConverterAugment=ConverterAugment)
-
-
-def _umc_fit(waves, *, config, devices=None, reference=None, irs, preset, epochs, n_clips, n_devices, norm, seed,
-             compute, progress, p):
-    """Train a converter on ``waves`` (clean clips of the reference device; at most ``n_clips`` of them, a seeded
-    draw) recorded through ``n_devices`` chains drawn with the impulse responses ``irs``."""
-    from dataclasses import replace
-
-    import torch
-
-    api = _converter_api()
-    paths = _irs(irs, "umc")
-    if preset not in api.PRESETS:
-        raise ParameterError(f"umc: preset={preset!r} must be one of {', '.join(api.PRESETS)}")
-    chosen = api.PRESETS[preset]
-    rows = np.arange(len(waves))
-    if len(rows) > n_clips:
-        rows = np.sort(np.random.default_rng([seed, 13]).choice(rows, size=n_clips, replace=False))
-    clips = [waves[i] for i in rows]
-    features, band, simulated = api.simulate_domains(clips, config.sample_rate, paths, feature_config=config,
-                                                     n_devices=min(n_devices, len(paths)), seed=seed,
-                                                     progress=progress)
-    train = replace(chosen.train, epochs=epochs, seed=seed, device=compute, progress=progress,
-                    threads=1 if chosen.train.threads is None and torch.get_num_threads() <= 2 else None)
-    if progress:
-        from tqdm.auto import tqdm
-
-        tqdm.write(f"umc: training a converter on {len(clips)} clips, domains {', '.join(features)} "
-                   f"({epochs} epochs)")
-    model = replace(chosen.model, norm=norm or chosen.model.norm)
-    return api.train_converter(features, band, config=model, train=train, feature_config=config,
-                               info={"simulated_devices": simulated, "preset": preset}, desc="umc converter")
-
-
-def _umc_load(path, *, config=None):
-    return _converter_api().Converter.load(path)
+def _umc_fit(waves, *, config, devices=None, reference=None, irs, **options):
+    return umc.fit_converter(waves, _irs(irs, "umc"), config=config, **{k: v for k, v in options.items() if k != "p"})
 
 
 def _umc_module(*, config, state, irs, p, **unused):
-    """The converter as an augmentation: targets are the band dB vectors of ``irs`` (half the converted items),
-    and synthetic differences (the other half, or all without ``irs``)."""
-    from micmatch.conditioning import ir_band_response
-
-    api = _converter_api()
-    _check_state("umc", state, api.Converter)
-    targets = {Path(f).stem: ir_band_response(f, config=config) for f in (_irs(irs, "umc") if irs else [])}
-    return api.ConverterAugment(state, targets=targets, p=p, synthetic_fraction=0.5 if targets else 1.0)
+    return umc.converter_module(state, _irs(irs, "umc") if irs else [], config=config, p=p)
 
 
-def _umc_apply(x, drawn, *, config, state, **params):
-    import copy
-
-    import torch
-
-    x = torch.as_tensor(np.asarray(x))
-    # A copy of the converter in the features' precision, so the fitted state is left as it is.
-    module = _umc_module(config=config, state=copy.deepcopy(state).to(x.dtype), **params)
-    return module.apply_params(x, drawn).numpy()
+def _umc_apply(x, drawn, *, config, state, irs, p, **unused):
+    return umc.apply_converter(x, drawn, state, _irs(irs, "umc") if irs else [], config=config, p=p)
 
 
 register(Transform(
@@ -481,7 +505,7 @@ register(Transform(
     "log-mel", numpy=_umc_apply, torch=_umc_module,
     draw=lambda rng, n, *, config, state, **params: _umc_module(config=config, state=state, **params).draw(
         n, generator=rng),
-    fit=_umc_fit, fit_input="waveform", fit_on="reference", load=_umc_load,
+    fit=_umc_fit, fit_input="waveform", fit_on="reference", load=umc.load_converter,
     params={"irs": None, "preset": "cpu-smoke", "epochs": 10, "n_clips": 1200, "n_devices": 6, "norm": None,
             "seed": 0, "compute": "auto", "progress": False, "p": 0.5}))
 

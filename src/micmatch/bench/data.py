@@ -30,6 +30,10 @@ class MismatchConfig:
     ``band_hz`` apply to every simulated device. ``max_train`` / ``max_test`` subsample the splits (seeded,
     stratified by label).
 
+    ``n_fft``, ``hop_length`` and ``n_mels`` left at None follow :func:`micmatch.logmel.default_settings` for the
+    corpus's rate, as ``micmatch features`` and ``micmatch train converter`` do (512 / 128 / 40 at 8 kHz; results
+    recorded before this default used 256 / 128 / 40: pass those to compare with them).
+
     ``device_chain`` (default on) records every simulated device through its impulse response *and* a phone or
     laptop recording chain drawn for it from the data seed (:func:`~micmatch.simulate.draw_device_chain`: band
     limits, a coloured noise floor, a compressor or automatic gain control, recording level, soft clipping), so
@@ -47,9 +51,9 @@ class MismatchConfig:
     seen_fraction: float = 0.075
     calibration_clips: int = 16
     clip_s: float = 1.0
-    n_fft: int = 256
-    hop_length: int = 128
-    n_mels: int = 40
+    n_fft: int | None = None
+    hop_length: int | None = None
+    n_mels: int | None = None
     sc_n_fft: int = 256
     sc_max_boost_db: float = 20.0
     sc_max_cut_db: float = 30.0

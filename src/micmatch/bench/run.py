@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from micmatch.bench.recipes import Recipe, build_step, parse_recipe, split_step
 from micmatch.bench.report import MismatchResult, hardware
 from micmatch.corpus import load_corpus
 from micmatch.errors import CorpusError
+from micmatch.device_models import exclude_named
 from micmatch.simulate import list_irs
 
 
@@ -145,11 +146,24 @@ def check_recipe(recipe: Recipe, data: MismatchData, store: FittedStates | None 
             build_step(step, data)
 
 
+def _dominant(recipe: Recipe, fit_s: float, total_s: float) -> str:
+    """What takes most of a recipe's time, in words for results.md."""
+    if fit_s > 0.5 * total_s:
+        return "fitting before training (" + ("training the device converter" if "umc" in recipe.name
+                                               else "statistics or corrections") + ")"
+    if recipe.wave_augment:
+        return "waveform augmentation: every batch is augmented, then its features recomputed"
+    if recipe.correct:
+        return "correcting the waveforms, then classifier training"
+    return "classifier training"
+
+
 def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, recipes: Sequence[str],
                   seeds: Sequence[int], config: MismatchConfig | None = None,
                   aug_irs_dir: str | os.PathLike | None = None, aug_from_rest: bool = False,
                   reference: str | None = None, seen: Sequence[str] | None = None,
-                  unseen: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> MismatchResult:
+                  unseen: Sequence[str] | None = None, exclude_aug_irs: Sequence[str] = (),
+                  log: Callable[[str], None] | None = None) -> MismatchResult:
     """Run the whole benchmark: plan devices, load data, train and score every recipe and seed.
 
     Parameters
@@ -165,6 +179,10 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
         Training seeds; each recipe trains once per seed.
     aug_irs_dir : path-like, optional
         Folder of augmentation impulse responses (must not share a device with the test devices).
+    exclude_aug_irs : sequence of str
+        IR names (file stems) left out of the augmentation set (of ``aug_irs_dir`` or ``aug_from_rest``).
+    log : callable, optional
+        Gets one line when the run starts, when the data is ready, when each recipe starts and when it ends.
     """
     config = MismatchConfig() if config is None else config
     start = time.perf_counter()
@@ -172,27 +190,41 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
     names = [r.name for r in parsed]
     if len(set(names)) != len(names):
         raise CorpusError(f"recipes {names} list one twice; list each once")
+    say = log or (lambda line: None)
+    say(f"bench mismatch: {len(parsed)} recipe(s) x {len(seeds)} seed(s); loading the corpus and recording it "
+        f"through the simulated devices first")
     corpus = load_corpus(data_dir, seed=config.data_seed)
     aug = list_irs(aug_irs_dir) if aug_irs_dir is not None else []
     plan = plan_devices(list_irs(irs_dir), n_seen=config.n_seen, n_unseen=config.n_unseen, seed=config.data_seed,
                         reference=reference, seen=seen, unseen=unseen, aug_irs=aug, aug_from_rest=aug_from_rest)
+    if exclude_aug_irs:
+        plan = replace(plan, aug_irs=tuple(exclude_named(plan.aug_irs, exclude_aug_irs, option="--exclude-aug-irs")))
     data = prepare_data(corpus, plan, config)
+    say(f"data ready ({time.perf_counter() - start:.0f} s): {data.train_waves.shape[0]} training and "
+        f"{data.test_waves.shape[0]} test clips at {data.sample_rate} Hz; devices "
+        f"{', '.join(f'{d.name} ({d.role})' for d in plan.devices)}")
     store = FittedStates()
     for recipe in parsed:
         check_recipe(recipe, data, store)
     runs: dict[str, list[dict]] = {}
     timings: dict[str, float] = {}
-    for recipe in parsed:
+    time_parts: dict[str, dict] = {}
+    for i, recipe in enumerate(parsed, 1):
+        say(f"recipe {i}/{len(parsed)} {recipe.name}: fitting what it needs, then {len(seeds)} training run(s)")
         t0 = time.perf_counter()
         prepared = prepare(data, recipe, store)
+        fit_s = time.perf_counter() - t0
         runs[recipe.name] = [run_recipe(data, recipe, s, prepared=prepared) for s in seeds]
         timings[recipe.name] = round(time.perf_counter() - t0, 2)
+        time_parts[recipe.name] = {"fit_s": round(fit_s, 2), "train_s_per_seed": round(
+            (timings[recipe.name] - fit_s) / max(1, len(seeds)), 2), "dominant": _dominant(recipe, fit_s,
+                                                                                         timings[recipe.name])}
         if log is not None:
             unseen_names = [d.name for d in plan.role("unseen")]
             accs = [np.mean([r[d]["accuracy"] for d in unseen_names] or [np.nan]) for r in runs[recipe.name]]
             log(f"{recipe.name}: unseen accuracy {np.mean(accs):.3f} ({timings[recipe.name]:.0f} s)")
-    info = {"wall_s": round(time.perf_counter() - start, 1), "recipe_wall_s": timings, "hardware": hardware(config),
-            "sample_rate": data.sample_rate, "n_train": int(data.train_waves.shape[0]),
+    info = {"wall_s": round(time.perf_counter() - start, 1), "recipe_wall_s": timings, "recipe_time": time_parts, "hardware": hardware(config),
+            "sample_rate": data.sample_rate, "features": config.logmel(data.sample_rate).to_json(), "n_train": int(data.train_waves.shape[0]),
             "n_test": int(data.test_waves.shape[0]), "classes": list(data.classes),
             "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains}
     converter = store.first_trained("umc")

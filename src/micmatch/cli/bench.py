@@ -39,6 +39,8 @@ def bench() -> None:
               help="Folder of augmentation impulse responses for dir-aug and umc (must not hold a test device).")
 @click.option("--aug-from-rest", is_flag=True,
               help="Use the --irs files that are not benchmark devices as augmentation IRs (a seeded split).")
+@click.option("--exclude-aug-irs", default=None, metavar="NAMES",
+              help="Comma-separated IR names to leave out of the augmentation set (--aug-irs or --aug-from-rest).")
 @click.option("--recipes", default="baseline,ideal,sc", show_default=True,
               help="Comma-separated recipes; combine remedies with + (e.g. sc+mixup); a recipe that takes a file "
                    f"is written name:PATH. Known: {_known_recipes()}.")
@@ -80,7 +82,7 @@ def bench() -> None:
 # Old spelling of --compute, kept for one release (goes in the next one): --device names a recording device
 # everywhere else.
 @click.option("--device", "old_device", default=None, hidden=True)
-def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, out_dir, quick, calibration_clips,
+def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, recipes, n_seeds, out_dir, quick, calibration_clips,
              n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
              device_chain, umc_epochs, umc_preset, umc_generator_norm, data_seed, compute, old_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
@@ -126,6 +128,7 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, recipes, n_seeds, ou
     result = run_benchmark(data_dir, irs_dir, recipes=recipe_list, seeds=list(range(n_seeds)), config=config,
                            aug_irs_dir=aug_irs_dir, aug_from_rest=aug_from_rest, reference=reference,
                            seen=_names(seen_devices), unseen=_names(unseen_devices),
+                           exclude_aug_irs=_names(exclude_aug_irs) or (),
                            log=lambda line: click.echo(line, err=True))
     command = "micmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     paths = write_results(result, out_dir, command=command)

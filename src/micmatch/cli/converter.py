@@ -32,13 +32,17 @@ from micmatch.cli.common import COMMON, compute_option
 @click.option("--devices", "n_devices", type=click.IntRange(1), default=None,
               help="Simulated devices drawn from --irs [cpu-smoke 6, full 12].")
 @click.option("--max-clips", type=click.IntRange(2), default=None, help="Use at most this many clips [cpu-smoke 1200].")
-@click.option("--n-mels", type=click.IntRange(8), default=40, show_default=True, help="Mel bands of the features.")
-@click.option("--n-fft", type=click.IntRange(16), default=256, show_default=True, help="FFT size of the features.")
-@click.option("--hop-length", type=click.IntRange(1), default=128, show_default=True, help="Hop of the features.")
+@click.option("--exclude-irs", default="", metavar="NAMES",
+              help="Comma-separated IR names (file stems) of --irs to leave out: the devices you will test on.")
+@click.option("--n-mels", type=click.IntRange(8), default=None,
+              help="Mel bands of the features [by rate: 40 below 16 kHz, 64 below 32 kHz, else 128].")
+@click.option("--n-fft", type=click.IntRange(16), default=None,
+              help="FFT size of the features [by rate: the largest power of two within 64 ms].")
+@click.option("--hop-length", type=click.IntRange(1), default=None, help="Hop of the features [n_fft / 4].")
 @compute_option(dest="torch_device", help="Where to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the device draw and the training.")
 def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, generator_norm, n_devices,
-              max_clips, n_mels, n_fft, hop_length, torch_device, seed) -> None:
+              max_clips, exclude_irs, n_mels, n_fft, hop_length, torch_device, seed) -> None:
     """Train one converter for all devices: it maps log-mel features of one device to any other, given the
     response difference (Unified Microphone Conversion, after "Unified Microphone Conversion: Many-to-Many Device
     Mapping via Feature-wise Linear Modulation").
@@ -53,7 +57,7 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
     model = train_converter_from_folder(
         data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,
         discriminator=discriminator, norm=generator_norm, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
-        n_mels=n_mels, log=lambda line: click.echo(line, err=True))
+        n_mels=n_mels, exclude_irs=[n.strip() for n in exclude_irs.split(",") if n.strip()], log=lambda line: click.echo(line, err=True))
     path = model.save(output)
     last = model.info["history"][-1]
     click.echo(f"wrote {path} (domains: {', '.join(model.info['domains'])}; last epoch: cycle "

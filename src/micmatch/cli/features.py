@@ -93,9 +93,12 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
                    "other normalization).")
 @click.option("--sample-rate", type=int, default=None, help="Feature rate in Hz. Default: the first file's rate.")
 @click.option("--resample", is_flag=True, help="Resample files at other rates (otherwise they are reported).")
-@click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24), help="FFT size (samples).")
-@click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
-@click.option("--n-mels", default=128, show_default=True, help="Mel bands.")
+@click.option("--n-fft", default=None, type=click.IntRange(16, 1 << 24),
+              help="FFT size (samples) [by rate: the largest power of two within 64 ms, e.g. 512 at 8 kHz, 1024 at "
+                   "16 kHz, 2048 at 44.1 kHz; or --feature-stats' setting].")
+@click.option("--hop", "hop_length", type=click.IntRange(1), default=None, help="Hop between frames (samples) [n_fft / 4].")
+@click.option("--n-mels", type=click.IntRange(1), default=None,
+              help="Mel bands [by rate: 40 below 16 kHz, 64 below 32 kHz, else 128].")
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")
 @click.option("--fmax", type=float, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
 @click.option("--n-ceps", type=int, default=None, help="Cepstral coefficients kept by --normalization cms.")
@@ -109,12 +112,19 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
 @click.option("--label-from", default=None,
               help="Class label of each file, stored for training: 'dir', 'regex:PATTERN', 'csv:FILE' (a metadata "
                    "CSV with columns filename and label) or 'name:LABEL'. Default: no labels.")
+@click.option("--classes-from", default=None, metavar="FILE.npz|A,B,...",
+              help="Class list for label_index: a training features file (its classes) or comma-separated names, so "
+                   "that a test set holding some classes only gets the training indices. Default: this set's labels.")
+@click.option("--split", "split_name", default=None, metavar="NAME",
+              help="Keep only the files whose 'split' column is NAME in the metadata CSV of --label-from or "
+                   "--device-from csv:FILE (e.g. train or test).")
 @click.option("--responses", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Responses JSON: spectrum-correct each file's features from its device towards --reference.")
 @click.option("--reference", default=None, help="Reference device for --responses.")
 @click.option("--feature-stats", "stats_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use these fitted feature statistics (device-std, gms, gmsvn; a JSON file written by "
-                   "--save-feature-stats) instead of fitting them on INPUTS (test sets).")
+                   "--save-feature-stats) instead of fitting them on INPUTS (test sets); the feature settings "
+                   "(rate, n_fft, hop, n_mels, fmin, fmax) default to the ones stored there.")
 @click.option("--save-feature-stats", "save_stats", type=click.Path(dir_okay=False), default=None,
               help="Write the feature statistics fitted on INPUTS here (JSON), to apply them to other sets later.")
 # Old spellings of the two options above, kept for one release (they go in the next one): "normalizer" now
@@ -126,8 +136,8 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
               help="Resume: if the output file already exists (outputs appear only when complete), do nothing.")
 @click.pass_context
 def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, hop_length, n_mels, fmin, fmax,
-             n_ceps, frames, duration_s, device_from, label_from, responses, reference, stats_path, save_stats,
-             old_stats_path, old_save_stats, skip_existing):
+             n_ceps, frames, duration_s, device_from, label_from, classes_from, split_name, responses, reference,
+             stats_path, save_stats, old_stats_path, old_save_stats, skip_existing):
     """Compute log-mel features of audio files with one normalization and save them in one .npz file.
 
     With --frames or --duration-s every clip is cropped or zero-padded to one length and 'features' is
@@ -141,7 +151,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     \b
     Example:
       micmatch features recordings/ -o train.npz --normalization gms --save-feature-stats gms.json
-      micmatch features test/ -o test.npz --normalization gms --feature-stats gms.json
+      micmatch features test/ -o test.npz --normalization gms --feature-stats gms.json --classes-from train.npz
       micmatch features clips/ -o feats.npz --sample-rate 22050 --resample --n-mels 80 --duration-s 1 \\
           --label-from csv:clips/metadata.csv
     """
@@ -173,6 +183,11 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     if stats_path and (entry is None or entry.load is None):
         raise MicmatchError(f"{stats_flag} applies to {', '.join(with_files)}, not --normalization {normalization}")
     params = {} if entry is None else entry.parameters({"n_ceps": n_ceps} if "n_ceps" in entry.params else None)
+    if split_name is not None:
+        files, dropped = _in_split(files, split_name, label_from, device_from)
+        click.echo(f"--split {split_name}: {len(files)} file(s) kept, {dropped} in other splits left out", err=True)
+        if not files:
+            raise MicmatchError(f"--split {split_name}: no file of that split")
     labels, problems = label_files(files, device_from, what="device")
     classes = label_files(files, label_from)[0] if label_from else [None] * len(files)
     failed = len(problems)
@@ -183,14 +198,29 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
             if lab is None and dev is not None:
                 failed += 1
                 fail_line(f"{path}: no label from --label-from {label_from}")
+    class_list = _class_list(classes_from) if classes_from else None
+    if class_list is not None:
+        known = set(class_list)
+        for path, lab in zip(files, classes):
+            if lab is not None and lab not in known:
+                failed += 1
+                fail_line(f"{path}: label {lab!r} is not one of --classes-from's {len(class_list)} classes")
+        classes = [lab if lab is None or lab in known else None for lab in classes]
+    mel_settings = {"n_fft": n_fft, "hop_length": hop_length, "n_mels": n_mels, "fmin": fmin, "fmax": fmax}
+    if stats_path and entry is not None and entry.load is not None and all(
+            mel_settings[k] is None for k in ("n_fft", "hop_length", "n_mels", "fmax")) and fmin == 0.0:
+        stored = entry.load(stats_path).config  # the settings the statistics were fitted with (JSON)
+        if stored is not None:
+            stored = F.LogMelConfig.from_json(stored)
+            sample_rate = stored.sample_rate if sample_rate is None else sample_rate
+            mel_settings = {k: getattr(stored, k) for k in mel_settings}
     if sample_rate is None:
         sample_rate = audio_io.first_sample_rate(files)
     from micmatch.resources import check_memory
 
+    cfg = F.LogMelConfig(sample_rate=sample_rate, **mel_settings)
     # The mel filterbank alone is n_mels x (n_fft / 2 + 1) float64 values: check before building it.
-    check_memory(16.0 * n_mels * (n_fft // 2 + 1), f"--n-fft {n_fft} with --n-mels {n_mels}")
-    cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
-                         fmax=fmax)
+    check_memory(16.0 * cfg.n_mels * (cfg.n_fft // 2 + 1), f"--n-fft {cfg.n_fft} with --n-mels {cfg.n_mels}")
     n_samples = _frames(frames, duration_s, cfg)
     band_db = {}
     if responses is not None:
@@ -204,7 +234,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     device_of = dict(zip(files, labels))
     label_of = dict(zip(files, classes))
     todo = [(path, None) for path, device, label in zip(files, labels, classes)
-            if device is not None and not (label_from and label is None)]
+            if device is not None and not ((label_from or class_list) and label is None)]
     work = functools.partial(_extract_one, cfg=cfg, resample=resample, n_samples=n_samples, entry=entry,
                              params=params, band_db_of={p: band_db.get(device_of[p]) for p, _ in todo})
     outcome = run_batch(todo, work, desc="features")
@@ -225,18 +255,59 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
             click.echo(f"wrote {save_stats}", err=True)
 
     layout = "ragged" if n_samples is None else "fixed"
-    settings = {"normalization_params": params, "n_samples": n_samples, "frames": None if n_samples is None
+    settings = {"split": split_name, "normalization_params": params, "n_samples": n_samples, "frames": None if n_samples is None
                 else items[0].shape[-1], "responses": responses, "reference": reference,
                 "device_from": device_from, "label_from": label_from}
     extract.save_features(output, items, layout=layout, files=[str(p) for p in kept], devices=devices,
                           labels=kept_labels if label_from else None, config=cfg, normalization=normalization,
-                          settings=settings, lengths=lengths)
+                          settings=settings, lengths=lengths, classes=class_list)
     shape = f"({len(items)}, {items[0].shape[0]}, {items[0].shape[-1]})" if layout == "fixed" \
         else f"({items[0].shape[0]}, {sum(x.shape[-1] for x in items)})"
-    click.echo(f"wrote {output}: {len(items)} files, features {shape}, layout {layout}", err=True)
+    click.echo(f"wrote {output}: {len(items)} files, features {shape}, layout {layout} ({cfg.sample_rate} Hz, "
+               f"n_fft {cfg.n_fft}, hop {cfg.hop_length}, n_mels {cfg.n_mels})", err=True)
+    _note_short_clips(lengths, [n for _, _, (_, n) in outcome.results], cfg)
     if failed:
         fail_line(f"{failed} file(s) could not be used (see above)")
         ctx.exit(1)
+
+
+#: Fewer frames of audio than this in a clip get a note: its features are mostly the STFT's edge padding.
+MIN_FRAMES = 4
+
+
+def _note_short_clips(lengths, n_audio, cfg: F.LogMelConfig) -> None:
+    short = [i for i, n in enumerate(lengths) if n < MIN_FRAMES]
+    if short:
+        fewest = min(n_audio[i] for i in short)
+        click.echo(f"micmatch: note: {len(short)} clip(s) give fewer than {MIN_FRAMES} frames (shortest "
+                   f"{fewest} samples = {fewest / cfg.sample_rate:.3f} s, with n_fft {cfg.n_fft} and hop "
+                   f"{cfg.hop_length}); pass a smaller --n-fft / --hop or use longer clips", err=True)
+
+
+def _class_list(value: str) -> list[str]:
+    """--classes-from: a features file's classes, or comma-separated names."""
+    if value.endswith(".npz") or Path(value).is_file():
+        classes = extract.load_features(value).classes
+        if not classes:
+            raise ParameterError(f"--classes-from {value}: the file holds no classes (write it with --label-from)")
+        return list(classes)
+    names = [c.strip() for c in value.split(",") if c.strip()]
+    if len(set(names)) != len(names) or not names:
+        raise ParameterError(f"--classes-from {value!r}: give distinct comma-separated class names or a .npz file")
+    return names
+
+
+def _in_split(files, split_name: str, label_from: str | None, device_from: str):
+    """The files whose metadata row has ``split == split_name`` (the CSV of --label-from or --device-from)."""
+    from micmatch.corpus import label_files
+
+    source = next((s for s in (label_from, device_from) if s and s.startswith("csv:")), None)
+    if source is None:
+        raise ParameterError("--split reads the 'split' column of a metadata CSV: pass --label-from csv:FILE "
+                             "(or --device-from csv:FILE)")
+    splits = label_files(files, source, what="split")[0]
+    kept = [f for f, s in zip(files, splits) if s == split_name]
+    return kept, len(files) - len(kept)
 
 
 COMMANDS = [features]

@@ -123,6 +123,22 @@ class Mixup(Augmentation):
         p = torch.pow(10.0, x / 10.0)
         return 10.0 * torch.log10((lam * p + (1.0 - lam) * p[perm]).clamp_min(self.amin))
 
+    def forward(self, x: torch.Tensor, params: Mapping | None = None, *,
+                generator: torch.Generator | np.random.Generator | None = None,
+                targets: torch.Tensor | None = None, n_classes: int | None = None):
+        """Mix ``x`` as :meth:`Augmentation.forward` does; with ``targets=`` (class indices ``(batch,)`` with
+        ``n_classes=``, or one-hot / soft ``(batch, n_classes)``) return ``(mixed x, mixed soft targets)``, the
+        pair a training step needs: ``F.cross_entropy(model(x), y)`` takes the soft targets as they are. In
+        ``.eval()`` mode the targets come back unmixed (as soft targets).
+        """
+        out = super().forward(x, params, generator=generator)
+        if targets is None:
+            return out
+        mixed = self.training and x.dim() != self.item_dims
+        n = targets.shape[0]
+        used = self.last_params if mixed else {"lam": [1.0] * n, "perm": list(range(n))}
+        return out, self.mix_labels(targets, used, n_classes=n_classes)
+
     @staticmethod
     def mix_labels(labels: torch.Tensor, params: Mapping, *, n_classes: int | None = None) -> torch.Tensor:
         """Soft targets ``(batch, n_classes)`` from class indices ``(batch,)`` or one-hot labels."""
@@ -150,14 +166,14 @@ class SyntheticResponse(Augmentation):
     """Synthetic frequency-response differences (twin of the numpy functions), the augmentation of "Unified
     Microphone Conversion: Many-to-Many Device Mapping via Feature-wise Linear Modulation".
 
-    ``domain="features"`` adds the curves to log-mel features of ``config``; ``domain="waveform"`` filters
-    waveforms at ``config.sample_rate`` (zero phase). Each item is changed with probability ``p``.
+    ``domain="waveform"`` (the default, as the registry's ``synth-fr-aug``) filters waveforms at
+    ``config.sample_rate`` (zero phase); ``domain="features"`` adds the curves to log-mel features of ``config``. Each item is changed with probability ``p``.
 
     Shape: features ``(batch, ..., n_mels, n_frames)`` or ``(n_mels, n_frames)``; waveforms
     ``(batch, ..., n_samples)`` or ``(n_samples,)``; the output has the input's shape.
     """
 
-    def __init__(self, config: LogMelConfig, *, domain: str = "features", n_bands=(4, 8),
+    def __init__(self, config: LogMelConfig, *, domain: str = "waveform", n_bands=(4, 8),
                  range_db=(0.0, 10.0), p: float = 1.0) -> None:
         super().__init__()
         self.domain = validate.one_of(domain, "domain", ("features", "waveform"), error=aug.AugmentError)

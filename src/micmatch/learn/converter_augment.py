@@ -33,9 +33,10 @@ class ConverterAugment(Augmentation):
         Band response of the device the batch was recorded with; zeros (a flat device) by default.
     p : float
         Probability that an item is converted.
-    synthetic_fraction : float
+    synthetic_fraction : float, optional
         Share of the converted items whose difference is a synthetic one
-        (:func:`micmatch.augment.draw_synthetic_response`, options in ``synthetic_options``) instead of a target.
+        (:func:`micmatch.augment.draw_synthetic_response`, options in ``synthetic_options``) instead of a target;
+        by default 0.5 with ``targets`` and 1.0 without (the registry's ``umc`` does the same).
 
     Shape:
         - x: ``(batch, n_mels, n_frames)`` or one item ``(n_mels, n_frames)``, dB; output the same
@@ -46,7 +47,7 @@ class ConverterAugment(Augmentation):
     """
 
     def __init__(self, converter: Converter, *, targets: Mapping[str, np.ndarray] | None = None,
-                 source_response: np.ndarray | None = None, p: float = 0.5, synthetic_fraction: float = 0.5,
+                 source_response: np.ndarray | None = None, p: float = 0.5, synthetic_fraction: float | None = None,
                  synthetic_options: Mapping | None = None) -> None:
         super().__init__()
         n_mels = converter.config.n_mels
@@ -55,6 +56,8 @@ class ConverterAugment(Augmentation):
         for name, r in self.targets.items():
             if r.shape != (n_mels,):
                 raise ConfigMismatchError(f"target {name!r} has {r.shape} bands; the converter has n_mels={n_mels}")
+        if synthetic_fraction is None:
+            synthetic_fraction = 0.5 if self.targets else 1.0
         self.source = np.zeros(n_mels) if source_response is None else np.asarray(source_response, dtype=float)
         if not 0.0 <= p <= 1.0 or not 0.0 <= synthetic_fraction <= 1.0:
             raise ParameterError(f"p={p} and synthetic_fraction={synthetic_fraction} must be in [0, 1]")

@@ -351,8 +351,10 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
                                 epochs: int | None = None, device: str = "auto", seed: int = 0,
                                 discriminator: str | None = None, norm: str | None = None,
                                 n_devices: int | None = None,
-                                max_clips: int | None = None, n_fft: int = 256, hop_length: int = 128,
-                                n_mels: int = 40, progress: bool = True, log=lambda line: None) -> Converter:
+                                max_clips: int | None = None, n_fft: int | None = None,
+                                hop_length: int | None = None, n_mels: int | None = None,
+                                exclude_irs: Sequence[str] = (), progress: bool = True,
+                                log=lambda line: None) -> Converter:
     """Train a converter on a folder of recordings, as ``micmatch train converter`` does.
 
     Two kinds of corpus:
@@ -365,7 +367,8 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
       each device's response.
 
     Features are log-mel spectrograms at the first readable file's sample rate with ``n_fft``, ``hop_length``,
-    ``n_mels`` (the device-mismatch benchmark's defaults). ``preset`` names an entry of :data:`PRESETS`;
+    ``n_mels`` (None: :func:`micmatch.logmel.default_settings` for the rate, as everywhere). ``exclude_irs``
+    names IRs (file stems) left out of ``irs``: the devices kept for testing. ``preset`` names an entry of :data:`PRESETS`;
     ``epochs``, ``discriminator``, ``norm`` (the generator's, :data:`NORMS`), ``n_devices`` and ``max_clips``
     override it.
     """
@@ -374,6 +377,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
     from micmatch.features import log_mel
     from micmatch.conditioning import all_band_responses
     from micmatch.domains import simulate_domains
+    from micmatch.device_models import exclude_named
     from micmatch.simulate import list_irs
 
     if preset not in PRESETS:
@@ -398,7 +402,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
         if responses is not None:
             raise ParameterError("--responses is for recorded corpora; with --irs the devices are simulated and "
                                  "their responses come from the drawn chains: pass one or the other")
-        ir_files = list_irs(irs)
+        ir_files = exclude_named(list_irs(irs), exclude_irs, option="--exclude-irs")
         n_devices = min(chosen.n_devices, len(ir_files)) if n_devices is None else n_devices
         rng = np.random.default_rng([seed, 7])
         if max_clips is not None and len(files) > max_clips:

@@ -28,8 +28,10 @@ from torch import nn
 from torch.nn import functional as tf
 
 from micmatch import features as feat
+from micmatch import normalizations as norms
 from micmatch import validate
 from micmatch.features import LogMelConfig
+from micmatch.logmel import default_settings
 from micmatch.learn.augmentations import (
     Augmentation,
     DeviceIR,
@@ -44,7 +46,7 @@ from micmatch.learn.augmentations import (
 __all__ = [
     "Augmentation", "BandOffset", "CepstralMeanSubtraction", "DeviceIR", "FilterAugment", "FreqMixStyle",
     "GlobalNormalize",
-    "LogMel", "MedianFilterResidual", "Mixup", "PCEN", "ParametricEQ", "PerDeviceStandardize", "Rasta",
+    "LogMel", "MedianFilterResidual", "MelSpectrogram", "Mixup", "PCEN", "ParametricEQ", "PerDeviceStandardize", "Rasta",
     "SpectrogramMeanSubtraction", "SyntheticResponse", "numpy_generator",
 ]
 
@@ -53,17 +55,19 @@ __all__ = [
 # Front end
 
 
-class LogMel(nn.Module):
-    """Log-mel spectrogram, the twin of :func:`micmatch.features.log_mel` (librosa compatible).
+class MelSpectrogram(nn.Module):
+    """Linear mel spectrogram (power, or magnitude for ``config.power=1``), the twin of
+    :func:`micmatch.logmel.mel_spectrogram`: the front end for PCEN, which takes linear energies, not dB.
 
     Centred frames with zero padding, periodic Hann window, ``torch.fft.rfft`` of unfolded frames, power through
-    the mel filterbank (a buffer), ``(20 / power) * log10(max(mel, amin))``.
+    the mel filterbank (a buffer). ``config`` defaults to ``LogMelConfig()``.
 
     Shape: ``(..., n_samples)`` -> ``(..., n_mels, 1 + n_samples // hop_length)``.
     """
 
-    def __init__(self, config: LogMelConfig) -> None:
+    def __init__(self, config: LogMelConfig | None = None) -> None:
         super().__init__()
+        config = LogMelConfig() if config is None else config
         self.config = config
         n = torch.arange(config.n_fft, dtype=torch.float64)
         self.register_buffer("window", 0.5 - 0.5 * torch.cos(2 * math.pi * n / config.n_fft))
@@ -82,6 +86,18 @@ class LogMel(nn.Module):
             power = power.sqrt()
         mel = torch.matmul(power, self.filterbank.to(power.dtype).T)
         return mel.transpose(-1, -2).reshape(*lead, cfg.n_mels, -1)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.mel(audio)
+
+
+class LogMel(MelSpectrogram):
+    """Log-mel spectrogram in dB, the twin of :func:`micmatch.features.log_mel` (librosa compatible):
+    :class:`MelSpectrogram` then ``(20 / power) * log10(max(mel, amin))``. ``config`` defaults to
+    ``LogMelConfig()``.
+
+    Shape: ``(..., n_samples)`` -> ``(..., n_mels, 1 + n_samples // hop_length)``.
+    """
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -165,22 +181,29 @@ class PCEN(nn.Module):
     """Per-channel energy normalization of linear mel energies (twin of :func:`micmatch.features.pcen`).
 
     ``PCEN.preset("a", sample_rate, hop_length)`` gives the two settings compared in "Spectrum Correction:
-    Acoustic Scene Classification with Mismatched Recording Devices". The smoother runs frame by frame. The input
-    is multiplied by ``input_scale`` first (librosa advises integer-like magnitudes: ``2 ** 31`` for full scale).
+    Acoustic Scene Classification with Mismatched Recording Devices"; the defaults are preset ``"b"`` with
+    ``input_scale=2 ** 31``, as the registry's ``pcen-b``. The smoother runs frame by frame. The input is
+    multiplied by ``input_scale`` first (librosa advises integer-like magnitudes: ``2 ** 31`` for full scale).
+    ``hop_length`` defaults to the hop of ``LogMelConfig(sample_rate=sample_rate)``. Input in dB (negative values, as log-mel gives) raises :class:`~micmatch.errors.FeatureError`: put
+    :class:`MelSpectrogram` in front, not :class:`LogMel`.
 
     Shape: ``(..., n_mels, n_frames)`` -> same.
     """
 
-    def __init__(self, sample_rate: int, *, hop_length: int = 512, time_constant: float = 0.4, eps: float = 1e-6,
-                 gain: float = 0.98, bias: float = 2.0, power: float = 0.5, input_scale: float = 1.0) -> None:
+    def __init__(self, sample_rate: int, *, hop_length: int | None = None, time_constant: float = 0.2, eps: float = 1e-6,
+                 gain: float = 1.0, bias: float = 2.0, power: float = 0.5,
+                 input_scale: float = norms.PCEN_INPUT_SCALE) -> None:
         super().__init__()
         feat.check_pcen_options(time_constant=time_constant, eps=eps, gain=gain, bias=bias, power=power)
+        if hop_length is None:  # the default feature configuration's hop for this rate
+            hop_length = default_settings(sample_rate)["hop_length"]
         self.b = feat.pcen_smoothing_coefficient(sample_rate, hop_length, time_constant)
         self.eps, self.gain, self.bias, self.power = eps, gain, bias, power
         self.input_scale = validate.positive_float(input_scale, "input_scale", error=feat.FeatureError)
 
     @classmethod
-    def preset(cls, name: str, sample_rate: int, hop_length: int = 512, *, input_scale: float = 1.0) -> PCEN:
+    def preset(cls, name: str, sample_rate: int, hop_length: int | None = None, *,
+               input_scale: float = norms.PCEN_INPUT_SCALE) -> PCEN:
         try:
             params = feat.PCEN_PRESETS[name]
         except KeyError:
@@ -189,6 +212,9 @@ class PCEN(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         b = self.b
+        low = float(mel.detach().amin()) if mel.numel() else 0.0
+        if low < 0.0:
+            raise norms.linear_input_error("PCEN", low)
         if self.input_scale != 1.0:
             mel = mel * self.input_scale
         state = torch.ones(mel.shape[:-1], dtype=mel.dtype, device=mel.device)
@@ -228,6 +254,11 @@ class Rasta(nn.Module):
 class GlobalNormalize(nn.Module):
     """GMS / GMSVN with a fitted :class:`~micmatch.features.GlobalNormalizer` (its mean and std as buffers).
 
+    Fit the statistics once on the training features (arrays, a tensor or a features file), then build it::
+
+        state, _ = registry.fit("gms", train_logmel, config=cfg)      # or "gmsvn"; (batch, n_mels, n_frames)
+        module = registry.get("gms").torch(config=cfg, state=state)   # the same as GlobalNormalize(state)
+
     Shape: ``(..., n_mels, n_frames)`` -> same.
     """
 
@@ -243,6 +274,12 @@ class GlobalNormalize(nn.Module):
 
 class PerDeviceStandardize(nn.Module):
     """Per-device standardization with a fitted :class:`~micmatch.features.PerDeviceStandardizer`.
+
+    Fit it on features labelled by device, then pass each item's device index::
+
+        state, _ = registry.fit("device-std", logmel, config=cfg, devices=device_names)
+        module = registry.get("device-std").torch(config=cfg, state=state)
+        out = module(batch, module.index(batch_devices))
 
     ``forward(features, device_index)`` with ``device_index`` a ``(batch,)`` integer tensor into
     :attr:`devices` (use :meth:`index` to turn names into it).
