@@ -75,6 +75,12 @@ def bench() -> None:
 @click.option("--umc-generator-norm", type=click.Choice(["instance", "none"]), default=None,
               help="Normalisation in that converter's generator (see micmatch train converter --help) "
                    "[the preset's].")
+@click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
+              help="Log-mel FFT size [the rate's default: the largest power of two within 64 ms; 512 at 8 kHz]. "
+                   "The README's recorded tables used --n-fft 256 --hop-length 128 --n-mels 40.")
+@click.option("--hop-length", type=click.IntRange(1, 1 << 16), default=None, help="Log-mel hop [n_fft / 4].")
+@click.option("--n-mels", type=click.IntRange(1, 512), default=None,
+              help="Mel bands [40 below 16 kHz, 64 below 32 kHz, else 128; quick 32].")
 @click.option("--data-seed", type=int, default=0, show_default=True,
               help="Seed of the device draw, split, seen-clip and calibration-clip choices.")
 @click.option("--compute", "compute", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
@@ -84,7 +90,8 @@ def bench() -> None:
 @click.option("--device", "old_device", default=None, hidden=True)
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, recipes, n_seeds, out_dir, quick, calibration_clips,
              n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             device_chain, umc_epochs, umc_preset, umc_generator_norm, data_seed, compute, old_device) -> None:
+             device_chain, umc_epochs, umc_preset, umc_generator_norm, n_fft, hop_length, n_mels, data_seed, compute,
+             old_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
@@ -113,7 +120,8 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
     overrides = {k: v for k, v in dict(calibration_clips=calibration_clips, n_seen=n_seen, n_unseen=n_unseen,
                                        seen_fraction=seen_fraction, epochs=epochs,
                                        noise_floor_db=noise_floor_db, umc_epochs=umc_epochs,
-                                       umc_preset=umc_preset).items()
+                                       umc_preset=umc_preset, n_fft=n_fft, hop_length=hop_length,
+                                       n_mels=n_mels).items()
                  if v is not None}
     if noise_floor_db is not None and device_chain:
         raise CorpusError("--noise-floor-db sets one noise floor for every device, but each device's chain draws "
