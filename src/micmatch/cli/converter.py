@@ -49,7 +49,12 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
       micmatch train converter --data recordings/ --responses responses.json --config full --compute cuda -o c.pt
     """
     from micmatch.learn.converter_train import train_converter_from_folder
+    from micmatch.learn.engine import select_device
+    from micmatch.outputs import prepare_output
 
+    # Refuse at once what would fail only after minutes of simulation: an output over an input, no CUDA.
+    prepare_output(output, [p for p in (data_dir, irs_dir, responses) if p])
+    select_device(torch_device)
     model = train_converter_from_folder(
         data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,
         discriminator=discriminator, norm=generator_norm, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,

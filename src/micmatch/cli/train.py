@@ -46,7 +46,10 @@ def _pair_options(func):
     return func
 
 
-def _load_pairs(references, devices, pairs_csv, resample):
+def _load_pairs(references, devices, pairs_csv, resample, *, output, init_path):
+    """Read the pair list, apply the output rule to ``output`` (never an input, a file the CSV lists, or the
+    ``--init`` model), then load the pairs."""
+    from micmatch.outputs import prepare_output
     from micmatch.pairs import load_pair, read_pairs_csv
 
     if len(references) != len(devices):
@@ -56,6 +59,8 @@ def _load_pairs(references, devices, pairs_csv, resample):
         items += read_pairs_csv(pairs_csv)
     if not items:
         raise click.UsageError("give --reference/--device pairs or --pairs CSV")
+    inputs = [p for pair in items for p in pair] + [p for p in (pairs_csv, init_path) if p]
+    prepare_output(output, inputs)
     return [load_pair(r, d, resample_to_reference=resample) for r, d in items]
 
 
@@ -94,7 +99,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
     """
     from micmatch.learn.normalizer_train import fit_ratio_net
 
-    pairs = _load_pairs(references, devices, pairs_csv, resample)
+    pairs = _load_pairs(references, devices, pairs_csv, resample, output=output, init_path=init_path)
     model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
                           epochs=epochs or 60, seed=seed, compute=compute, init=_init(init_path),
                           progress=progress_enabled())
@@ -115,7 +120,7 @@ def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, r
     networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows."""
     from micmatch.learn.normalizer_train import fit_eq_net
 
-    pairs = _load_pairs(references, devices, pairs_csv, resample)
+    pairs = _load_pairs(references, devices, pairs_csv, resample, output=output, init_path=init_path)
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
                        stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
                        init=_init(init_path), progress=progress_enabled())
