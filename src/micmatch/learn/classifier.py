@@ -117,7 +117,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """
     header, state = read_model_file(path, kind=KIND)
     name = header.get("model_name")
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ModelError(f"{path}: model_name={name!r} is not one of {sorted(MODELS)}")
     header_int(path, header, "sample_rate", lo=1000, hi=768_000)
     # Bounded sizes keep the model small whatever the header says (the weights' shapes are checked on loading).

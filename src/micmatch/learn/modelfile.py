@@ -127,15 +127,18 @@ def _parse(p: Path, data: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
                          f"{len(data)} bytes in the file)")
     try:
         header = json.loads(data[start : start + n_header].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{p}: corrupt model header ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelError(f"{p}: corrupt model header ({str(exc).splitlines()[0] if str(exc) else 'too deep'})") from None
     if not isinstance(header, dict):
         raise ModelError(f"{p}: corrupt model header (not a JSON object)")
     version = header.get("format")
     if isinstance(version, bool) or version not in READ_VERSIONS:
         raise ModelError(f"{p}: model file format {version!r}; this micmatch reads format "
                          f"{FORMAT_VERSION} (upgrade micmatch or retrain)")
-    _check_finite(p, header, "")
+    try:
+        _check_finite(p, header, "")
+    except RecursionError:
+        raise ModelError(f"{p}: corrupt model header (nested too deep)") from None
     payload = data[start + n_header :]
     announced = header.get("weights_bytes")
     if isinstance(announced, bool) or len(payload) != announced:

@@ -233,14 +233,17 @@ def correct_file_with_model(path: str | os.PathLike, output: str | os.PathLike, 
     if Path(output).resolve() == meta.path.resolve():
         raise AudioError(f"{meta.path}: output would overwrite the input; choose another output folder")
     options = {"overs": overs, "verb": "normalized", "warn": False}
-    if meta.sample_rate == normalizer.sample_rate:
-        func, ctx = normalizer._plan(torch.device("cpu") if compute == "cpu" else select_device(compute))
-        result = render_file(meta.path, output, Processor(func, ctx, ctx, normalizer._block()), **options)
-    else:
-        x, _ = audio_io.load(meta.path, channels="keep", dtype="float32")
-        y = normalizer.apply(x, meta.sample_rate, resample=True, compute=compute)
-        result = render_file(y, output, sample_rate=meta.sample_rate, format=meta.format, subtype=meta.subtype,
-                             name=meta.path, **options)
+    try:
+        if meta.sample_rate == normalizer.sample_rate:
+            func, ctx = normalizer._plan(torch.device("cpu") if compute == "cpu" else select_device(compute))
+            result = render_file(meta.path, output, Processor(func, ctx, ctx, normalizer._block()), **options)
+        else:
+            x, _ = audio_io.load(meta.path, channels="keep", dtype="float32")
+            y = normalizer.apply(x, meta.sample_rate, resample=True, compute=compute)
+            result = render_file(y, output, sample_rate=meta.sample_rate, format=meta.format, subtype=meta.subtype,
+                                 name=meta.path, **options)
+    except ModelError as exc:  # a non-finite output: name the file it stopped on
+        raise ModelError(f"{meta.path}: {exc}") from None
     if result.message:
         warnings.warn(result.message, stacklevel=2)
     return result.message
