@@ -130,8 +130,8 @@ def band_range(ctx, param, value):
     if value is None:
         return None
     lo, hi = value
-    if not 0 <= lo < hi:
-        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz)")
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz), both finite")
     return (lo, hi)
 
 
