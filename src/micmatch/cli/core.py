@@ -12,6 +12,7 @@ from micmatch import audio as audio_io
 from micmatch.cli.batch import exit_with, plan_batch, run_batch
 from micmatch.cli.common import (
     COMMON,
+    band_range,
     check_plot_suffix,
     compute_option,
     collect_files,
@@ -206,7 +207,7 @@ def _correction_options(func):
                           "power = long-term average spectrum (needs a profile made by this version)."),
         click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
                      help="Scale of the correction in dB (0 = none, 1 = full)."),
-        click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
+        click.option("--band", nargs=2, type=float, default=None, metavar="LO HI", callback=band_range,
                      help="Band of the correction in Hz (raised-cosine edges to 0 dB outside). Default: where both "
                           "devices have signal, from their responses."),
     ]
@@ -275,6 +276,8 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     """
     import functools
 
+    if model_path is not None:
+        _refuse_curve_options()
     exclude = prepare_output_dir(output_dir, inputs)
     if model_path is not None:
         sys.exit(_correct_with_model(inputs, model_path, output_dir, overs=overs, resample=resample, exclude=exclude,
@@ -293,6 +296,25 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     click.echo(f"corrected {outcome.n_done}/{outcome.n_planned} file(s) from {device} to {reference} "
                f"({method}) into {output_dir}{outcome.skipped_note()}")
     exit_with(outcome)
+
+
+#: Options of ``correct`` that belong to the responses route and mean nothing with ``--model``.
+_CURVE_OPTIONS = {"responses_path": "--responses", "device": "--device", "reference": "--reference",
+                  "max_boost_db": "--max-boost-db", "max_cut_db": "--max-cut-db", "smoothing": "--smooth",
+                  "statistic": "--statistic", "strength": "--strength", "band": "--band", "method": "--method",
+                  "n_taps": "--n-taps", "phase": "--phase", "jobs": "--jobs"}
+
+
+def _refuse_curve_options() -> None:
+    """A usage error when ``--model`` comes with options it would ignore."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [flag for name, flag in _CURVE_OPTIONS.items()
+             if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be used with --model (a trained normalizer is applied "
+                               f"as it is); drop {'it' if len(given) == 1 else 'them'} or drop --model")
 
 
 def _correct_one(src, dst, *, correction, **options):
