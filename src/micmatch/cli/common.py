@@ -88,6 +88,25 @@ def output_paths(inputs, output_dir: Path, *, exclude=()) -> list[tuple[Path, Pa
     return pairs
 
 
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that refuses NaN and the infinities (which pass its comparisons: NaN compares false)."""
+
+    name = "float range"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return rv
+
+    def _describe_range(self) -> str:
+        return super()._describe_range() if self.min is not None or self.max is not None else ""
+
+
+#: A plain float option that must be finite.
+FINITE_FLOAT = FiniteFloatRange()
+
+
 # Option callbacks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
 
 def even_n_fft(ctx, param, value: int) -> int:

@@ -12,6 +12,8 @@ from micmatch import audio as audio_io
 from micmatch.cli.batch import exit_with, plan_batch, run_batch
 from micmatch.cli.common import (
     COMMON,
+    FINITE_FLOAT,
+    FiniteFloatRange,
     band_range,
     check_plot_suffix,
     compute_option,
@@ -196,18 +198,18 @@ def _correction_options(func):
         click.option("--reference",
                      help="Device to sound like; ':mean' (average of all devices), ':flat' (reference-free), or a "
                           "target curve CSV (frequency,raw as AutoEq writes it). Required unless --model."),
-        click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0),
+        click.option("--max-boost-db", default=20.0, show_default=True, type=FiniteFloatRange(min=0),
                      help="Largest boost of the correction."),
-        click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0),
+        click.option("--max-cut-db", default=30.0, show_default=True, type=FiniteFloatRange(min=0),
                      help="Largest cut of the correction."),
-        click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+        click.option("--smooth", "smoothing", default=None, type=FiniteFloatRange(min=0),
                      help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave."),
         click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
                      help="Long-term statistic: log = geometric mean of magnitudes (the estimate of older profiles), "
                           "power = long-term average spectrum (needs a profile made by this version)."),
-        click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+        click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
                      help="Scale of the correction in dB (0 = none, 1 = full)."),
-        click.option("--band", nargs=2, type=float, default=None, metavar="LO HI", callback=band_range,
+        click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, metavar="LO HI", callback=band_range,
                      help="Band of the correction in Hz (raised-cosine edges to 0 dB outside). Default: where both "
                           "devices have signal, from their responses."),
     ]
@@ -358,14 +360,14 @@ def _model_one(src, dst, *, normalizer, **options):
                    "equalizerapo: a GraphicEQ line; parametric: peaking/shelving filters as EqualizerAPO Filter "
                    "lines, or a CamillaDSP YAML when the output ends in .yml/.yaml.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+@click.option("--max-boost-db", default=20.0, show_default=True, type=FiniteFloatRange(min=0))
+@click.option("--max-cut-db", default=30.0, show_default=True, type=FiniteFloatRange(min=0))
+@click.option("--smooth", "smoothing", default=None, type=FiniteFloatRange(min=0),
               help="Fractional-octave smoothing, e.g. 0.1667.")
 @click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
               help="Long-term statistic (see 'correct --help').")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
-@click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
+@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, metavar="LO HI",
               help="Band of the correction in Hz (default: where both devices have signal).")
 @click.option("--n-taps", default=1025, show_default=True, callback=odd_n_taps,
               help="Impulse-response length for --format wav (odd).")
@@ -406,7 +408,7 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG, SVG or PDF.")
 @click.option("--reference", default=None,
               help="Also draw every device's correction towards this device (second panel).")
-@click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+@click.option("--smooth", "smoothing", default=None, type=FiniteFloatRange(min=0),
               help="Fractional-octave smoothing for display.")
 def plot_cmd(responses_path, output, reference, smoothing):
     """Plot the responses of all devices in a responses file (and their corrections to a reference).

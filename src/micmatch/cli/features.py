@@ -13,7 +13,7 @@ from micmatch import extract
 from micmatch import features as F
 from micmatch import registry, validate
 from micmatch.cli.batch import run_batch
-from micmatch.cli.common import COMMON, fail_line
+from micmatch.cli.common import COMMON, FINITE_FLOAT, FiniteFloatRange, fail_line
 from micmatch.errors import MicmatchError, ParameterError
 
 
@@ -97,11 +97,11 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
 @click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
 @click.option("--n-mels", default=128, show_default=True, help="Mel bands.")
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")
-@click.option("--fmax", type=float, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
+@click.option("--fmax", type=FINITE_FLOAT, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
 @click.option("--n-ceps", type=int, default=None, help="Cepstral coefficients kept by --normalization cms.")
 @click.option("--frames", type=int, default=None,
               help="Crop or zero-pad every clip to this many frames: features of shape (N, n_mels, FRAMES).")
-@click.option("--duration-s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration-s", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Crop or zero-pad every clip to this duration (s): features of shape (N, n_mels, T).")
 @click.option("--device-from", default="dir", show_default=True,
               help="Device label of each file (stored; used by device-std and --responses): 'dir', "

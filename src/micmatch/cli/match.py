@@ -10,7 +10,14 @@ import click
 
 from micmatch import audio as audio_io
 from micmatch.cli.batch import exit_with, plan_batch
-from micmatch.cli.common import COMMON, band_range, progress_enabled, warn_line
+from micmatch.cli.common import (
+    COMMON,
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    band_range,
+    progress_enabled,
+    warn_line,
+)
 from micmatch.errors import AudioError
 from micmatch.loudness import overs_policy
 from micmatch.outputs import prepare_output, prepare_output_dir
@@ -24,11 +31,11 @@ from micmatch.outputs import prepare_output, prepare_output_dir
 @click.option("--statistic", type=click.Choice(["log", "power"]), default="power", show_default=True,
               help="Long-term statistic: log = geometric mean of magnitudes, power = long-term average spectrum "
                    "(README: when each is right).")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Scale of the correction in dB (0 = unchanged, 1 = full match).")
-@click.option("--band", nargs=2, type=float, default=None, callback=band_range, metavar="LO HI",
+@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, callback=band_range, metavar="LO HI",
               help="Band of the correction in Hz. Default: where both recordings have signal.")
-@click.option("--smooth", "smoothing", type=click.FloatRange(min=0.0), default=None,
+@click.option("--smooth", "smoothing", type=FiniteFloatRange(min=0.0), default=None,
               help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave (default: none).")
 @click.option("--loudness", default="match", show_default=True,
               help="Loudness of the result (ITU-R BS.1770): 'match' the reference, 'keep' the target's, or a level "
@@ -90,8 +97,9 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
                "loudness": loudness, "overs": overs_policy(overs), "route": route, "reference_weights": weights,
                "n_fft": n_fft}
     single = len(batch.todo) == 1
+    clashes = _stem_clashes(jobs, output) if target_path.is_dir() else set()
     work = functools.partial(_match_one, references=refs if len(refs) > 1 else refs[0], report_dir=report_dir,
-                             output=output, single=single, clashes=_stem_clashes(jobs, output) if target_path.is_dir() else set(), **options)
+                             output=output, single=single, clashes=clashes, **options)
     reduced, worse = [], []
 
     def report(src, dst, res):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from micmatch.cli.common import COMMON, compute_option, progress_enabled
+from micmatch.cli.common import COMMON, FiniteFloatRange, compute_option, progress_enabled
 
 
 @click.group(**COMMON)
@@ -87,7 +87,7 @@ def _init(init_path):
 @click.option("--context", default=0, show_default=True, type=click.IntRange(min=0),
               help="STFT frames on each side fed to the network with the current one.")
 @click.option("--hidden", default=1024, show_default=True, type=click.IntRange(min=1), help="Units per hidden layer.")
-@click.option("--long-term-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--long-term-weight", default=1.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of the long-term-spectrum term added to the LSD loss.")
 def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, context, hidden,
               long_term_weight):
@@ -112,7 +112,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
               help="Front-end filters (the paper used 128; fewer train faster on CPU).")
 @click.option("--autoencoder-epochs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Epochs of the first, unsupervised step.")
-@click.option("--stft-loss-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--stft-loss-weight", default=1.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of a multi-resolution STFT loss added to the waveform MAE.")
 def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, channels,
            autoencoder_epochs, stft_loss_weight):
