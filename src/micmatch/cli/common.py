@@ -154,6 +154,21 @@ def band_range(ctx, param, value):
     return (lo, hi)
 
 
+def check_mel_bands(sample_rate: int, n_fft: int, n_mels: int, *, fmin: float = 0.0,
+                    fmax: float | None = None) -> None:
+    """Refuse mel settings that leave bands without any FFT bin (constant, useless features), naming the options."""
+    import numpy as np
+
+    from micmatch.errors import ParameterError
+    from micmatch.logmel import mel_filterbank
+
+    bank = mel_filterbank(sample_rate, n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    empty = int(np.count_nonzero(~np.any(bank > 0, axis=1)))
+    if empty:
+        raise ParameterError(f"--n-mels {n_mels} with --n-fft {n_fft} at {sample_rate} Hz leaves {empty} of "
+                             f"{n_mels} mel bands without any FFT bin; use fewer mel bands or a larger --n-fft")
+
+
 def compute_option(*, default: str = "auto", dest: str = "compute",
                    help: str = "Where torch runs: CUDA when available (auto), or force cpu/cuda."):
     """The ``--compute`` option: the torch compute device of a command (one name on every command)."""

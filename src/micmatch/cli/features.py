@@ -13,7 +13,7 @@ from micmatch import extract
 from micmatch import features as F
 from micmatch import registry, validate
 from micmatch.cli.batch import run_batch
-from micmatch.cli.common import COMMON, FINITE_FLOAT, FiniteFloatRange, fail_line
+from micmatch.cli.common import COMMON, FINITE_FLOAT, FiniteFloatRange, check_mel_bands, fail_line
 from micmatch.errors import MicmatchError, ParameterError
 
 
@@ -154,6 +154,9 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     save_stats = _new_spelling(save_stats, old_save_stats, "--save-feature-stats", "--save-normalizer")
     read = [*inputs, *(p for p in (responses, stats_path) if p)]
     prepare_output(output, read)
+    if Path(output).suffix.lower() != ".npz":
+        raise click.BadParameter(f"{output}: features are written as a NumPy .npz archive; use a .npz file name",
+                                 param_hint="'-o'")
     if save_stats:
         prepare_output(save_stats, read, option=save_flag)
     if skip_existing and Path(output).is_file() and (not save_stats or Path(save_stats).is_file()):
@@ -191,6 +194,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     check_memory(16.0 * n_mels * (n_fft // 2 + 1), f"--n-fft {n_fft} with --n-mels {n_mels}")
     cfg = F.LogMelConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin,
                          fmax=fmax)
+    check_mel_bands(sample_rate, n_fft, n_mels, fmin=fmin, fmax=fmax)
     n_samples = _frames(frames, duration_s, cfg)
     band_db = {}
     if responses is not None:

@@ -84,9 +84,10 @@ def _init(init_path):
 
 @train.command(name="ratio-net", **COMMON)
 @_pair_options
-@click.option("--context", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--context", default=0, show_default=True, type=click.IntRange(0, 256),
               help="STFT frames on each side fed to the network with the current one.")
-@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(min=1), help="Units per hidden layer.")
+@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(1, 1 << 20),
+              help="Units per hidden layer.")
 @click.option("--long-term-weight", default=1.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of the long-term-spectrum term added to the LSD loss.")
 def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, context, hidden,
@@ -98,8 +99,18 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
     aligned first (offset and clock drift); the last 20% of each is held out for early stopping.
     """
     from micmatch.learn.normalizer_train import fit_ratio_net
+    from micmatch.learn.ratio_net import default_n_fft
+    from micmatch.resources import check_memory
 
     pairs = _load_pairs(references, devices, pairs_csv, resample, output=output, init_path=init_path)
+    # Features (every frame with its context), weights with their gradients and Adam's moments, one batch: refuse
+    # sizes that cannot fit before allocating anything.
+    n_bins = default_n_fft(pairs[0].sample_rate) // 2 + 1
+    n_in = (2 * context + 1) * n_bins
+    n_frames = sum(p.device.shape[-1] for p in pairs) / (default_n_fft(pairs[0].sample_rate) / 4)
+    n_params = n_in * hidden + 2 * hidden * hidden + hidden * n_bins
+    check_memory(4.0 * (n_frames * (n_in + 2 * n_bins) + 4 * n_params + 256 * (n_in + 3 * hidden)),
+                 f"--hidden {hidden} --context {context}")
     model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
                           epochs=epochs or 60, seed=seed, compute=compute, init=_init(init_path),
                           progress=progress_enabled())
@@ -108,7 +119,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
 
 @train.command(name="eq-net", **COMMON)
 @_pair_options
-@click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1),
+@click.option("--channels", default=16, show_default=True, type=click.IntRange(1, 1 << 14),
               help="Front-end filters (the paper used 128; fewer train faster on CPU).")
 @click.option("--autoencoder-epochs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Epochs of the first, unsupervised step.")
@@ -119,8 +130,11 @@ def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, r
     """End-to-end equalization CNN on the waveform ("End-to-end equalization with convolutional neural
     networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows."""
     from micmatch.learn.normalizer_train import fit_eq_net
+    from micmatch.resources import check_memory
 
     pairs = _load_pairs(references, devices, pairs_csv, resample, output=output, init_path=init_path)
+    # A batch of 4096-sample windows through every channel, forward and backward (several FFT-sized buffers each).
+    check_memory(4.0 * 4 * channels * 8192 * 16, f"--channels {channels}")
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
                        stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
                        init=_init(init_path), progress=progress_enabled())
