@@ -99,6 +99,8 @@ def read_model_file(path: str | os.PathLike, *, kind: str | None = None) -> tupl
     """
     p = Path(path)
     name = KINDS.get(kind, "model") if kind else "model"
+    if p.is_dir():
+        raise ModelError(f"{p}: is a folder; give the {name} model file")
     if not p.is_file():
         raise ModelError(f"{p}: {name} file not found")
     try:
