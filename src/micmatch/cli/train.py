@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from micmatch.cli.common import COMMON, FiniteFloatRange, compute_option, progress_enabled
+from micmatch.errors import AudioError
 
 
 @click.group(**COMMON)
@@ -59,6 +62,9 @@ def _load_pairs(references, devices, pairs_csv, resample, *, output, init_path):
         items += read_pairs_csv(pairs_csv)
     if not items:
         raise click.UsageError("give --reference/--device pairs or --pairs CSV")
+    for path in (p for pair in items for p in pair):
+        if Path(path).is_dir():
+            raise AudioError(f"{path}: is a folder, not a recording; list recordings in the pairs")
     inputs = [p for pair in items for p in pair] + [p for p in (pairs_csv, init_path) if p]
     prepare_output(output, inputs)
     return [load_pair(r, d, resample_to_reference=resample) for r, d in items]
