@@ -103,8 +103,9 @@ class FiniteFloatRange(click.FloatRange):
         return super()._describe_range() if self.min is not None or self.max is not None else ""
 
 
-#: A plain float option that must be finite.
+#: A plain float option that must be finite (shown as ``FLOAT`` in help).
 FINITE_FLOAT = FiniteFloatRange()
+FINITE_FLOAT.name = "float"
 
 
 # Option callbacks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
