@@ -44,7 +44,8 @@ KIND = "micmatch-converter"
 #: Normalisation inside the generator: ``"instance"`` (the paper's, per clip and channel over time) or ``"none"``.
 NORMS = ("instance", "none")
 #: Header keys written by the model file itself, not part of :attr:`Converter.info`.
-_FILE_KEYS = ("kind", "format", "micmatch_version", "weights_sha256", "weights_bytes", "model_name", "config")
+_FILE_KEYS = ("kind", "format", "micmatch_version", "weights_sha256", "weights_bytes", "sha256", "model_name",
+              "config")
 
 @dataclass(frozen=True)
 class ConverterConfig:
