@@ -182,9 +182,17 @@ def label_files(paths, label_from: str, *, what: str = "label") -> tuple[list[st
                 problems.append(f"{p}: regex {pattern!r} does not match this path")
         return labels, problems
     if label_from.startswith("csv:"):
-        table = _read_label_csv(Path(label_from[4:]), what)
+        csv_path = Path(label_from[4:])
+        table, by_name = _read_label_csv(csv_path, what)
         for p in paths:
-            value = table.get(str(p.resolve())) or table.get(p.name)
+            value = table.get(str(p.resolve()))
+            if value is None:  # by its bare name, only when one row of the CSV has that name
+                rows = by_name.get(p.name, [])
+                if len(rows) > 1:
+                    shown = ", ".join(f"{name} ({label})" for name, label in rows[:4])
+                    raise CorpusError(f"{p}: not listed by its path in {csv_path}, and its name matches several "
+                                      f"rows: {shown}; list it by its path")
+                value = rows[0][1] if rows else None
             labels.append(value)
             if value is None:
                 problems.append(f"{p}: not listed in {label_from[4:]}")
@@ -192,8 +200,9 @@ def label_files(paths, label_from: str, *, what: str = "label") -> tuple[list[st
     raise CorpusError(f"{what}_from={label_from!r} must be {forms}")
 
 
-def _read_label_csv(path: Path, column: str) -> dict[str, str]:
-    """``{resolved path or bare file name: value}`` from a CSV with ``filename`` (or ``path``) and ``column``."""
+def _read_label_csv(path: Path, column: str) -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
+    """From a CSV with ``filename`` (or ``path``) and ``column``: ``{resolved path: value}`` and
+    ``{bare file name: [(row's name, value), ...]}``. A file listed twice with different values is refused."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -203,17 +212,26 @@ def _read_label_csv(path: Path, column: str) -> dict[str, str]:
                 raise CorpusError(f"{path}: needs columns 'filename' (or 'path') and {column!r}; found "
                                   f"{', '.join(fields) or 'none'}")
             table: dict[str, str] = {}
+            by_name: dict[str, list[tuple[str, str]]] = {}
             for row in reader:
-                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                row = {k.strip(): v.strip() if isinstance(v, str) else "" for k, v in row.items() if k is not None}
                 name, value = row.get(key, ""), row.get(column, "")
                 if not name or not value:
                     continue
-                full = Path(name) if Path(name).is_absolute() else path.parent / name
-                table[str(full.resolve())] = value
-                table.setdefault(Path(name).name, value)
-            return table
+                full = str((Path(name) if Path(name).is_absolute() else path.parent / name).resolve())
+                if table.get(full, value) != value:
+                    raise CorpusError(f"{path}: {name} is listed twice with different {column}s, {table[full]!r} "
+                                      f"and {value!r}; keep one row per file")
+                if full not in table:
+                    by_name.setdefault(Path(name).name, []).append((name, value))
+                table[full] = value
+            return table, by_name
     except OSError as exc:
         raise CorpusError(f"{path}: cannot read {column} CSV ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path}: not UTF-8 text; save the {column} CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise CorpusError(f"{path}: not a readable CSV ({exc})") from None
 
 
 def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", test_fraction: float = 0.2,
@@ -242,15 +260,21 @@ def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", te
     if not csv_path.is_file():
         raise CorpusError(f"{csv_path} not found; a corpus folder needs a {metadata} with columns "
                           f"{', '.join(REQUIRED_COLUMNS)} (optional: device, split)")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            found = ", ".join(columns) or "none"
-            raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {found}); "
-                              f"add them: filename = path relative to the folder, label = class name")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                found = ", ".join(columns) or "none"
+                raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {found}); "
+                                  f"add them: filename = path relative to the folder, label = class name")
+            rows = [{k.strip(): v.strip() if isinstance(v, str) else "" for k, v in r.items() if k is not None}
+                    for r in reader]
+    except UnicodeDecodeError:
+        raise CorpusError(f"{csv_path}: not UTF-8 text; save it as UTF-8") from None
+    except csv.Error as exc:
+        raise CorpusError(f"{csv_path}: not a readable CSV ({exc})") from None
     if not rows:
         raise CorpusError(f"{csv_path}: no rows; list one clip per row")
     has_device = "device" in columns

@@ -129,7 +129,23 @@ def file_stats(path: str | os.PathLike, config: SpectralConfig, *, channels: str
     if resamplers is not None:
         for i, acc in enumerate(accs):
             acc.update(resamplers[i].resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-    return _finish(accs, str(meta.path), meta.frames, config)
+    try:
+        return _finish(accs, str(meta.path), meta.frames, config)
+    except AudioError:
+        # A mix with nothing in it, from channels that hold sound: they cancel (antiphase).
+        if channels != "mix" or meta.channels < 2 or not _usable(path, config, resample):
+            raise
+        raise AudioError(f"{meta.path}: its channels cancel when mixed to mono (antiphase): the mix holds no signal; "
+                         f"use --channels first or --channels each") from None
+
+
+def _usable(path, config: SpectralConfig, resample: bool) -> bool:
+    """Whether the first channel of ``path`` alone gives statistics."""
+    try:
+        file_stats(path, config, channels="first", resample=resample)
+    except AudioError:
+        return False
+    return True
 
 
 def _profile_one(path: str, config: SpectralConfig, channels: str, resample: bool) -> tuple[LogSpectrumStats, dict]:

@@ -75,6 +75,11 @@ def long_term_distance_db(a_db: np.ndarray, b_db: np.ndarray, freqs_hz: np.ndarr
     return float(np.sqrt(np.mean(d * d)))
 
 
+#: Bounds of a target curve's rows: frequencies (Hz) and gains (dB, either sign).
+MAX_CURVE_HZ = 1e6
+MAX_CURVE_DB = 200.0
+
+
 def read_target_curve(path: str | os.PathLike, freqs_hz: np.ndarray) -> np.ndarray:
     """A target curve CSV (``frequency,raw`` as AutoEq writes it; other columns ignored) on ``freqs_hz`` (dB).
 
@@ -100,6 +105,12 @@ def read_target_curve(path: str | os.PathLike, freqs_hz: np.ndarray) -> np.ndarr
             g.append(float(parts[ri]))
         except (ValueError, IndexError):
             raise ParameterError(f"{path}: line {n} is not 'frequency,raw' numbers: {ln!r}") from None
+        if not (math.isfinite(f[-1]) and 0 < f[-1] <= MAX_CURVE_HZ):
+            raise ParameterError(f"{path}: line {n}: frequency {f[-1]} must be a finite number of Hz in "
+                                 f"(0, {MAX_CURVE_HZ:g}]")
+        if not (math.isfinite(g[-1]) and abs(g[-1]) <= MAX_CURVE_DB):
+            raise ParameterError(f"{path}: line {n}: gain {g[-1]} must be a finite number of dB within "
+                                 f"+-{MAX_CURVE_DB:g}")
     fa, ga = np.asarray(f), np.asarray(g)
     if fa.size < 2 or (fa <= 0).any() or np.any(np.diff(fa) <= 0) or not np.isfinite(ga).all():
         raise ParameterError(f"{path}: target curve needs at least 2 rows of increasing positive frequencies")

@@ -59,10 +59,39 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float | None:
     if x.shape[-1] < MIN_SECONDS * sample_rate:
         return None
     meter = pyln.Meter(int(sample_rate))
+    if x.shape[0] > 5:  # pyloudnorm stops at 5.0; BS.1770 sums any number of channels
+        return _many_channel_loudness(meter, x, int(sample_rate))
     data = x.T if x.shape[0] > 1 else x[0]
     with np.errstate(divide="ignore"):
         value = float(meter.integrated_loudness(data))
     return value if math.isfinite(value) else None
+
+
+def _many_channel_loudness(meter, x: np.ndarray, sample_rate: int) -> float | None:
+    """BS.1770-4 integrated loudness of more than five channels, each weighted 1 (channel order is unknown in a
+    plain file, so no channel is taken for a surround one): the meter's K-weighting, then the gated mean of the
+    channel sum over 400 ms blocks with 75% overlap."""
+    from micmatch.errors import AudioError
+
+    filters = getattr(meter, "_filters", None)
+    if not isinstance(filters, dict):  # pragma: no cover - another pyloudnorm layout
+        raise AudioError(f"{x.shape[0]} channels: loudness is measured for at most 5 channels; use --loudness keep")
+    y = np.array(x, dtype=np.float64)
+    for stage in filters.values():
+        y = np.stack([stage.apply_filter(ch) for ch in y])
+    block, step = int(0.4 * sample_rate), int(0.1 * sample_rate)
+    starts = np.arange(0, y.shape[-1] - block + 1, step)
+    power = np.cumsum(np.concatenate([[0.0], np.sum(y * y, axis=0)]))
+    z = (power[starts + block] - power[starts]) / block
+    with np.errstate(divide="ignore"):
+        blocks = -0.691 + 10.0 * np.log10(z)
+        kept = z[blocks >= -70.0]
+        if not kept.size:
+            return None
+        relative = -0.691 + 10.0 * np.log10(np.mean(kept)) - 10.0
+        kept = z[(blocks >= -70.0) & (blocks > relative)]
+        value = -0.691 + 10.0 * np.log10(np.mean(kept)) if kept.size else -math.inf
+    return float(value) if math.isfinite(value) else None
 
 
 def true_peak_db(audio: np.ndarray, sample_rate: int) -> float:

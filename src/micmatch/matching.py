@@ -390,6 +390,11 @@ def _wanted_loudness(inputs: _Inputs, level_mode: str | float) -> tuple[float | 
                           if inputs.curve is not None else
                           "a reference is too short (under 0.4 s) or too quiet to measure its loudness (ITU-R "
                           "BS.1770): the target's loudness is kept"))
+    if level_mode != "keep" and lufs_target is None:
+        seconds = inputs.audio.shape[-1] / inputs.sample_rate
+        why = f"too short ({seconds:.2f} s, under 0.4 s)" if seconds < 0.4 else "too quiet (below -70 LUFS)"
+        notes.append(Note("loudness", f"the target is {why} to measure its loudness (ITU-R BS.1770): its level is "
+                                      f"left as it is"))
     wanted = {"match": lufs_ref if lufs_ref is not None else lufs_target, "keep": lufs_target}.get(
         level_mode, level_mode)
     return wanted, {"target": lufs_target, "reference": lufs_ref}, notes

@@ -150,11 +150,16 @@ def read_pairs_csv(path: str | os.PathLike) -> list[tuple[Path, Path]]:
             rows = list(csv.DictReader(f))
     except OSError as exc:
         raise CorpusError(f"{p}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise CorpusError(f"{p}: not UTF-8 text; save the pairs CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise CorpusError(f"{p}: not a readable CSV ({exc})") from None
     if not rows or not {"reference", "device"} <= set(rows[0]):
         raise CorpusError(f"{p}: expected a header with columns 'reference' and 'device' and at least one row")
     out = []
     for i, row in enumerate(rows, start=2):
-        if not row["reference"] or not row["device"]:
+        if not isinstance(row["reference"], str) or not isinstance(row["device"], str) or not row["reference"] \
+                or not row["device"]:
             raise CorpusError(f"{p}:{i}: empty reference or device path")
         out.append(((p.parent / row["reference"]), (p.parent / row["device"])))
     return out

@@ -226,6 +226,8 @@ def render_file(
         with sf.SoundFile(str(stage), "w", samplerate=rate, channels=channels, format="WAV", subtype="FLOAT") as tmp:
             for y in stream_with_context(chunks, processor.func, left=processor.left, right=processor.right,
                                          block=processor.block):
+                if not np.all(np.isfinite(y)):  # nothing non-finite is ever written: the stage is removed below
+                    raise AudioError(f"{said}: the {verb} audio holds NaN or infinite samples; nothing was written")
                 peak = max(peak, float(np.abs(y).max(initial=0.0)))
                 tmp.write(y.T)
         action, gain, message = "ok", 1.0, ""

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from micmatch.bench.recipes import RECIPES
+from micmatch.cli.common import FINITE_FLOAT, FiniteFloatRange
 from micmatch.errors import CorpusError
 
 
@@ -59,10 +60,10 @@ def bench() -> None:
 @click.option("--seen-devices", help="Comma-separated IR names to use as seen devices (instead of a draw).")
 @click.option("--unseen-devices", help="Comma-separated IR names to use as unseen devices (instead of a draw).")
 @click.option("--reference", help="IR name of the reference device [default: the original recordings].")
-@click.option("--seen-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--seen-fraction", type=FiniteFloatRange(0, 1, max_open=True), default=None,
               help="Share of training clips recorded by each seen device [0.075].")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [20; quick 10].")
-@click.option("--noise-floor-db", type=float, default=None,
+@click.option("--noise-floor-db", type=FINITE_FLOAT, default=None,
               help="Noise floor of every simulated device (dBFS); only with --no-device-chain.")
 @click.option("--device-chain/--no-device-chain", default=True, show_default=True,
               help="Record each simulated device through its impulse response and a phone/laptop chain drawn from "

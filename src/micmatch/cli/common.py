@@ -88,6 +88,26 @@ def output_paths(inputs, output_dir: Path, *, exclude=()) -> list[tuple[Path, Pa
     return pairs
 
 
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that refuses NaN and the infinities (which pass its comparisons: NaN compares false)."""
+
+    name = "float range"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return rv
+
+    def _describe_range(self) -> str:
+        return super()._describe_range() if self.min is not None or self.max is not None else ""
+
+
+#: A plain float option that must be finite (shown as ``FLOAT`` in help).
+FINITE_FLOAT = FiniteFloatRange()
+FINITE_FLOAT.name = "float"
+
+
 # Option callbacks: a bad value is a usage error (one line, exit code 2) rather than a traceback from deep inside.
 
 def even_n_fft(ctx, param, value: int) -> int:
@@ -130,9 +150,24 @@ def band_range(ctx, param, value):
     if value is None:
         return None
     lo, hi = value
-    if not 0 <= lo < hi:
-        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz)")
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+        raise click.BadParameter(f"{lo} {hi}: needs 0 <= LO < HI (Hz), both finite")
     return (lo, hi)
+
+
+def check_mel_bands(sample_rate: int, n_fft: int, n_mels: int, *, fmin: float = 0.0,
+                    fmax: float | None = None) -> None:
+    """Refuse mel settings that leave bands without any FFT bin (constant, useless features), naming the options."""
+    import numpy as np
+
+    from micmatch.errors import ParameterError
+    from micmatch.logmel import mel_filterbank
+
+    bank = mel_filterbank(sample_rate, n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    empty = int(np.count_nonzero(~np.any(bank > 0, axis=1)))
+    if empty:
+        raise ParameterError(f"--n-mels {n_mels} with --n-fft {n_fft} at {sample_rate} Hz leaves {empty} of "
+                             f"{n_mels} mel bands without any FFT bin; use fewer mel bands or a larger --n-fft")
 
 
 def compute_option(*, default: str = "auto", dest: str = "compute",

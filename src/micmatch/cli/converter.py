@@ -3,9 +3,11 @@ on response differences) for use as augmentation; :mod:`micmatch.cli` adds it to
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from micmatch.cli.common import COMMON, compute_option
+from micmatch.cli.common import COMMON, check_mel_bands, compute_option
 
 
 @click.command("converter", **COMMON)
@@ -52,8 +54,21 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
       micmatch train converter --data ../shared/data/fsdd --irs ../shared/data/micirp/ir -o converter.pt
       micmatch train converter --data recordings/ --responses responses.json --config full --compute cuda -o c.pt
     """
+    from micmatch.audio import find_audio_files, first_sample_rate
     from micmatch.learn.converter_train import train_converter_from_folder
+    from micmatch.learn.engine import select_device
+    from micmatch.outputs import prepare_output
 
+    # Refuse at once what would fail only after minutes of simulation: an output over an input, no CUDA.
+    prepare_output(output, [p for p in (data_dir, irs_dir, responses) if p])
+    select_device(torch_device)
+    files = find_audio_files([data_dir])
+    if files:
+        from micmatch.logmel import default_settings
+
+        rate = first_sample_rate(files)
+        defaults = default_settings(rate)
+        check_mel_bands(rate, n_fft or defaults["n_fft"], n_mels or defaults["n_mels"])
     model = train_converter_from_folder(
         data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,
         discriminator=discriminator, norm=generator_norm, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
@@ -63,4 +78,9 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
     click.echo(f"wrote {path} (domains: {', '.join(model.info['domains'])}; last epoch: cycle "
                f"{last['cycle'] * model.config.scale_db:.2f} dB, identity {last['identity'] * model.config.scale_db:.2f}"
                f" dB; {model.info['train_seconds']:.0f} s)")
+    skipped = model.info.get("skipped") or []
+    if skipped:  # the model is written, but not from every clip asked for: say so in the exit code too
+        click.echo(f"micmatch: warning: {len(skipped)} clip(s) of --data were skipped (listed above); the model "
+                   f"was trained without them", err=True)
+        sys.exit(1)
 

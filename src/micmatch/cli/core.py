@@ -12,6 +12,9 @@ from micmatch import audio as audio_io
 from micmatch.cli.batch import exit_with, plan_batch, run_batch
 from micmatch.cli.common import (
     COMMON,
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    band_range,
     check_plot_suffix,
     compute_option,
     collect_files,
@@ -195,18 +198,18 @@ def _correction_options(func):
         click.option("--reference",
                      help="Device to sound like; ':mean' (average of all devices), ':flat' (reference-free), or a "
                           "target curve CSV (frequency,raw as AutoEq writes it). Required unless --model."),
-        click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0),
+        click.option("--max-boost-db", default=20.0, show_default=True, type=FiniteFloatRange(min=0),
                      help="Largest boost of the correction."),
-        click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0),
+        click.option("--max-cut-db", default=30.0, show_default=True, type=FiniteFloatRange(min=0),
                      help="Largest cut of the correction."),
-        click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+        click.option("--smooth", "smoothing", default=None, type=FiniteFloatRange(min=0),
                      help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave."),
         click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
                      help="Long-term statistic: log = geometric mean of magnitudes (the estimate of older profiles), "
                           "power = long-term average spectrum (needs a profile made by this version)."),
-        click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+        click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
                      help="Scale of the correction in dB (0 = none, 1 = full)."),
-        click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
+        click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, metavar="LO HI", callback=band_range,
                      help="Band of the correction in Hz (raised-cosine edges to 0 dB outside). Default: where both "
                           "devices have signal, from their responses."),
     ]
@@ -275,6 +278,8 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     """
     import functools
 
+    if model_path is not None:
+        _refuse_curve_options()
     exclude = prepare_output_dir(output_dir, inputs)
     if model_path is not None:
         sys.exit(_correct_with_model(inputs, model_path, output_dir, overs=overs, resample=resample, exclude=exclude,
@@ -293,6 +298,25 @@ def correct(inputs, responses_path, device, reference, max_boost_db, max_cut_db,
     click.echo(f"corrected {outcome.n_done}/{outcome.n_planned} file(s) from {device} to {reference} "
                f"({method}) into {output_dir}{outcome.skipped_note()}")
     exit_with(outcome)
+
+
+#: Options of ``correct`` that belong to the responses route and mean nothing with ``--model``.
+_CURVE_OPTIONS = {"responses_path": "--responses", "device": "--device", "reference": "--reference",
+                  "max_boost_db": "--max-boost-db", "max_cut_db": "--max-cut-db", "smoothing": "--smooth",
+                  "statistic": "--statistic", "strength": "--strength", "band": "--band", "method": "--method",
+                  "n_taps": "--n-taps", "phase": "--phase", "jobs": "--jobs"}
+
+
+def _refuse_curve_options() -> None:
+    """A usage error when ``--model`` comes with options it would ignore."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [flag for name, flag in _CURVE_OPTIONS.items()
+             if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} cannot be used with --model (a trained normalizer is applied "
+                               f"as it is); drop {'it' if len(given) == 1 else 'them'} or drop --model")
 
 
 def _correct_one(src, dst, *, correction, **options):
@@ -336,14 +360,14 @@ def _model_one(src, dst, *, normalizer, **options):
                    "equalizerapo: a GraphicEQ line; parametric: peaking/shelving filters as EqualizerAPO Filter "
                    "lines, or a CamillaDSP YAML when the output ends in .yml/.yaml.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
-@click.option("--max-boost-db", default=20.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--max-cut-db", default=30.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+@click.option("--max-boost-db", default=20.0, show_default=True, type=FiniteFloatRange(min=0))
+@click.option("--max-cut-db", default=30.0, show_default=True, type=FiniteFloatRange(min=0))
+@click.option("--smooth", "smoothing", default=None, type=FiniteFloatRange(min=0),
               help="Fractional-octave smoothing, e.g. 0.1667.")
 @click.option("--statistic", type=click.Choice(["log", "power"]), default="log", show_default=True,
               help="Long-term statistic (see 'correct --help').")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True)
-@click.option("--band", nargs=2, type=float, default=None, metavar="LO HI",
+@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True)
+@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, metavar="LO HI",
               help="Band of the correction in Hz (default: where both devices have signal).")
 @click.option("--n-taps", default=1025, show_default=True, callback=odd_n_taps,
               help="Impulse-response length for --format wav (odd).")
@@ -384,7 +408,7 @@ def export_cmd(responses_path, device, reference, fmt, output, max_boost_db, max
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG, SVG or PDF.")
 @click.option("--reference", default=None,
               help="Also draw every device's correction towards this device (second panel).")
-@click.option("--smooth", "smoothing", default=None, type=click.FloatRange(min=0),
+@click.option("--smooth", "smoothing", default=None, type=FiniteFloatRange(min=0),
               help="Fractional-octave smoothing for display.")
 def plot_cmd(responses_path, output, reference, smoothing):
     """Plot the responses of all devices in a responses file (and their corrections to a reference).

@@ -13,7 +13,7 @@ from micmatch import extract
 from micmatch import features as F
 from micmatch import registry, validate
 from micmatch.cli.batch import run_batch
-from micmatch.cli.common import COMMON, fail_line
+from micmatch.cli.common import COMMON, FINITE_FLOAT, FiniteFloatRange, check_mel_bands, fail_line
 from micmatch.errors import MicmatchError, ParameterError
 
 
@@ -100,11 +100,11 @@ def _frames(frames: int | None, duration_s: float | None, cfg: F.LogMelConfig) -
 @click.option("--n-mels", type=click.IntRange(1), default=None,
               help="Mel bands [by rate: 40 below 16 kHz, 64 below 32 kHz, else 128].")
 @click.option("--fmin", default=0.0, show_default=True, help="Lowest mel edge (Hz).")
-@click.option("--fmax", type=float, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
+@click.option("--fmax", type=FINITE_FLOAT, default=None, help="Highest mel edge (Hz). Default: Nyquist.")
 @click.option("--n-ceps", type=int, default=None, help="Cepstral coefficients kept by --normalization cms.")
 @click.option("--frames", type=int, default=None,
               help="Crop or zero-pad every clip to this many frames: features of shape (N, n_mels, FRAMES).")
-@click.option("--duration-s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration-s", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Crop or zero-pad every clip to this duration (s): features of shape (N, n_mels, T).")
 @click.option("--device-from", default="dir", show_default=True,
               help="Device label of each file (stored; used by device-std and --responses): 'dir', "
@@ -164,6 +164,9 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     save_stats = _new_spelling(save_stats, old_save_stats, "--save-feature-stats", "--save-normalizer")
     read = [*inputs, *(p for p in (responses, stats_path) if p)]
     prepare_output(output, read)
+    if Path(output).suffix.lower() != ".npz":
+        raise click.BadParameter(f"{output}: features are written as a NumPy .npz archive; use a .npz file name",
+                                 param_hint="'-o'")
     if save_stats:
         prepare_output(save_stats, read, option=save_flag)
     if skip_existing and Path(output).is_file() and (not save_stats or Path(save_stats).is_file()):
@@ -221,6 +224,7 @@ def features(ctx, inputs, output, normalization, sample_rate, resample, n_fft, h
     cfg = F.LogMelConfig(sample_rate=sample_rate, **mel_settings)
     # The mel filterbank alone is n_mels x (n_fft / 2 + 1) float64 values: check before building it.
     check_memory(16.0 * cfg.n_mels * (cfg.n_fft // 2 + 1), f"--n-fft {cfg.n_fft} with --n-mels {cfg.n_mels}")
+    check_mel_bands(sample_rate, cfg.n_fft, cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     n_samples = _frames(frames, duration_s, cfg)
     band_db = {}
     if responses is not None:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 import click
 
 from micmatch import audio as audio_io
 from micmatch.cli.batch import exit_with, plan_batch
-from micmatch.cli.common import COMMON, band_range, progress_enabled, warn_line
+from micmatch.cli.common import (
+    COMMON,
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    band_range,
+    progress_enabled,
+    warn_line,
+)
+from micmatch.errors import AudioError
 from micmatch.loudness import overs_policy
 from micmatch.outputs import prepare_output, prepare_output_dir
 
@@ -22,11 +31,11 @@ from micmatch.outputs import prepare_output, prepare_output_dir
 @click.option("--statistic", type=click.Choice(["log", "power"]), default="power", show_default=True,
               help="Long-term statistic: log = geometric mean of magnitudes, power = long-term average spectrum "
                    "(README: when each is right).")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="Scale of the correction in dB (0 = unchanged, 1 = full match).")
-@click.option("--band", nargs=2, type=float, default=None, callback=band_range, metavar="LO HI",
+@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, callback=band_range, metavar="LO HI",
               help="Band of the correction in Hz. Default: where both recordings have signal.")
-@click.option("--smooth", "smoothing", type=click.FloatRange(min=0.0), default=None,
+@click.option("--smooth", "smoothing", type=FiniteFloatRange(min=0.0), default=None,
               help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave (default: none).")
 @click.option("--loudness", default="match", show_default=True,
               help="Loudness of the result (ITU-R BS.1770): 'match' the reference, 'keep' the target's, or a level "
@@ -63,15 +72,23 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         except ValueError:
             raise click.BadParameter(f"{reference_weights!r} must be comma-separated numbers",
                                      param_hint="--reference-weights") from None
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or not any(w > 0 for w in weights):
+            raise click.BadParameter(f"{reference_weights!r} must be finite numbers >= 0, at least one above 0",
+                                     param_hint="--reference-weights")
     refs = []
     for r in references:
-        refs.extend(audio_io.find_audio_files([r]) if Path(r).is_dir() else [Path(r)])
+        found = audio_io.find_audio_files([r]) if Path(r).is_dir() else [Path(r)]
+        if not found:
+            raise AudioError(f"{r}: no audio files in this reference folder")
+        refs.extend(found)
     target_path = Path(target)
     if target_path.is_dir():
         # The output folder may lie inside the target folder: it is left out of the walk (no matching of outputs).
         exclude = prepare_output_dir(output, [target, *references])
         files = [f for f in audio_io.find_audio_files([target])
                  if not any(f.resolve().is_relative_to(e.resolve()) for e in exclude)]
+        if not files:
+            raise AudioError(f"no audio files found in: {target}")
         jobs = [(f, Path(output) / f.relative_to(target_path)) for f in files]
     else:
         jobs = [(target_path, prepare_output(output, [target, *references]))]
@@ -80,8 +97,9 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
                "loudness": loudness, "overs": overs_policy(overs), "route": route, "reference_weights": weights,
                "n_fft": n_fft}
     single = len(batch.todo) == 1
+    clashes = _stem_clashes(jobs, output) if target_path.is_dir() else set()
     work = functools.partial(_match_one, references=refs if len(refs) > 1 else refs[0], report_dir=report_dir,
-                             output=output, single=single, **options)
+                             output=output, single=single, clashes=clashes, **options)
     reduced, worse = [], []
 
     def report(src, dst, res):
@@ -118,13 +136,26 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
     exit_with(outcome)
 
 
-def _match_one(src, dst, *, references, report_dir, output, single, **options):
-    """Match one file; its report goes to ``report_dir`` itself for a single file, else to a subfolder."""
+def _stem_clashes(jobs, output) -> set[Path]:
+    """Outputs whose report folder (the relative path without its suffix) another output shares: ``phone.wav``
+    and ``phone.flac`` in one folder. Their reports keep the suffix in the folder name instead."""
+    seen: dict[Path, list[Path]] = {}
+    for _, dst in jobs:
+        rel = Path(dst).relative_to(output)
+        seen.setdefault(rel.with_suffix(""), []).append(rel)
+    return {rel for rels in seen.values() if len(rels) > 1 for rel in rels}
+
+
+def _match_one(src, dst, *, references, report_dir, output, single, clashes=frozenset(), **options):
+    """Match one file; its report goes to ``report_dir`` itself for a single file, else to a subfolder named
+    after the file (with its suffix, ``phone.wav/``, when another file of the batch has the same stem)."""
     from micmatch.matching import match
 
     report = None
     if report_dir:
-        report = Path(report_dir) if single else Path(report_dir) / Path(dst).relative_to(output).with_suffix("")
+        rel = Path(dst).relative_to(output) if not single else None
+        report = Path(report_dir) if single else Path(report_dir) / (
+            rel if rel in clashes else rel.with_suffix(""))
     return match(src, references, dst, report=report, **options)
 
 COMMANDS = [match_cmd]

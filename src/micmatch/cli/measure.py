@@ -10,7 +10,13 @@ from pathlib import Path
 import click
 
 from micmatch import audio as audio_io
-from micmatch.cli.common import COMMON, check_plot_suffix, progress_enabled
+from micmatch.cli.common import (
+    COMMON,
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    check_plot_suffix,
+    progress_enabled,
+)
 from micmatch.errors import ConfigMismatchError, MeasurementError, MicmatchError
 from micmatch.outputs import prepare_output
 from micmatch.resources import check_memory
@@ -33,10 +39,10 @@ def _check_plot_path(plot_path: str | None, inputs) -> None:
 
 @click.command(**COMMON)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="WAV file to write.")
-@click.option("--duration", "duration_s", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--duration", "duration_s", default=5.0, show_default=True, type=FiniteFloatRange(min=0, min_open=True),
               help="Sweep length (s), silences excluded.")
 @click.option("--f-start", "f_start_hz", default=20.0, show_default=True, help="Start frequency (Hz).")
-@click.option("--f-end", "f_end_hz", type=float, default=None, help="End frequency (Hz). Default: 0.48 x sample rate.")
+@click.option("--f-end", "f_end_hz", type=FINITE_FLOAT, default=None, help="End frequency (Hz). Default: 0.48 x sample rate.")
 @click.option("--level", "level_db", default=-6.0, show_default=True, help="Peak level (dB re full scale).")
 @click.option("--sample-rate", default=48000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="Sample rate (Hz).")
@@ -130,7 +136,7 @@ def measure(recording, sweep_path, impulse, device, output, n_fft, pre_ms, appen
                    "Default: each file's name without extension.")
 @click.option("--n-fft", default=2048, show_default=True, type=click.IntRange(16, 1 << 24), help="FFT size (samples).")
 @click.option("--hop", "hop_length", default=512, show_default=True, help="Hop between frames (samples).")
-@click.option("--max-offset", "max_offset_s", type=float, default=None, help="Largest offset searched for (s).")
+@click.option("--max-offset", "max_offset_s", type=FINITE_FLOAT, default=None, help="Largest offset searched for (s).")
 @click.option("--resample", is_flag=True, help="Resample device files at another rate to the reference's.")
 @click.option("--append", is_flag=True, help="Merge into the existing output file instead of replacing it.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from micmatch.cli.common import COMMON, compute_option, progress_enabled
+from micmatch.cli.common import COMMON, FiniteFloatRange, compute_option, progress_enabled
+from micmatch.errors import AudioError
 
 
 @click.group(**COMMON)
@@ -46,7 +49,10 @@ def _pair_options(func):
     return func
 
 
-def _load_pairs(references, devices, pairs_csv, resample):
+def _load_pairs(references, devices, pairs_csv, resample, *, output, init_path):
+    """Read the pair list, apply the output rule to ``output`` (never an input, a file the CSV lists, or the
+    ``--init`` model), then load the pairs."""
+    from micmatch.outputs import prepare_output
     from micmatch.pairs import load_pair, read_pairs_csv
 
     if len(references) != len(devices):
@@ -56,6 +62,11 @@ def _load_pairs(references, devices, pairs_csv, resample):
         items += read_pairs_csv(pairs_csv)
     if not items:
         raise click.UsageError("give --reference/--device pairs or --pairs CSV")
+    for path in (p for pair in items for p in pair):
+        if Path(path).is_dir():
+            raise AudioError(f"{path}: is a folder, not a recording; list recordings in the pairs")
+    inputs = [p for pair in items for p in pair] + [p for p in (pairs_csv, init_path) if p]
+    prepare_output(output, inputs)
     return [load_pair(r, d, resample_to_reference=resample) for r, d in items]
 
 
@@ -79,10 +90,11 @@ def _init(init_path):
 
 @train.command(name="ratio-net", **COMMON)
 @_pair_options
-@click.option("--context", default=0, show_default=True, type=click.IntRange(min=0),
+@click.option("--context", default=0, show_default=True, type=click.IntRange(0, 256),
               help="STFT frames on each side fed to the network with the current one.")
-@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(min=1), help="Units per hidden layer.")
-@click.option("--long-term-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--hidden", default=1024, show_default=True, type=click.IntRange(1, 1 << 20),
+              help="Units per hidden layer.")
+@click.option("--long-term-weight", default=1.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of the long-term-spectrum term added to the LSD loss.")
 def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, context, hidden,
               long_term_weight):
@@ -93,8 +105,18 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
     aligned first (offset and clock drift); the last 20% of each is held out for early stopping.
     """
     from micmatch.learn.normalizer_train import fit_ratio_net
+    from micmatch.learn.ratio_net import default_n_fft
+    from micmatch.resources import check_memory
 
-    pairs = _load_pairs(references, devices, pairs_csv, resample)
+    pairs = _load_pairs(references, devices, pairs_csv, resample, output=output, init_path=init_path)
+    # Features (every frame with its context), weights with their gradients and Adam's moments, one batch: refuse
+    # sizes that cannot fit before allocating anything.
+    n_bins = default_n_fft(pairs[0].sample_rate) // 2 + 1
+    n_in = (2 * context + 1) * n_bins
+    n_frames = sum(p.device.shape[-1] for p in pairs) / (default_n_fft(pairs[0].sample_rate) / 4)
+    n_params = n_in * hidden + 2 * hidden * hidden + hidden * n_bins
+    check_memory(4.0 * (n_frames * (n_in + 2 * n_bins) + 4 * n_params + 256 * (n_in + 3 * hidden)),
+                 f"--hidden {hidden} --context {context}")
     model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
                           epochs=epochs or 60, seed=seed, compute=compute, init=_init(init_path),
                           progress=progress_enabled())
@@ -103,19 +125,22 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
 
 @train.command(name="eq-net", **COMMON)
 @_pair_options
-@click.option("--channels", default=16, show_default=True, type=click.IntRange(min=1),
+@click.option("--channels", default=16, show_default=True, type=click.IntRange(1, 1 << 14),
               help="Front-end filters (the paper used 128; fewer train faster on CPU).")
 @click.option("--autoencoder-epochs", default=5, show_default=True, type=click.IntRange(min=0),
               help="Epochs of the first, unsupervised step.")
-@click.option("--stft-loss-weight", default=1.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--stft-loss-weight", default=1.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Weight of a multi-resolution STFT loss added to the waveform MAE.")
 def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, channels,
            autoencoder_epochs, stft_loss_weight):
     """End-to-end equalization CNN on the waveform ("End-to-end equalization with convolutional neural
     networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows."""
     from micmatch.learn.normalizer_train import fit_eq_net
+    from micmatch.resources import check_memory
 
-    pairs = _load_pairs(references, devices, pairs_csv, resample)
+    pairs = _load_pairs(references, devices, pairs_csv, resample, output=output, init_path=init_path)
+    # A batch of 4096-sample windows through every channel, forward and backward (several FFT-sized buffers each).
+    check_memory(4.0 * 4 * channels * 8192 * 16, f"--channels {channels}")
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
                        stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
                        init=_init(init_path), progress=progress_enabled())

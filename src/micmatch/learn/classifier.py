@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from micmatch.errors import ModelError, ParameterError
-from micmatch.learn.modelfile import read_model_file, write_model_file
+from micmatch.learn.modelfile import header_int, read_model_file, write_model_file
 
 #: The ``kind`` of classifier model files.
 KIND = "micmatch-classifier"
@@ -117,8 +117,14 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """
     header, state = read_model_file(path, kind=KIND)
     name = header.get("model_name")
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ModelError(f"{path}: model_name={name!r} is not one of {sorted(MODELS)}")
+    header_int(path, header, "sample_rate", lo=1000, hi=768_000)
+    # Bounded sizes keep the model small whatever the header says (the weights' shapes are checked on loading).
+    config = header.get("config")
+    for key, hi in (("n_classes", 1 << 16), ("n_mels", 1 << 12)):
+        if isinstance(config, dict) and key in config:
+            header_int(path, header, f"config.{key}", lo=2 if key == "n_classes" else 1, hi=hi)
     try:
         model = MODELS[name](**header["config"])
         model.load_state_dict(state)

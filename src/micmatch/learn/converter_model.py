@@ -35,16 +35,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from micmatch.errors import ConfigMismatchError, ModelError, ParameterError
+from micmatch.errors import ConfigMismatchError, MicmatchError, ModelError, ParameterError
 from micmatch.features import LogMelConfig
-from micmatch.learn.modelfile import read_model_file, write_model_file
+from micmatch.learn.modelfile import header_float, header_int, read_model_file, write_model_file
 
 #: The ``kind`` of converter model files.
 KIND = "micmatch-converter"
 #: Normalisation inside the generator: ``"instance"`` (the paper's, per clip and channel over time) or ``"none"``.
 NORMS = ("instance", "none")
 #: Header keys written by the model file itself, not part of :attr:`Converter.info`.
-_FILE_KEYS = ("kind", "format", "micmatch_version", "weights_sha256", "weights_bytes", "model_name", "config")
+_FILE_KEYS = ("kind", "format", "micmatch_version", "weights_sha256", "weights_bytes", "sha256", "model_name",
+              "config")
 
 @dataclass(frozen=True)
 class ConverterConfig:
@@ -230,6 +231,7 @@ class Converter(nn.Module):
     def load(cls, path: str | os.PathLike) -> Converter:
         """Read a converter saved by :meth:`save` (eval mode, CPU). Bad files raise one :class:`ModelError` line."""
         header, state = read_model_file(path, kind=KIND)
+        _check_header(path, header, state)
         try:
             model = cls(ConverterConfig.from_json(header["config"]))
             model.load_state_dict(state)
@@ -249,6 +251,44 @@ class Converter(nn.Module):
     def band_responses(self) -> dict[str, np.ndarray]:
         """Band response (dB per mel band) of each training domain, by name."""
         return {k: np.asarray(v) for k, v in self.info.get("band_responses", {}).items()}
+
+
+def _check_header(path, header: dict, state: dict) -> None:
+    """Every number of a converter header in range and the sizes consistent with the weights, before the model is
+    built (an edited size must not allocate gigabytes); the feature settings valid."""
+    config = header.get("config")
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: invalid model header (config is missing or not an object)")
+    ints = {"n_mels": 1 << 12, "channels": 1 << 12, "n_blocks": 256, "kernel_size": 255, "film_channels": 1 << 12,
+            "film_hidden": 1 << 14}
+    size = {k: header_int(path, header, f"config.{k}", lo=1, hi=hi) for k, hi in ints.items() if
+            k in config or k in ("n_mels", "channels", "kernel_size")}
+    for key in ("mean_db", "scale_db"):
+        if key in config:
+            header_float(path, header, f"config.{key}", lo=-1000.0 if key == "mean_db" else 0.0, hi=1000.0,
+                         open_low=key == "scale_db")
+    dilations = config.get("dilations", [1])
+    if not isinstance(dilations, list) or not dilations or len(dilations) > 64:
+        raise ModelError(f"{path}: invalid model header (config.dilations={dilations!r} must be a list of integers)")
+    for i in range(len(dilations)):
+        d = dilations[i]
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 4096:
+            raise ModelError(f"{path}: invalid model header (config.dilations[{i}]={d!r} must be an integer in "
+                             f"[1, 4096])")
+    expected = (size["channels"], size["n_mels"], size["kernel_size"])
+    got = tuple(state["input.0.weight"].shape) if "input.0.weight" in state else None
+    if got != expected:
+        raise ModelError(f"{path}: converter weights do not match their configuration (weight 'input.0.weight' "
+                         f"has shape {got}, the header's config needs {expected})")
+    doc = header.get("feature_config")
+    if doc is not None:
+        try:
+            fcfg = LogMelConfig.from_json(doc)
+        except (MicmatchError, KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: invalid model header (feature_config: {str(exc).splitlines()[0]})") from None
+        if fcfg.n_mels != size["n_mels"]:
+            raise ModelError(f"{path}: invalid model header (feature_config.n_mels={fcfg.n_mels} differs from "
+                             f"config.n_mels={size['n_mels']})")
 
 
 # Discriminators

@@ -328,8 +328,14 @@ def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, l
 # Training from folders (the ``micmatch train converter`` command)
 
 
-def _load_clips(paths: Sequence[Path], sample_rate: int, log) -> tuple[list[np.ndarray], list[Path], list[str]]:
-    """Mono clips resampled to ``sample_rate``; unreadable files are reported and skipped."""
+#: A clip whose RMS lies below this (dBFS) holds nothing to learn from: it is skipped as silent.
+SILENT_DBFS = -100.0
+
+
+def _load_clips(paths: Sequence[Path], sample_rate: int, log, *, min_samples: int = 2
+                ) -> tuple[list[np.ndarray], list[Path], list[str]]:
+    """Mono clips resampled to ``sample_rate``; unreadable, silent and too short files (under ``min_samples``,
+    one FFT frame) are reported and skipped."""
     from micmatch.audio import load
     from micmatch.errors import AudioError
 
@@ -337,9 +343,14 @@ def _load_clips(paths: Sequence[Path], sample_rate: int, log) -> tuple[list[np.n
     for path in paths:
         try:
             x, _ = load(path, sample_rate=sample_rate, channels="mix", dtype="float64")
+            if x.shape[-1] < min_samples:
+                raise AudioError(f"{path}: {x.shape[-1]} sample(s), shorter than one {min_samples}-sample frame")
+            if not np.any(x) or 10 * np.log10(np.mean(x * x) + 1e-300) < SILENT_DBFS:
+                raise AudioError(f"{path}: silent (RMS below {SILENT_DBFS:.0f} dBFS)")
         except AudioError as exc:
-            failed.append(str(exc))
-            log(f"skipped: {exc}")
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            failed.append(message)
+            log(f"micmatch: warning: skipped {message}")
             continue
         waves.append(x[0])
         kept.append(Path(path))
@@ -407,7 +418,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
         rng = np.random.default_rng([seed, 7])
         if max_clips is not None and len(files) > max_clips:
             files = [files[i] for i in sorted(rng.choice(len(files), size=max_clips, replace=False))]
-        waves, _, failed = _load_clips(files, sample_rate, log)
+        waves, _, failed = _load_clips(files, sample_rate, log, min_samples=fcfg.n_fft)
         if len(waves) < 2:
             raise CorpusError(f"--data {root}: fewer than two readable audio files")
         log(f"simulating {n_devices} devices on {len(waves)} clips at {sample_rate} Hz")
@@ -433,7 +444,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
                 rng = np.random.default_rng([seed, 7, len(features)])
                 keep = sorted(rng.choice(len(paths), size=max(1, max_clips // len(folders)), replace=False))
                 paths = [paths[i] for i in keep]
-            waves, _, bad = _load_clips(paths, sample_rate, log)
+            waves, _, bad = _load_clips(paths, sample_rate, log, min_samples=fcfg.n_fft)
             failed += bad
             if not waves:
                 continue

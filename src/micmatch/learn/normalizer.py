@@ -24,7 +24,7 @@ from micmatch import audio as audio_io
 from micmatch.errors import AudioError, ConfigMismatchError, ModelError
 from micmatch.learn.engine import select_device
 from micmatch.learn.eq_net import EQNet
-from micmatch.learn.modelfile import read_model_file, write_model_file
+from micmatch.learn.modelfile import header_float, header_int, read_model_file, write_model_file
 from micmatch.learn.ratio_net import RatioNet, _log_power_db, _with_context
 from micmatch.render import Processor, process_array, render_file
 from micmatch.spectral import hann, overlap_add_processor
@@ -81,7 +81,8 @@ class Normalizer:
                 spec = scipy.fft.rfft(frames * window, axis=-1)
                 feats = _with_context(_log_power_db(spec).astype(np.float32), k)
                 ratio = model(torch.as_tensor(feats, device=device)).cpu().numpy()
-                return scipy.fft.irfft(spec * np.power(10.0, ratio / 20.0, dtype=np.float32), n=n, axis=-1)
+                return _finite_output(scipy.fft.irfft(spec * np.power(10.0, ratio / 20.0, dtype=np.float32), n=n,
+                                                      axis=-1))
 
             left = n - hop + k * hop  # every kept sample lies under frames with full context
             return overlap_add_processor(process, n, hop, synthesis, trim=left), left
@@ -92,7 +93,7 @@ class Normalizer:
         @torch.no_grad()
         def process(frames: np.ndarray) -> np.ndarray:
             x = torch.as_tensor(np.array(frames), device=device)  # frames is a read-only view
-            return torch.cat([model(x[i : i + 64]) for i in range(0, x.shape[0], 64)]).cpu().numpy()
+            return _finite_output(torch.cat([model(x[i : i + 64]) for i in range(0, x.shape[0], 64)]).cpu().numpy())
 
         return overlap_add_processor(process, n, hop, synthesis), n - hop
 
@@ -143,6 +144,7 @@ class Normalizer:
     def load(cls, path: str | os.PathLike) -> Normalizer:
         """Read a model file; every inconsistency is one :class:`ModelError` line."""
         header, state = read_model_file(path, kind=KIND)
+        _check_header(path, header, state)
         try:
             model = _build(header["method"], header["architecture"])
             model.load_state_dict(state, strict=True)
@@ -155,6 +157,65 @@ class Normalizer:
             raise ModelError(f"{path}: the header and the weights do not fit together ({line})") from None
         model.eval()
         return cls(header["method"], model, sample_rate, config, dict(header.get("summary", {})))
+
+
+#: Largest sample rate, FFT size and EQNet window a model file may name.
+MAX_SAMPLE_RATE = 768_000
+MAX_N_FFT = 1 << 16
+MAX_WINDOW = 1 << 18
+
+
+def _check_header(path, header: dict, state: dict) -> None:
+    """Every number of a normalizer header in range, and the architecture consistent with the weights' shapes
+    (checked before the model is built, so an edited size cannot allocate gigabytes)."""
+    if header.get("method") not in METHODS:
+        raise ModelError(f"{path}: invalid model header (method={header.get('method')!r} must be one of "
+                         f"{', '.join(METHODS)})")
+    header_int(path, header, "sample_rate", lo=1000, hi=MAX_SAMPLE_RATE)
+
+    def shape(name: str, expected: tuple) -> None:
+        got = tuple(state[name].shape) if name in state else None
+        if got != expected:
+            raise ModelError(f"{path}: the header and the weights do not fit together (weight {name!r} has shape "
+                             f"{got}, the header's architecture needs {expected})")
+
+    if header["method"] == "ratio-net":
+        n_fft = header_int(path, header, "config.n_fft", lo=16, hi=MAX_N_FFT, multiple_of=2)
+        hop = header_int(path, header, "config.hop_length", lo=1, hi=n_fft // 4)
+        if n_fft % hop:
+            raise ModelError(f"{path}: invalid model header (config.hop_length={hop} must divide "
+                             f"config.n_fft={n_fft})")
+        n_bins = header_int(path, header, "architecture.n_bins", lo=n_fft // 2 + 1, hi=n_fft // 2 + 1)
+        context = header_int(path, header, "architecture.context", lo=0, hi=256)
+        hidden = header_int(path, header, "architecture.hidden", lo=1, hi=1 << 20)
+        layers = header_int(path, header, "architecture.layers", lo=1, hi=64)
+        header_float(path, header, "architecture.dropout", lo=0.0, hi=0.99)
+        header_float(path, header, "architecture.max_gain_db", lo=0.0, hi=200.0, open_low=True)
+        shape("feature_mean", ((2 * context + 1) * n_bins,))
+        shape("body.0.weight", (hidden, (2 * context + 1) * n_bins))
+        shape(f"body.{3 * layers}.weight", (n_bins, hidden))
+        return
+    window = header_int(path, header, "config.window", lo=16, hi=MAX_WINDOW, multiple_of=2)
+    header_int(path, header, "config.hop_length", lo=window // 2, hi=window // 2)
+    header_int(path, header, "architecture.window", lo=window, hi=window)
+    pool = header_int(path, header, "architecture.pool", lo=1, hi=window)
+    if window % pool:
+        raise ModelError(f"{path}: invalid model header (architecture.pool={pool} must divide config.window={window})")
+    channels = header_int(path, header, "architecture.channels", lo=1, hi=1 << 14)
+    taps = header_int(path, header, "architecture.taps", lo=1, hi=window)
+    local_taps = header_int(path, header, "architecture.local_taps", lo=1, hi=window)
+    latent = header_int(path, header, "architecture.latent_units", lo=1, hi=1 << 16)
+    shape("conv_weight", (channels, taps))
+    shape("local_weight", (channels, local_taps))
+    shape("dense1.weight", (latent, window // pool))
+
+
+def _finite_output(y: np.ndarray) -> np.ndarray:
+    """Stop before a model's non-finite output is written (the render then removes its staging file)."""
+    if not np.all(np.isfinite(y)):
+        raise ModelError("the model's output is not finite (NaN or infinity); nothing was written; retrain the "
+                         "model")
+    return y
 
 
 def correct_file_with_model(path: str | os.PathLike, output: str | os.PathLike, normalizer: Normalizer, *,
@@ -172,14 +233,17 @@ def correct_file_with_model(path: str | os.PathLike, output: str | os.PathLike, 
     if Path(output).resolve() == meta.path.resolve():
         raise AudioError(f"{meta.path}: output would overwrite the input; choose another output folder")
     options = {"overs": overs, "verb": "normalized", "warn": False}
-    if meta.sample_rate == normalizer.sample_rate:
-        func, ctx = normalizer._plan(torch.device("cpu") if compute == "cpu" else select_device(compute))
-        result = render_file(meta.path, output, Processor(func, ctx, ctx, normalizer._block()), **options)
-    else:
-        x, _ = audio_io.load(meta.path, channels="keep", dtype="float32")
-        y = normalizer.apply(x, meta.sample_rate, resample=True, compute=compute)
-        result = render_file(y, output, sample_rate=meta.sample_rate, format=meta.format, subtype=meta.subtype,
-                             name=meta.path, **options)
+    try:
+        if meta.sample_rate == normalizer.sample_rate:
+            func, ctx = normalizer._plan(torch.device("cpu") if compute == "cpu" else select_device(compute))
+            result = render_file(meta.path, output, Processor(func, ctx, ctx, normalizer._block()), **options)
+        else:
+            x, _ = audio_io.load(meta.path, channels="keep", dtype="float32")
+            y = normalizer.apply(x, meta.sample_rate, resample=True, compute=compute)
+            result = render_file(y, output, sample_rate=meta.sample_rate, format=meta.format, subtype=meta.subtype,
+                                 name=meta.path, **options)
+    except ModelError as exc:  # a non-finite output: name the file it stopped on
+        raise ModelError(f"{meta.path}: {exc}") from None
     if result.message:
         warnings.warn(result.message, stacklevel=2)
     return result.message
