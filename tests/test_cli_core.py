@@ -283,3 +283,23 @@ def test_help_shows_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output and f"micmatch {command}" in result.output
+
+
+def test_profile_merge_recognises_files_listed_by_the_older_fingerprint_rule(tmp_path, rng):
+    # A responses file written by an earlier release lists a 400 KiB file hashed whole (rule v1).
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    sf.write(folder / "long.wav", 0.1 * rng.standard_normal(25 * SR), SR)  # 400 KiB of PCM16
+    sf.write(folder / "short.wav", 0.1 * rng.standard_normal(SR), SR)
+    old = tmp_path / "old.json"
+    assert run("profile", folder / "long.wav", "--device-from", "name:phone", "-o", old, *FAST).exit_code == 0
+    doc = json.loads(old.read_text())
+    (entry,) = doc["files"]
+    assert entry["hashed"] == "sampled"
+    entry.update(audio.file_fingerprint(folder / "long.wav", rule="v1"))
+    assert entry["hashed"] == "whole"
+    old.write_text(json.dumps(doc))
+    result = run("profile", folder, "-o", tmp_path / "new.json", *FAST, "--merge", old)
+    assert result.exit_code == 0, result.output
+    assert f"skipped 1 file(s) already counted in {old}" in result.stderr
+    assert ResponseSet.load(tmp_path / "new.json")["phone"].stats.n_files == 2

@@ -118,7 +118,8 @@ def file_stats(path: str | os.PathLike, config: SpectralConfig, *, channels: str
         resamplers = [soxr.ResampleStream(meta.sample_rate, config.sample_rate, 1, dtype="float32")
                       for _ in range(n_rows)]
     block = BLOCK_FRAMES * config.hop_length
-    for chunk in audio_io.iter_blocks(meta.path, block_frames=block, channels=read_mode, dtype=dtype):
+    for chunk in audio_io.iter_blocks(meta.path, block_frames=block, channels=read_mode, dtype=dtype,
+                                       meta=meta):
         if raw_int16 and channels == "mix" and chunk.dtype != np.int16:
             chunk = chunk.astype(np.float32, copy=False)  # the mix of int16 channels is float in int16 units
         for i, acc in enumerate(accs):

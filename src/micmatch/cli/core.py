@@ -161,18 +161,21 @@ def _skip_counted(labelled: list, existing, source: str | None) -> list:
     (a symlink in laptop/ to a studio/ file) counts once for each: labels come from the paths as given. Each skip
     is reported with a count.
     """
-    from micmatch.audio import file_fingerprint, fingerprint_key
+    from micmatch.audio import content_keys, fingerprint_key
 
-    before = {fingerprint_key(f) for f in existing.files} if existing is not None else set()
+    stored = list(existing.files) if existing is not None else []
+    before = {fingerprint_key(f) for f in stored}
+    keys_of = content_keys(stored)  # older files' fingerprints are compared by their own rule
     seen: set = set()
     keep, counted, repeated = [], 0, 0
     for path, device in labelled:
         try:
-            key = fingerprint_key(file_fingerprint(path))
+            keys = keys_of(path)
         except OSError:  # unreadable: profiling reports it with the reason
             keep.append((path, device))
             continue
-        if key in before:
+        key = keys[0]
+        if before.intersection(keys):
             counted += 1
         elif (device, key) in seen:
             repeated += 1
