@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from micmatch.cli.common import (
     output_paths,
     progress_enabled,
     relative_gate,
+    WarningLines,
 )
 from micmatch.errors import MicmatchError
 from micmatch.outputs import prepare_output, prepare_output_dir
@@ -97,9 +99,14 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         existing = ResponseSet.load(merge_into)
         existing.config.check_compatible(config, source=merge_into)  # before any work
     labelled = _skip_counted(labelled, existing, merge_into)
-    responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
-                                        channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
-                                        progress=progress_enabled())
+    with warnings.catch_warnings(record=True) as caught:  # the workers' warnings, raised again here in order
+        warnings.simplefilter("always")
+        responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
+                                            channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
+                                            progress=progress_enabled())
+    lines = WarningLines()
+    lines.add_caught(caught)
+    lines.finish(len(labelled))
     for fail in failures:
         fail_line(str(fail))
     if resample:
