@@ -127,7 +127,7 @@ class Batch:
         overs: dict[str, list] = {}
         lines = WarningLines()
         with warnings.catch_warnings(record=True) as caught:  # map_files raises each file's warnings here
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", UserWarning)  # other kinds follow the filters in force
             for job, result in map_files(call, planned, jobs=jobs, scheduler=scheduler, progress=show, desc=desc):
                 lines.add_caught(caught)
                 if isinstance(result, FileFailure):

@@ -100,7 +100,7 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         existing.config.check_compatible(config, source=merge_into)  # before any work
     labelled = _skip_counted(labelled, existing, merge_into)
     with warnings.catch_warnings(record=True) as caught:  # the workers' warnings, raised again here in order
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", UserWarning)
         responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
                                             channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
                                             progress=progress_enabled())
