@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft  # at import (not in update): worker processes forked for profiling then find it loaded
 
 from micmatch.errors import ParameterError
 from micmatch.spectral import (
@@ -246,8 +247,6 @@ class LogPowerAccumulator:
     # Accumulation ---------------------------------------------------------------------------------------------
     def update(self, block: np.ndarray) -> int:
         """Accumulate every full frame available after appending a 1-D chunk; returns the number of frames."""
-        import scipy.fft
-
         x = np.asarray(block)
         if self._tail is not None and self._tail.size:
             x = np.concatenate([self._tail, x.astype(self._tail.dtype, copy=False)])
