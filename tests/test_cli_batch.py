@@ -23,7 +23,7 @@ from micmatch.errors import AudioError, MicmatchError
 CLI_DIR = Path(common.__file__).parent
 
 #: Libraries that ``import micmatch.cli`` must not load (each command imports what it needs when it runs).
-HEAVY = ("torch", "matplotlib", "dask", "distributed")
+HEAVY = ("torch", "matplotlib", "dask", "distributed", "scipy.signal", "scipy.stats")
 
 
 @dataclass

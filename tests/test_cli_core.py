@@ -283,3 +283,44 @@ def test_help_shows_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0
     assert "Example" in result.output and f"micmatch {command}" in result.output
+
+
+def test_profile_merge_recognises_files_listed_by_the_older_fingerprint_rule(tmp_path, rng):
+    # A responses file written by an earlier release lists a 400 KiB file hashed whole (rule v1).
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    sf.write(folder / "long.wav", 0.1 * rng.standard_normal(25 * SR), SR)  # 400 KiB of PCM16
+    sf.write(folder / "short.wav", 0.1 * rng.standard_normal(SR), SR)
+    old = tmp_path / "old.json"
+    assert run("profile", folder / "long.wav", "--device-from", "name:phone", "-o", old, *FAST).exit_code == 0
+    doc = json.loads(old.read_text())
+    (entry,) = doc["files"]
+    assert entry["hashed"] == "sampled"
+    entry.update(audio.file_fingerprint(folder / "long.wav", rule="v1"))
+    assert entry["hashed"] == "whole"
+    old.write_text(json.dumps(doc))
+    result = run("profile", folder, "-o", tmp_path / "new.json", *FAST, "--merge", old)
+    assert result.exit_code == 0, result.output
+    assert f"skipped 1 file(s) already counted in {old}" in result.stderr
+    assert ResponseSet.load(tmp_path / "new.json")["phone"].stats.n_files == 2
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_profile_sums_up_dc_warnings_in_one_line_with_any_jobs(tmp_path, rng, jobs):
+    folder = tmp_path / "rec" / "phone"
+    folder.mkdir(parents=True)
+    n = SR // 2
+    for i in range(4):  # three files whose quiet half (-40 dBFS) sits on an offset of 0.5; one clean file
+        offset = 0.5 if i < 3 else 0.0
+        x = offset + np.concatenate([rng.standard_normal(n) * 0.1, rng.standard_normal(n) * 0.01])
+        sf.write(folder / f"clip{i}.wav", np.clip(x, -0.99, 0.99), SR, subtype="PCM_16")
+    result = run("profile", tmp_path / "rec", "-o", tmp_path / f"r{jobs}.json", *FAST, "--jobs", jobs)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("micmatch: warning: 3 of 4 files had frames dominated by a DC offset; those frames "
+                             "were not counted; -v lists them\n")
+    verbose = run("-v", "profile", tmp_path / "rec", "-o", tmp_path / f"v{jobs}.json", *FAST, "--jobs", jobs)
+    lines = verbose.stderr.splitlines()
+    assert [line.split(": ")[2].rsplit("/", 1)[-1] for line in lines[:3]] == ["clip0.wav", "clip1.wav", "clip2.wav"]
+    assert all("frames are dominated by a DC offset (0 Hz)" in line and "\n" not in line for line in lines[:3])
+    assert lines[3:] == ["micmatch: warning: 3 of 4 files had frames dominated by a DC offset; those frames were "
+                         "not counted"]

@@ -383,3 +383,31 @@ def test_match_says_why_the_loudness_was_kept_for_a_short_reference():
               (rng.standard_normal(2400).astype(np.float32) * 0.1, sr), route="unaligned")
     assert any("too short (under 0.4 s)" in w for w in r.warnings)
     assert r.loudness_lufs["result"] == pytest.approx(r.loudness_lufs["target"], abs=0.05)
+
+
+def test_cli_match_of_a_file_with_itself_does_not_warn(tmp_path):
+    sf.write(tmp_path / "a.wav", _voice(3), SR, subtype="PCM_16")
+    res = CliRunner().invoke(main, ["match", str(tmp_path / "a.wav"), str(tmp_path / "a.wav"), "-o",
+                                    str(tmp_path / "out.wav")])
+    assert res.exit_code == 0, res.output
+    assert "long-term distance 0.00 -> 0.00 dB" in res.output and "further" not in res.output
+
+
+def test_match_distances_cover_the_band_both_recordings_have(rng):
+    from micmatch.matchresult import DISTANCE_TOLERANCE_DB
+
+    # A 48 kHz target whose content differs from the reference only above 3.6 kHz, where an 8 kHz reference has
+    # nothing: measured over the reference's band, the two are alike; a note says where the band stops.
+    ref8 = _voice(4, 3.0)
+    ref8 = scipy.signal.resample_poly(ref8, 8000, SR).astype(np.float32)
+    target = scipy.signal.resample_poly(ref8, 6, 1).astype(np.float32)
+    target += (0.05 * scipy.signal.sosfilt(scipy.signal.butter(8, 6000, "highpass", fs=48000, output="sos"),
+                                           rng.standard_normal(target.size))).astype(np.float32)
+    res = match((target, 48000), (ref8, 8000), route="unaligned")
+    assert res.distance_db["before"] < 1.0  # over the whole 48 kHz band it would be tens of dB
+    notes = [n.message for n in res.notes if n.kind == "band" and "8000 Hz" in n.message]
+    assert notes == ["a reference was recorded at 8000 Hz: its band ends at 4000 Hz, below the target's (24000 Hz); "
+                     "distances are measured up to 3600 Hz"]
+    same = match((target, 48000), (target, 48000), route="unaligned")
+    assert same.helped and not [n for n in same.notes if n.kind in ("band", "distance")]
+    assert abs(same.distance_db["after"] - same.distance_db["before"]) <= DISTANCE_TOLERANCE_DB

@@ -13,7 +13,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from micmatch.errors import ConfigMismatchError, ProfileError, UnknownDeviceError
+from micmatch.errors import ConfigMismatchError, ParameterError, ProfileError, UnknownDeviceError
 from micmatch.estimate import estimate_responses
 from micmatch.audio import file_fingerprint
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
@@ -218,7 +218,7 @@ def test_fingerprints_and_files_counted_twice(tmp_path, rng):
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * (3 * 4096 + 1))  # 3 MiB + 256 bytes
     data = big.read_bytes()
-    fb = file_fingerprint(big)
+    fb = file_fingerprint(big, rule="v1")  # the rule of earlier releases, still used to compare with old files
     assert fb["hashed"] == "head-tail"
     assert fb["sha256"] == hashlib.sha256(data[: 1 << 20] + data[-(1 << 20):]).hexdigest()
     first = estimate_responses({"d": [a]}, SR, n_fft=N_FFT, hop_length=HOP)
@@ -300,3 +300,28 @@ def test_save_is_atomic(tmp_path, responses, monkeypatch):
         responses.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_sampled_fingerprint_reads_little_and_tells_files_apart(tmp_path):
+    from micmatch.audio import SAMPLED_WHOLE, fingerprint_rule
+
+    big = tmp_path / "big.bin"
+    data = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB + 256 bytes
+    big.write_bytes(data)
+    fp = file_fingerprint(big)
+    assert fp["hashed"] == "sampled" and fp["size"] == len(data) and fingerprint_rule(fp) == "sampled"
+    # Another file differs from the first only at its header, its end, or one byte: each changes the hash.
+    for where in (0, len(data) - 1):
+        other = bytearray(data)
+        other[where] ^= 1
+        (tmp_path / "other.bin").write_bytes(bytes(other))
+        assert file_fingerprint(tmp_path / "other.bin")["sha256"] != fp["sha256"]
+    (tmp_path / "copy.bin").write_bytes(data)
+    assert file_fingerprint(tmp_path / "copy.bin")["sha256"] == fp["sha256"]
+    # Small files are hashed whole, the same under both rules; large ones name their older rule.
+    small = tmp_path / "small.bin"
+    small.write_bytes(data[:SAMPLED_WHOLE])
+    assert file_fingerprint(small) == file_fingerprint(small, rule="v1")
+    assert fingerprint_rule(file_fingerprint(big, rule="v1")) == "v1"
+    with pytest.raises(ParameterError, match="rule='md5' must be one of"):
+        file_fingerprint(big, rule="md5")

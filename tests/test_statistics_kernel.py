@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from micmatch import logstats, spectral
+from micmatch.errors import DCOffsetWarning
 from micmatch.estimate import array_stats, file_stats
 from micmatch.response import SpectralConfig
 
@@ -66,20 +68,14 @@ def _stats(name: str, tmp_path: Path):
     config = SpectralConfig(sample_rate=SR, n_fft=n_fft, hop_length=hop, gate_db=gate_db, relative_gate_db=rel_db)
     x = make()
     if source == "array":
-        with pytest.warns(UserWarning, match="DC offset") if "dc" in name else _no_warning():
+        # The dc case's DC-dominated frames hold sound below both gates (pauses with an offset): left out silently.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DCOffsetWarning)
             return array_stats(x, config), x
     path = tmp_path / f"{name}.wav"
     sf.write(path, x, SR, subtype="PCM_16")
     decoded, _ = sf.read(path, dtype="float64")
     return file_stats(path, config), decoded
-
-
-class _no_warning:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def reference_statistics(x: np.ndarray, *, n_fft: int, hop_length: int, gate_db: float | None,
@@ -290,3 +286,46 @@ def test_fixed_corpus_figures_are_unchanged(tmp_path, monkeypatch, use_kernel):
         np.testing.assert_allclose(g["mean_sq_db_over_bins"], exp["mean_sq_db_over_bins"], rtol=1e-6, err_msg=name)
         np.testing.assert_allclose(g["power_db"], exp["power_db"], atol=1e-4, err_msg=name)
         np.testing.assert_allclose(g["power_db_over_bins"], exp["power_db_over_bins"], atol=1e-4, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The DC rule: a warning names frames whose sound the offset hid, not pauses that carry an offset
+
+
+def _offset_after_noise(offset: float, sound_rms: float, seed: int = 5) -> np.ndarray:
+    """0.5 s of noise at -20 dBFS, then 0.5 s of noise of ``sound_rms``, all on a constant ``offset``."""
+    rng = np.random.default_rng(seed)
+    n = SR // 2
+    return offset + np.concatenate([rng.standard_normal(n) * 0.1, rng.standard_normal(n) * sound_rms])
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_dc_warning_only_where_the_offset_hides_sound_the_gates_keep(monkeypatch, kernel):
+    if kernel and logstats._logpower is None:
+        pytest.skip("micmatch was built without its C kernel (python setup.py build_ext)")
+    if not kernel:
+        monkeypatch.setattr(logstats, "_logpower", None)
+    config = SpectralConfig(sample_rate=SR, n_fft=1024, hop_length=256)
+    # Sound at -40 dBFS (20 dB below the loudest part, inside the relative gate) on an offset of 0.5: those
+    # frames are dominated by the offset and their sound is lost: one warning counting them.
+    with pytest.warns(DCOffsetWarning, match=r"audio: (\d+) of \d+ frames are dominated by a DC offset") as rec:
+        array_stats(_offset_after_noise(0.5, 0.01), config)
+    assert int(str(rec[0].message).split(": ")[1].split()[0]) >= 80  # about 0.5 s / 256 samples, all but edges
+    # Pauses of a real recording: a small offset (0.4 %, -48 dBFS) over their noise floor (-80 dBFS, 60 dB below
+    # the loudest part): the gates leave these frames out anyway, so no warning, and the same frames count as
+    # without the offset (but for the one frame where the level changes, whose level the offset moves).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DCOffsetWarning)
+        with_offset = array_stats(_offset_after_noise(0.004, 1e-4), config)
+        without = array_stats(_offset_after_noise(0.0, 1e-4), config)
+    assert abs(with_offset.n_frames - without.n_frames) <= 1 and without.n_frames < 90
+
+
+def test_real_clip_with_an_offset_in_its_pauses_does_not_warn(data_dir):
+    # 4_lucas_47: about 0.4 % offset; half its 32 ms frames are pauses where the offset holds 99.9 % of the power
+    # and the rest lies 60 dB below the spoken part.
+    config = SpectralConfig(sample_rate=8000, n_fft=256, hop_length=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DCOffsetWarning)
+        stats = file_stats(data_dir / "fsdd" / "audio" / "4_lucas_47.wav", config)
+    assert stats.n_frames > 0

@@ -145,7 +145,16 @@ typedef struct {
     int relative;     /* relative gate on: rows are level bins modulo n_rows */
 } gates_t;
 
-/* state: [has_top, top level bin, frames dominated by DC]; counts: frames per row. */
+/* Level bins (of level_step_db) of the histogram of DC-dominated frames' other power: bins DC_LEVEL_LOW ..
+ * DC_LEVEL_LOW + DC_LEVELS - 1 (the ends collect what lies beyond). */
+#define DC_LEVEL_LOW (-800)
+#define DC_LEVELS 1000
+#define STATE_LEN (4 + DC_LEVELS)
+
+/* state: [has_top, top level bin, frames dominated by DC, the highest level bin of the power outside the lowest
+ * bins (0 Hz and bin 1) of the frames above the gates' first steps (relative gate only), histogram of the level bins
+ * of DC-dominated frames' power outside the lowest bins (only those above the absolute gate)]; counts: frames per
+ * row. */
 static ALWAYS_INLINE void chunk_body(const float *restrict spec, Py_ssize_t n_frames, Py_ssize_t n_bins,
                                      const gates_t *gates, int64_t *restrict state, int64_t *restrict counts,
                                      double *restrict sums, double *restrict squares, double *restrict powers,
@@ -157,12 +166,26 @@ static ALWAYS_INLINE void chunk_body(const float *restrict spec, Py_ssize_t n_fr
         frame_power_body(row, 1, n_bins, &two_sided, &low);
         if (two_sided - low < gates->dc_share * two_sided && two_sided > 0) {
             state[2] += 1;
+            /* The power beside the offset, summed again in float64: a small difference of the float32 sums. */
+            double rest = 0.0;
+            for (Py_ssize_t k = 2; k < n_bins; k++)
+                rest += (k == n_bins - 1 ? 1.0 : 2.0) *
+                        ((double)row[2 * k] * row[2 * k] + (double)row[2 * k + 1] * row[2 * k + 1]);
+            if (gates->gate_sum < 0 || rest >= gates->gate_sum) {
+                int64_t bin = (int64_t)floor(10.0 * log10(fmax(rest * gates->level_k, 1e-30)) / gates->level_step_db)
+                              - DC_LEVEL_LOW;
+                state[4 + (bin < 0 ? 0 : (bin >= DC_LEVELS ? DC_LEVELS - 1 : bin))] += 1;
+            }
             continue;
         }
         if (gates->gate_sum >= 0 && !(two_sided >= gates->gate_sum))
             continue;
         int64_t slot = 0;
         if (gates->relative) {
+            int64_t rest_level = (int64_t)floor(10.0 * log10(fmax((two_sided - low) * gates->level_k, 1e-30)) /
+                                                gates->level_step_db);
+            if (rest_level > state[3])
+                state[3] = rest_level;
             double level_db = 10.0 * log10(fmax(two_sided * gates->level_k, 1e-30));
             int64_t level = (int64_t)floor(level_db / gates->level_step_db);
             int64_t n_rows = gates->n_rows;
@@ -391,7 +414,7 @@ static PyObject *add_chunk(PyObject *self, PyObject *args)
     if (!ok)
         PyErr_SetString(PyExc_ValueError, "n_bins, n_rows and level_step_db must be positive (one row without the "
                                           "relative gate)");
-    if (!ok || check(&spec, 8, n_frames * n_bins, "spec") || check(&state, 8, 3, "state") ||
+    if (!ok || check(&spec, 8, n_frames * n_bins, "spec") || check(&state, 8, STATE_LEN, "state") ||
         check(&counts, 8, gates.n_rows, "counts") || check(&sums, 8, gates.n_rows * n_bins, "sums") ||
         check(&squares, 8, gates.n_rows * n_bins, "squares") || check(&powers, 8, gates.n_rows * n_bins, "powers")) {
         PyBuffer_Release(&spec);
@@ -475,7 +498,7 @@ static PyMethodDef methods[] = {
      "add_chunk(spec, n_frames, n_bins, (level_k, gate_sum, dc_share, level_step_db, n_rows, relative), state, "
      "counts, sums, squares, powers, floor_power): gate each frame of a complex64 chunk (DC rule, absolute gate, "
      "relative gate on a ring of n_rows level rows) and add the frames that count to their row, in one pass. "
-     "state: int64 [has_top, top, n_dc]; counts: int64 per row; gate_sum < 0: no absolute gate."},
+     "state: int64 [has_top, top, n_dc, top level outside bins 0-1, DC_LEVELS level bins of DC frames]; counts: int64 per row; gate_sum < 0: no absolute gate."},
     {"window_frames", window_frames, METH_VARARGS,
      "window_frames(x, n_frames, n_fft, hop, window, out): out[f, j] = x[f * hop + j] * window[j] for int16 or "
      "float32 samples x (C-contiguous), float32 window and out."},
@@ -492,5 +515,13 @@ PyMODINIT_FUNC PyInit__logpower(void)
 {
     if (select_kernels("avx512") < 0 && select_kernels("avx2") < 0)
         select_kernels("baseline");
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "DC_LEVEL_LOW", DC_LEVEL_LOW) < 0 ||
+        PyModule_AddIntConstant(m, "DC_LEVELS", DC_LEVELS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

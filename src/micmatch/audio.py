@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,31 +129,61 @@ def _truncated_chunk(log: str) -> tuple[int, int] | None:
     return None
 
 
-#: Files up to this size are hashed whole; larger ones by their first and last MIB bytes (and their size).
+#: Files up to this size are hashed whole; larger ones by their first and last MIB bytes (and their size), under
+#: the rule of earlier releases (``rule="v1"``).
 MIB = 1 << 20
+#: Fingerprint rules: ``sampled`` (the default) and ``v1`` (the rule of earlier releases, still read and used to
+#: recognise files counted in older responses files).
+FINGERPRINT_RULES = ("sampled", "v1")
+#: ``sampled`` rule: files up to this size are hashed whole (the same hash as under ``v1``) ...
+SAMPLED_WHOLE = 256 << 10
+#: ... larger ones by their size, their first and last ``SAMPLED_EDGE`` bytes (the header and both ends of the
+#: audio) and ``SAMPLED_BLOCKS`` blocks of ``SAMPLED_BLOCK`` bytes spread evenly between them: about 200 KiB hashed
+#: whatever the file's length.
+SAMPLED_EDGE = 64 << 10
+SAMPLED_BLOCKS = 32
+SAMPLED_BLOCK = 2 << 10
 
 
-def file_fingerprint(path: str | os.PathLike, *, device: str | None = None) -> dict:
+def _sampled_digest(f, size: int) -> str:
+    h = hashlib.sha256(b"micmatch-sampled-1:%d:" % size)
+    h.update(f.read(SAMPLED_EDGE))
+    inner = size - 2 * SAMPLED_EDGE - SAMPLED_BLOCK
+    for i in range(SAMPLED_BLOCKS):
+        f.seek(SAMPLED_EDGE + inner * i // (SAMPLED_BLOCKS - 1))
+        h.update(f.read(SAMPLED_BLOCK))
+    f.seek(size - SAMPLED_EDGE)
+    h.update(f.read(SAMPLED_EDGE))
+    return h.hexdigest()
+
+
+def file_fingerprint(path: str | os.PathLike, *, device: str | None = None, rule: str = "sampled") -> dict:
     """What identifies an input file: absolute path, size, modification time and a SHA-256 of its content.
 
-    Files up to 2 MiB are hashed whole (``"hashed": "whole"``); larger ones by their first and last MiB
-    (``"head-tail"``): fast on long recordings, and with the size it tells copies of one file from different
-    files. Two fingerprints name the same content when size and hash agree, wherever the file lies.
+    Under the default ``rule="sampled"``, files up to 256 KiB are hashed whole (``"hashed": "whole"``); larger ones
+    by their size, their first and last 64 KiB and 32 blocks of 2 KiB spread evenly between (``"sampled"``):
+    about 200 KiB read whatever the length, so fingerprinting costs little beside decoding, and with the size it
+    tells copies of one file from different recordings. ``rule="v1"`` is the rule of earlier releases (whole up
+    to 2 MiB, else the first and last MiB: ``"head-tail"``), kept to recognise files that older responses files
+    list (:func:`fingerprint_rule`). Two fingerprints of one rule name the same content when size and hash agree,
+    wherever the file lies; a small file hashed whole has the same fingerprint under both rules.
     """
+    if rule not in FINGERPRINT_RULES:
+        raise ParameterError(f"rule={rule!r} must be one of {FINGERPRINT_RULES}")
     p = Path(path).resolve()
-    st = p.stat()
-    h = hashlib.sha256()
     with p.open("rb") as f:
-        if st.st_size <= 2 * MIB:
-            h.update(f.read())
-            how = "whole"
+        st = os.fstat(f.fileno())
+        size = int(st.st_size)
+        if size <= (SAMPLED_WHOLE if rule == "sampled" else 2 * MIB):
+            digest, how = hashlib.sha256(f.read()).hexdigest(), "whole"
+        elif rule == "sampled":
+            digest, how = _sampled_digest(f, size), "sampled"
         else:
+            h = hashlib.sha256(f.read(MIB))
+            f.seek(size - MIB)
             h.update(f.read(MIB))
-            f.seek(st.st_size - MIB)
-            h.update(f.read(MIB))
-            how = "head-tail"
-    out = {"path": str(p), "size": int(st.st_size), "mtime": float(st.st_mtime), "sha256": h.hexdigest(),
-           "hashed": how}
+            digest, how = h.hexdigest(), "head-tail"
+    out = {"path": str(p), "size": size, "mtime": float(st.st_mtime), "sha256": digest, "hashed": how}
     if device is not None:
         out["device"] = device
     return out
@@ -162,6 +192,30 @@ def file_fingerprint(path: str | os.PathLike, *, device: str | None = None) -> d
 def fingerprint_key(fp: Mapping) -> tuple:
     """The identity of a fingerprint's content: (size, hash)."""
     return (int(fp["size"]), str(fp["sha256"]))
+
+
+def fingerprint_rule(fp: Mapping) -> str:
+    """The rule a stored fingerprint was made by: ``v1`` for files hashed whole above 256 KiB or head and tail
+    (older responses files), else ``sampled`` (a small file hashed whole matches under either rule)."""
+    if fp.get("hashed") == "head-tail" or (fp.get("hashed", "whole") == "whole" and int(fp["size"]) > SAMPLED_WHOLE):
+        return "v1"
+    return "sampled"
+
+
+def content_keys(stored: Iterable[Mapping]) -> Callable[[str | os.PathLike], list[tuple]]:
+    """A function ``path -> keys`` giving the keys (:func:`fingerprint_key`) of a file's content under every rule
+    needed to compare it with the ``stored`` fingerprints: the default rule's key first, then the older rule's only
+    when a stored fingerprint made by it has this file's size (so files listed by older responses files are still
+    recognised, at no cost otherwise)."""
+    older_sizes = {int(f["size"]) for f in stored if fingerprint_rule(f) == "v1"}
+
+    def keys(path: str | os.PathLike) -> list[tuple]:
+        out = [fingerprint_key(file_fingerprint(path))]
+        if out[0][0] in older_sizes:
+            out.append(fingerprint_key(file_fingerprint(path, rule="v1")))
+        return out
+
+    return keys
 
 
 def first_sample_rate(paths: Iterable[str | os.PathLike]) -> int:
@@ -262,6 +316,7 @@ def iter_blocks(
     overlap: int = 0,
     channels: str = "mix",
     dtype: str = "float32",
+    meta: AudioInfo | None = None,
 ) -> Iterator[np.ndarray]:
     """Read a file in blocks of ``block_frames`` samples, consecutive blocks sharing ``overlap`` samples.
 
@@ -273,10 +328,13 @@ def iter_blocks(
     ------
     block : np.ndarray [shape=(channels, n)]
         ``n == block_frames`` except for the last block, which may be shorter (but still > overlap).
+
+    ``meta`` is the file's :func:`info` when the caller has read it already (the header is then not read again).
     """
     if block_frames <= overlap:
         raise ParameterError(f"block_frames={block_frames} must exceed overlap={overlap}")
-    meta = info(path)
+    if meta is None:
+        meta = info(path)
     step = block_frames - overlap
     n_read_total = 0
     try:

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 
 from micmatch import validate
 from micmatch.audio import validate_audio
@@ -166,6 +165,8 @@ def mix_labels(labels: np.ndarray, params: Mapping, *, n_classes: int | None = N
 
 def filter_grid(n_samples: int, sample_rate: int) -> tuple[int, np.ndarray]:
     """FFT length and bin frequencies (Hz) used to filter a clip of ``n_samples``: ``n + FILTER_PAD``, fast size."""
+    import scipy.fft
+
     n_fft = scipy.fft.next_fast_len(int(n_samples) + FILTER_PAD, real=True)
     return n_fft, np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
 
@@ -179,6 +180,8 @@ def apply_gain_curve(audio: np.ndarray, gain_db: np.ndarray, n_fft: int) -> np.n
     gain_db : np.ndarray [shape=(batch, n_fft // 2 + 1)]
         One curve per batch item, on the grid of :func:`filter_grid`.
     """
+    import scipy.fft
+
     x = np.asarray(audio)
     g = np.power(10.0, np.asarray(gain_db, dtype=np.float64) / 20.0)
     g = g.reshape(g.shape[:1] + (1,) * (x.ndim - 2) + g.shape[1:])

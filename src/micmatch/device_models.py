@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
-import scipy.signal
 
 from micmatch.audio import find_audio_files, load, resample, validate_audio
 from micmatch.errors import AudioError, ParameterError
@@ -120,6 +118,8 @@ def apply_ir(audio: np.ndarray, ir: ImpulseResponse | np.ndarray, sample_rate: i
     delay : int, optional
         Samples of bulk delay to remove; defaults to the IR's peak index.
     """
+    import scipy.signal
+
     x = validate_audio(audio, sample_rate)
     if isinstance(ir, ImpulseResponse):
         if sample_rate is not None and ir.sample_rate != sample_rate:
@@ -172,6 +172,8 @@ class DeviceModel:
 
     def magnitude_db(self, freqs: np.ndarray, sample_rate: int) -> np.ndarray:
         """The true magnitude response (dB) at ``freqs`` (Hz), noise and clipping excluded."""
+        import scipy.signal
+
         sos = self.sos(sample_rate)
         if sos.shape[0] == 0:
             return np.full(np.shape(freqs), self.gain_db)
@@ -196,6 +198,9 @@ class DeviceModel:
 
 def _zero_phase(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Filter with the magnitude response |H| (not |H|^2) and zero phase: FFT-domain, circular padding avoided."""
+    import scipy.fft
+    import scipy.signal
+
     if sos.shape[0] == 0:
         return x.copy()
     n = x.shape[-1]
@@ -207,6 +212,8 @@ def _zero_phase(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _sections_to_sos(sections: Sequence[Section], sample_rate: int) -> np.ndarray:
+    import scipy.signal
+
     nyq = sample_rate / 2.0
     out = []
     for s in sections:

@@ -81,3 +81,16 @@ class OutputError(MicmatchError, OSError):
 
 class ModelError(MicmatchError, ValueError):
     """A learned-model file that is not a model file, truncated, modified, or inconsistent with its header."""
+
+
+class MicmatchWarning(UserWarning):
+    """Base class of the warnings micmatch raises about one input; ``summary`` (when set) is how a batch sums up
+    the files that raised it: ``"N of M files " + summary``."""
+
+    summary: str | None = None
+
+
+class DCOffsetWarning(MicmatchWarning):
+    """Frames of a recording were left out of its statistics because a DC offset (0 Hz) dominated them."""
+
+    summary = "had frames dominated by a DC offset; those frames were not counted"

@@ -29,7 +29,7 @@ import numpy as np
 
 from micmatch import audio as audio_io
 from micmatch.audio import file_fingerprint
-from micmatch.errors import AudioError, ConfigMismatchError, ParameterError
+from micmatch.errors import AudioError, ConfigMismatchError, DCOffsetWarning, ParameterError
 from micmatch.parallel import FileFailure, map_files
 from micmatch.response import DeviceResponse, LogSpectrumStats, ResponseSet, SpectralConfig
 from micmatch.logstats import LogPowerAccumulator
@@ -59,9 +59,10 @@ def _finish(accs: Sequence[LogPowerAccumulator], name: str, n_samples: int, conf
                          f"is below the silence gate; nothing to estimate from")
     if n_frames == 0:
         raise AudioError(f"{name}: silent: no frame is above the silence gate ({config.gate_db} dBFS)")
-    if n_dc:
-        warnings.warn(f"{name}: {n_dc} of {n_seen} frames are dominated by a DC offset (0 Hz) and were not "
-                      f"counted; remove the offset (high-pass) to use them", stacklevel=3)
+    n_masked = sum(a.n_dc_masked for a in accs)  # the other DC frames are pauses the gates leave out anyway
+    if n_masked:
+        warnings.warn(f"{name}: {n_masked} of {n_seen} frames are dominated by a DC offset (0 Hz) and were not "
+                      f"counted; remove the offset (high-pass) to use them", DCOffsetWarning, stacklevel=3)
     return LogSpectrumStats(sum(r[0] for r in results), sum(r[1] for r in results), n_frames, 1,
                             sum_power=sum(a.sum_power for a in accs))
 
@@ -118,7 +119,8 @@ def file_stats(path: str | os.PathLike, config: SpectralConfig, *, channels: str
         resamplers = [soxr.ResampleStream(meta.sample_rate, config.sample_rate, 1, dtype="float32")
                       for _ in range(n_rows)]
     block = BLOCK_FRAMES * config.hop_length
-    for chunk in audio_io.iter_blocks(meta.path, block_frames=block, channels=read_mode, dtype=dtype):
+    for chunk in audio_io.iter_blocks(meta.path, block_frames=block, channels=read_mode, dtype=dtype,
+                                       meta=meta):
         if raw_int16 and channels == "mix" and chunk.dtype != np.int16:
             chunk = chunk.astype(np.float32, copy=False)  # the mix of int16 channels is float in int16 units
         for i, acc in enumerate(accs):

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 
 from micmatch import audio as audio_io
 from micmatch import validate
@@ -96,6 +95,8 @@ def file_mel(path: str | os.PathLike, config: LogMelConfig, *, n_samples: int | 
     n_audio : int
         Samples of the file inside the result (the rest is zero padding).
     """
+    import scipy.fft
+
     path = Path(path)
     if channels not in ("mix", "first"):
         raise FeatureError(f"channels={channels!r} must be 'mix' or 'first' (features are computed on one signal)")

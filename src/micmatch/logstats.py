@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
+import scipy.fft  # at import (not in update): worker processes forked for profiling then find it loaded
 
 from micmatch.errors import ParameterError
 from micmatch.spectral import (
@@ -25,7 +25,7 @@ try:  # the fused C kernel of the statistics path; without a C compiler at insta
     from micmatch import _logpower
 except ImportError:  # pragma: no cover - depends on the build
     _logpower = None
-if _logpower is not None and not hasattr(_logpower, "add_chunk"):  # pragma: no cover - a stale build of the kernel
+if _logpower is not None and not hasattr(_logpower, "DC_LEVELS"):  # pragma: no cover - a stale build of the kernel
     _logpower = None  # older than this file: numpy does the work until `python setup.py build_ext` is rerun
 
 #: Frames per FFT call in the statistics path. 64-128 keeps a chunk in cache on the project's machines
@@ -37,6 +37,13 @@ LEVEL_STEP_DB = 0.5
 #: constant offset) is a constant offset (DC), not sound: it is not counted. Counting it would put every other bin
 #: at the floor and drag the device's estimate down by tens of dB. 1e-3: sound 30 dB below an offset still counts.
 DC_REST_SHARE = 1e-3
+#: Level bins (of ``LEVEL_STEP_DB``) of the histogram of DC-dominated frames by the level of their other power:
+#: ``DC_LEVEL_LOW`` up to ``DC_LEVEL_LOW + DC_LEVELS - 1`` (-400 dB to +99.5 dB; the ends take what lies beyond).
+#: The C kernel holds the same values.
+DC_LEVEL_LOW = -800
+DC_LEVELS = 1000
+#: No level yet (the state's initial top level outside the offset's bins).
+_NO_LEVEL = -(1 << 62)
 #: 10 / ln(10): dB of power per neper of power.
 _DB_PER_NEPER_POWER = np.float32(10.0 / np.log(10.0))
 
@@ -181,9 +188,13 @@ class LogPowerAccumulator:
         self._squares = np.zeros((n_rows, n_bins))
         self._powers = np.zeros((n_rows, n_bins))
         self._counts = np.zeros(n_rows, dtype=np.int64)
-        # [has_top, top, n_dc]: whether a frame has counted yet, the loudest level bin so far (relative gate only)
-        # and the frames dominated by a constant offset. An array so that the C kernel updates it in place.
-        self._state = np.zeros(3, dtype=np.int64)
+        # [has_top, top, n_dc, top_rest, DC histogram]: whether a frame has counted yet, the loudest level bin so
+        # far (relative gate only), the frames dominated by a constant offset, the loudest level bin of the power
+        # outside 0 Hz and bin 1 of the frames past the DC rule and the absolute gate (relative gate only), and
+        # the DC-dominated frames above the absolute gate by the level bin of that power (see n_dc_masked).
+        # An array so that the C kernel updates it in place.
+        self._state = np.zeros(4 + DC_LEVELS, dtype=np.int64)
+        self._state[3] = _NO_LEVEL
         self._gates = (self._level_k, -1.0 if self._gate_sum is None else self._gate_sum, DC_REST_SHARE,
                        LEVEL_STEP_DB, n_rows, self.relative_gate_db is not None)
         self._buffer = np.empty((CHUNK_FRAMES, self.n_fft), dtype=np.float32)  # windowed frames of one chunk
@@ -214,6 +225,19 @@ class LogPowerAccumulator:
     def n_dc(self) -> int:
         """Frames not counted because a constant offset (0 Hz) held most of their power."""
         return int(self._state[2])
+
+    @property
+    def n_dc_masked(self) -> int:
+        """DC-dominated frames whose other power (the sound beside the offset) would have counted: above the
+        absolute gate and, with the relative gate, within it of the loudest counted frame. The frames the offset
+        hid; the rest of :attr:`n_dc` are pauses that the gates would have left out anyway."""
+        hist = self._state[4:]
+        if self.relative_gate_db is None or self._state[3] == _NO_LEVEL:
+            return int(hist.sum())
+        # Compared with the loudest frame's power outside the offset's bins too: a recording whose every frame
+        # carries the offset would otherwise put the relative gate's top at the offset's level.
+        first = int(self._state[3]) - self._counts.shape[0] + 1 - DC_LEVEL_LOW  # levels > top - n_rows count
+        return int(hist[min(max(first, 0), DC_LEVELS):].sum())
 
     def result(self) -> tuple[np.ndarray, np.ndarray, int, int]:
         """``(sum_db, sum_sq_db, n_frames, n_gated)`` in one call."""
@@ -256,11 +280,11 @@ class LogPowerAccumulator:
                                 self._sums, self._squares, self._powers, self._floor_power)
             return
         power = _power(spec)
-        slots = self._slots(*_frame_power_numpy(power))
+        slots = self._slots(*_frame_power_numpy(power), power)
         if slots is not False:
             _accumulate_numpy(power, slots, self._sums, self._squares, self._powers, self._floor_power)
 
-    def _slots(self, two_sided: np.ndarray, low: np.ndarray) -> np.ndarray | None | bool:
+    def _slots(self, two_sided: np.ndarray, low: np.ndarray, power: np.ndarray) -> np.ndarray | None | bool:
         """Row of each frame (int32, -1: not counted), None when every frame goes to row 0, False when none counts.
 
         Counts the DC-dominated frames and the frames of each row on the way."""
@@ -270,6 +294,14 @@ class LogPowerAccumulator:
         dc = (two_sided - low < DC_REST_SHARE * two_sided) & (two_sided > 0)
         n_dc = int(np.count_nonzero(dc))
         self._state[2] += n_dc
+        if n_dc:
+            # The power beside the offset, summed again in float64 (a small difference of the sums above).
+            part = power[dc].astype(np.float64)
+            rest = 2.0 * part[:, 2:-1].sum(axis=-1) + (part[:, -1] if part.shape[1] > 2 else 0.0)
+            if self._gate_sum is not None:
+                rest = rest[rest >= self._gate_sum]
+            bins = np.floor(10.0 * np.log10(np.maximum(rest * self._level_k, 1e-30)) / LEVEL_STEP_DB)
+            np.add.at(self._state, 4 + np.clip(bins.astype(np.int64) - DC_LEVEL_LOW, 0, DC_LEVELS - 1), 1)
         keep = ~dc if n_dc else None
         if self._gate_sum is not None:
             above = two_sided >= self._gate_sum
@@ -284,6 +316,9 @@ class LogPowerAccumulator:
             keep = np.ones(n, dtype=bool)
         if not keep.any():
             return False
+        rest_levels = np.floor(10.0 * np.log10(np.maximum((two_sided - low)[keep] * self._level_k, 1e-30))
+                               / LEVEL_STEP_DB)
+        self._state[3] = max(int(self._state[3]), int(rest_levels.max()))
         levels = np.floor(10.0 * np.log10(np.maximum(two_sided * self._level_k, 1e-30)) / LEVEL_STEP_DB)
         levels = levels.astype(np.int64)
         top = int(levels[keep].max())

@@ -13,7 +13,6 @@ import math
 import re
 
 import numpy as np
-import scipy.signal
 
 from micmatch.errors import ParameterError
 from micmatch.render import OVERS as OVERS_POLICIES
@@ -97,6 +96,8 @@ def _many_channel_loudness(meter, x: np.ndarray, sample_rate: int) -> float | No
 def true_peak_db(audio: np.ndarray, sample_rate: int) -> float:
     """True peak (dBTP): the sample peak of the signal upsampled 4x (BS.1770-4 annex 2; 4x suffices at 44.1 kHz
     and above), floored at -300 dB."""
+    import scipy.signal
+
     x = np.asarray(audio, dtype=np.float64)
     x = x[np.newaxis] if x.ndim == 1 else x
     factor = 4 if sample_rate < 96000 else 2

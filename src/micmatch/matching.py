@@ -62,7 +62,7 @@ from micmatch.longterm import (  # long_term_spectrum_db and third_octave_levels
     snr_db,
     third_octave_levels_db,  # noqa: F401
 )
-from micmatch.matchresult import MatchResult, Note
+from micmatch.matchresult import DISTANCE_TOLERANCE_DB, MatchResult, Note
 from micmatch.render import render_file
 from micmatch.metrics import log_spectral_distance
 from micmatch.response import LogSpectrumStats, SpectralConfig
@@ -242,6 +242,7 @@ class _Inputs:
     reference_labels: list[str]
     weights: np.ndarray  # one per reference, summing to 1
     curve: Path | None  # a target curve file instead of reference recordings
+    reference_rates: list[int]  # each reference recording's own sample rate (its band ends at half of it)
 
 
 def _check_options(*, statistic: str, route: str, overs: str) -> str:
@@ -275,8 +276,10 @@ def _load_inputs(target, reference, reference_weights: list[float] | None) -> _I
     w = np.ones(len(refs)) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
     if (w < 0).any() or w.sum() <= 0:
         raise ParameterError(f"reference weights {w.tolist()} must be non-negative with a positive sum")
+    rates = [] if curves else [audio_io.info(r).sample_rate if isinstance(r, (str, os.PathLike)) else int(r[1])
+                               for r in refs]  # each reference's own rate, before it was brought to the target's
     return _Inputs(x, sr, x.mean(axis=0), _label(target, "target"), recordings, labels, w / w.sum(),
-                   Path(curves[0]) if curves else None)
+                   Path(curves[0]) if curves else None, rates)
 
 
 def _analysis_config(inputs: _Inputs, n_fft: int | None) -> SpectralConfig:
@@ -450,17 +453,25 @@ def _handle_overs(audio: np.ndarray, sample_rate: int, *, overs: str,
 def _figures(inputs: _Inputs, config: SpectralConfig, result: np.ndarray, target_power_db: np.ndarray,
              reference_power_db: np.ndarray, *, alignment: Alignment | None) -> tuple[dict, dict | None, dict, list]:
     """The long-term distances to the reference before and after, the frame LSDs (aligned route), the long-term
-    spectra, and a note when the result is further from the reference than the input."""
+    spectra, and notes: when the result is further from the reference than the input (by more than
+    :data:`DISTANCE_TOLERANCE_DB`), and when a reference's band ends below the target's.
+
+    Distances are taken over the band both recordings have: up to 0.45 x the lowest sample rate among the target
+    and the reference recordings (a reference resampled up to the target's rate holds nothing above its own)."""
     freqs, sr = config.frequencies, inputs.sample_rate
     result_power_db = array_stats(result.mean(axis=0), config, name="result").power_db
-    band = (DISTANCE_BAND_HZ[0], min(DISTANCE_BAND_HZ[1], 0.45 * sr))
+    lowest = min([sr, *inputs.reference_rates])
+    band = (DISTANCE_BAND_HZ[0], min(DISTANCE_BAND_HZ[1], 0.45 * lowest))
     distance = {"before": long_term_distance_db(target_power_db, reference_power_db, freqs, band_hz=band),
                 "after": long_term_distance_db(result_power_db, reference_power_db, freqs, band_hz=band)}
     frame_lsd = None
     if alignment is not None:
         frame_lsd = _frame_lsd(inputs.references[0], inputs.mono, result.mean(axis=0), sr, alignment)
     notes = []
-    if distance["after"] > distance["before"] + 1e-9:
+    if lowest < sr:
+        notes.append(Note("band", f"a reference was recorded at {lowest} Hz: its band ends at {lowest / 2:g} Hz, "
+                                  f"below the target's ({sr / 2:g} Hz); distances are measured up to {band[1]:g} Hz"))
+    if distance["after"] > distance["before"] + DISTANCE_TOLERANCE_DB:
         notes.append(Note("distance", f"the result is further from the reference than the input on the long-term "
                                       f"spectrum ({distance['before']:.2f} -> {distance['after']:.2f} dB RMS over "
                                       f"1/3-octave bands)"))

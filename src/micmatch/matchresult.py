@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 #: whole file was lowered to keep its true peak in an integer format; ``distance``: the result is further from the
 #: reference than the input.
 NOTE_KINDS = ("band", "loudness", "overs", "distance")
+#: Long-term distances (dB RMS over 1/3-octave bands) that differ by less than this are taken as equal: the
+#: result is measured again after the STFT correction, the level step and requantisation, which move the figure
+#: by hundredths of a dB even when nothing was changed (``match a.wav a.wav``). Only a larger rise is reported
+#: as "further from the reference".
+DISTANCE_TOLERANCE_DB = 0.05
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,9 @@ class MatchResult:
 
     @property
     def helped(self) -> bool:
-        """True unless the result is further from the reference on the long-term spectrum than the input."""
-        return self.distance_db["after"] <= self.distance_db["before"] + 1e-9
+        """True unless the result is further from the reference on the long-term spectrum than the input (by more
+        than :data:`DISTANCE_TOLERANCE_DB`)."""
+        return self.distance_db["after"] <= self.distance_db["before"] + DISTANCE_TOLERANCE_DB
 
     def summary(self) -> dict:
         """The figures as plain JSON-ready values."""

@@ -17,8 +17,6 @@ Normalizations fitted on a set of recordings live in :mod:`micmatch.feature_stat
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
-import scipy.signal
 
 from micmatch import validate
 from micmatch.errors import ConfigMismatchError, FeatureError
@@ -129,6 +127,8 @@ def spectrogram_mean_subtraction(features: np.ndarray) -> np.ndarray:
 
 def dct_matrix(n_mels: int, n_ceps: int | None = None) -> np.ndarray:
     """Orthonormal DCT-II matrix ``(n_ceps, n_mels)`` (``scipy.fft.dct(..., norm="ortho")``, as MFCCs use)."""
+    import scipy.fft
+
     n_ceps = n_mels if n_ceps is None else n_ceps
     return scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_ceps]
 
@@ -150,6 +150,8 @@ def cepstral_mean_subtraction(features: np.ndarray, *, n_ceps: int | None = None
         :func:`spectrogram_mean_subtraction` of the input (the DCT is linear and orthonormal; eq. 18 of the
         Spectrum Correction paper, Interspeech 2020).
     """
+    import scipy.fft
+
     x = as_features(features)
     n_ceps = x.shape[-2] if n_ceps is None else n_ceps
     validate.int_in_range(n_ceps, "n_ceps", low=1, high=x.shape[-2], error=FeatureError)
@@ -163,6 +165,8 @@ def median_filter_residual(features: np.ndarray, *, size: tuple[int, int] = (7, 
 
     Matches ``scipy.signal.medfilt2d``: the window is zero padded at the edges.
     """
+    import scipy.signal
+
     x = as_features(features)
     size = median_size(size)
     flat = x.reshape(-1, *x.shape[-2:])
@@ -233,6 +237,8 @@ def pcen(mel: np.ndarray, sample_rate: int, *, hop_length: int = 512, time_const
     sample_rate, hop_length : int
         Give the frame rate that turns ``time_constant`` (s) into the smoother coefficient.
     """
+    import scipy.signal
+
     e = as_features(mel, name="mel")
     if e.size and e.min() < 0:
         raise linear_input_error("pcen", float(e.min()))
@@ -262,6 +268,8 @@ def rasta(features: np.ndarray, *, pole: float = 0.98) -> np.ndarray:
     ``y[t] = sum_k num[k] x[t-k] + pole * y[t-1]`` for ``t >= 4``; the first four frames only fill the filter's
     memory and are output as 0 (the MATLAB rastamat convention). Needs at least 5 frames.
     """
+    import scipy.signal
+
     x = as_features(features, min_frames=5)
     pole = check_rasta_pole(pole)
     work = x.astype(np.float64, copy=False)

@@ -2,6 +2,9 @@
 
 Results come back in input order, so reductions done by the caller (e.g. adding per-file statistics) are the
 same whatever the number of workers. A file that fails becomes a :class:`FileFailure` and the batch goes on.
+Warnings raised while an item is processed are caught where it runs (a worker never prints them) and raised again
+in the calling process, in input order, just before that item's result is yielded: a caller that records them
+(``warnings.catch_warnings``) sees the same warnings whatever the number of workers.
 
 Interruption: when the caller stops (SIGINT, SIGTERM under :func:`micmatch.outputs.handle_termination`, or any
 exception), pending work is cancelled and worker processes are terminated and joined: none is left behind. Workers
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -47,14 +51,40 @@ def _guarded(func: Callable[[Any], Any], item: Any) -> Any:
         return FileFailure(str(item), f"unexpected {type(exc).__name__}: {exc}")
 
 
+@dataclass(frozen=True)
+class CaughtWarning:
+    """A warning raised while one item was processed, carried back to the calling process."""
+
+    category: type[Warning]
+    message: str
+
+
+@dataclass(frozen=True)
+class _Done:
+    """An item's result (or :class:`FileFailure`) and the warnings raised while computing it."""
+
+    result: Any
+    warnings: tuple[CaughtWarning, ...]
+
+
 class _Call:
-    """Picklable wrapper so worker processes and dask can run ``_guarded(func, item)``."""
+    """Picklable wrapper so worker processes and dask can run ``_guarded(func, item)``, catching its warnings."""
 
     def __init__(self, func: Callable[[Any], Any]) -> None:
         self.func = func
 
-    def __call__(self, item: Any) -> Any:
-        return _guarded(self.func, item)
+    def __call__(self, item: Any) -> _Done:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = _guarded(self.func, item)
+        return _Done(result, tuple(CaughtWarning(w.category, str(w.message)) for w in caught))
+
+
+def _unwrap(done: _Done) -> Any:
+    """Raise an item's warnings again in this process, then return its result."""
+    for w in done.warnings:
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return done.result
 
 
 def default_jobs() -> int:
@@ -97,7 +127,7 @@ def map_files(
         elif jobs == 1 or len(items) <= 1:
             for item in items:
                 raise_if_terminated()
-                result = call(item)
+                result = _unwrap(call(item))
                 bar.update(1)
                 yield item, result
         else:
@@ -107,7 +137,7 @@ def map_files(
                 for item, result in zip(items, pool.map(call, items, chunksize=chunksize)):
                     raise_if_terminated()
                     bar.update(1)
-                    yield item, result
+                    yield item, _unwrap(result)
             except BaseException:  # interrupted (or the consumer stopped): no worker may outlive this call
                 _stop_pool(pool)
                 raise
@@ -163,7 +193,7 @@ def _map_dask(call: _Call, items: Sequence[Any], scheduler: str, bar) -> Iterato
             results[index[fut.key]] = fut.result()
             bar.update(1)
             while next_i in results:
-                yield items[next_i], results.pop(next_i)
+                yield items[next_i], _unwrap(results.pop(next_i))
                 next_i += 1
 
 

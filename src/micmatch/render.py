@@ -202,7 +202,7 @@ def render_file(
         label, rate, channels = meta.path, meta.sample_rate, meta.channels
         out_format, out_subtype = format or meta.format, subtype or meta.subtype
         chunks: Iterable[np.ndarray] = audio_io.iter_blocks(meta.path, block_frames=BLOCK_FRAMES, channels="keep",
-                                                            dtype="float32")
+                                                            dtype="float32", meta=meta)
     else:
         if sample_rate is None:
             raise ParameterError("sample_rate must be given with an array source")

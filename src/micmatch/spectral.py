@@ -14,7 +14,6 @@ import numpy as np
 
 from micmatch.errors import ParameterError
 
-import scipy.fft
 from numpy.lib.stride_tricks import as_strided
 
 #: Default floor of every log-power value, in dB re full scale. -160 dB is below 24-bit quantisation noise.
@@ -100,6 +99,8 @@ def stft(
     context margins identical to whole-signal processing. Window: periodic Hann, unnormalised (librosa's
     ``stft(..., center=True, pad_mode="constant")`` gives the same values).
     """
+    import scipy.fft
+
     hop = hop_length or n_fft // 4
     x = np.asarray(audio)
     dtype = np.float64 if x.dtype == np.float64 else np.float32
@@ -127,6 +128,8 @@ def istft(
     ``istft(stft(x), length=len(x))`` reconstructs ``x`` to float precision (the window-square sum never
     vanishes inside the padded signal for hops up to ``n_fft // 2``).
     """
+    import scipy.fft
+
     hop = hop_length or n_fft // 4
     s = np.asarray(spec)
     real_dtype = np.float64 if s.dtype == np.complex128 else np.float32
@@ -280,6 +283,8 @@ def windowed_power_response_db(ir: np.ndarray, n_fft: int, *, floor_db: float = 
     recordings converges to, for IRs of any length (no truncation to ``n_fft``). Computed exactly as the DFT of
     the product of the IR's and the window's autocorrelations, folded modulo ``n_fft``.
     """
+    import scipy.fft
+
     h = np.asarray(ir, dtype=np.float64)
     w = hann(n_fft)
     m = h.size + n_fft

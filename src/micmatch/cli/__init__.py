@@ -60,7 +60,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="micmatch")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors, and every file of warnings a batch sums up.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Measure, match and simulate the frequency responses of recording devices.

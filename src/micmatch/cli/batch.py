@@ -8,7 +8,8 @@ one output (its pairs have no output, ``None``). Each gets the same batch behavi
 - the work runs through :func:`micmatch.parallel.map_files` (in this process, in worker processes, or on a dask
   cluster) with a progress bar on a terminal; results come back in input order;
 - a file that fails prints one ``micmatch: error:`` line naming it, and the batch goes on;
-- warnings raised while a file is processed are printed as ``micmatch: warning:`` lines when asked;
+- warnings raised while a file is processed (in a worker or here) are printed by this process as one
+  ``micmatch: warning:`` line each, and kinds a batch sums up as one line per kind (:class:`WarningLines`);
 - above-full-scale outputs of a correction are summarised once per batch, not once per file;
 - an interruption (SIGINT, SIGTERM) stops the workers and propagates: the command group removes unfinished
   outputs and exits 130 or 143.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from typing import Any
 
 import click
 
-from micmatch.cli.common import fail_line, progress_enabled, warn_line
+from micmatch.cli.common import WarningLines, fail_line, progress_enabled, warn_line
 
 #: What an above-full-scale action did to the files it names (the ``action`` of a correction's file result).
 OVERS_ACTIONS = {
@@ -49,30 +51,14 @@ class _Job:
         return str(self.src)
 
 
-@dataclass(frozen=True)
-class _Caught:
-    """A result together with the warnings raised while computing it (carried back from a worker)."""
-
-    result: Any
-    warnings: tuple[str, ...]
-
-
 class _PairCall:
-    """Picklable ``job -> work(src, dst)``, optionally recording the warnings the work raises."""
+    """Picklable ``job -> work(src, dst)``."""
 
-    def __init__(self, work: Callable[[Path, Path | None], Any], capture_warnings: bool) -> None:
+    def __init__(self, work: Callable[[Path, Path | None], Any]) -> None:
         self.work = work
-        self.capture_warnings = capture_warnings
 
     def __call__(self, job: _Job) -> Any:
-        if not self.capture_warnings:
-            return self.work(job.src, job.dst)
-        import warnings
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = self.work(job.src, job.dst)
-        return _Caught(result, tuple(str(w.message) for w in caught))
+        return self.work(job.src, job.dst)
 
 
 @dataclass
@@ -135,24 +121,25 @@ class Batch:
         from micmatch.parallel import FileFailure, map_files
 
         outcome = BatchOutcome(n_planned=len(self.pairs), n_skipped=len(self.pairs) - len(self.todo))
-        call = _PairCall(work, capture_warnings)
+        call = _PairCall(work)
         planned = [_Job(Path(src), None if dst is None else Path(dst)) for src, dst in self.todo]
         show = progress_enabled() if progress is None else progress
         overs: dict[str, list] = {}
-        for job, result in map_files(call, planned, jobs=jobs, scheduler=scheduler, progress=show, desc=desc):
-            if isinstance(result, FileFailure):
-                outcome.n_failed += 1
-                fail_line(str(result))
-                continue
-            if isinstance(result, _Caught):
-                for message in result.warnings:
-                    warn_line(message)
-                result = result.result
-            outcome.results.append((job.src, job.dst, result))
-            if summarize_overs and getattr(result, "action", "ok") != "ok":
-                overs.setdefault(result.action, []).append(result)
-            if on_result is not None:
-                on_result(job.src, job.dst, result)
+        lines = WarningLines()
+        with warnings.catch_warnings(record=True) as caught:  # map_files raises each file's warnings here
+            warnings.simplefilter("always", UserWarning)  # other kinds follow the filters in force
+            for job, result in map_files(call, planned, jobs=jobs, scheduler=scheduler, progress=show, desc=desc):
+                lines.add_caught(caught)
+                if isinstance(result, FileFailure):
+                    outcome.n_failed += 1
+                    fail_line(str(result))
+                    continue
+                outcome.results.append((job.src, job.dst, result))
+                if summarize_overs and getattr(result, "action", "ok") != "ok":
+                    overs.setdefault(result.action, []).append(result)
+                if on_result is not None:
+                    on_result(job.src, job.dst, result)
+        lines.finish(outcome.n_run)
         for action, results in overs.items():
             warn_overs(action, results)
         return outcome
@@ -189,7 +176,8 @@ def run_batch(pairs: Sequence[tuple[Path, Path | None]], work: Callable[[Path, P
     on_result : callable, optional
         ``on_result(input, output, result)`` for each success, in input order, as it arrives (per-file lines).
     capture_warnings : bool
-        Print the warnings ``work`` raises as ``micmatch: warning:`` lines (after that file is done).
+        No longer needed: the warnings ``work`` raises are always printed as ``micmatch: warning:`` lines (after
+        that file is done; kinds a batch sums up once at the end). Accepted for the callers written before.
     summarize_overs : bool
         Results with an ``action`` other than ``"ok"`` (see :class:`micmatch.correct.FileResult`) are
         summarised by :func:`warn_overs`, one line per kind, after the batch.

@@ -39,6 +39,45 @@ def warn_line(message: str) -> None:
     click.echo(f"micmatch: warning: {message}", err=True)
 
 
+class WarningLines:
+    """A batch's warnings as ``micmatch: warning:`` lines, the same whatever the number of workers.
+
+    Each warning is one line as it comes (the message names its file), except kinds that a batch sums up (a
+    :class:`~micmatch.errors.MicmatchWarning` with a ``summary``): those become one line per kind at the end
+    (``14 of 200 files had frames dominated by a DC offset; ...; -v lists them``), after every file's line when
+    ``verbose``.
+    """
+
+    def __init__(self, *, verbose: bool | None = None) -> None:
+        if verbose is None:
+            ctx = click.get_current_context(silent=True)
+            verbose = bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("verbose"))
+        self.verbose = verbose
+        self.grouped: dict[type, list[str]] = {}
+
+    def add(self, category: type[Warning], message: str) -> None:
+        """Print a warning's line now, or keep it for its kind's summary line."""
+        if getattr(category, "summary", None) is None:
+            warn_line(message)
+            return
+        self.grouped.setdefault(category, []).append(message)
+        if self.verbose:
+            warn_line(message)
+
+    def add_caught(self, caught: list) -> None:
+        """Take the warnings recorded by ``warnings.catch_warnings(record=True)`` (and empty that list)."""
+        for w in caught:
+            self.add(w.category, str(w.message))
+        caught.clear()
+
+    def finish(self, n_files: int) -> None:
+        """Print one line per summed-up kind: how many of the batch's ``n_files`` files raised it."""
+        for category, messages in self.grouped.items():
+            more = "" if self.verbose else "; -v lists them"
+            warn_line(f"{len(messages)} of {n_files} files {category.summary}{more}")
+        self.grouped.clear()
+
+
 def file_error(path, exc: BaseException) -> str:
     """One line for a file that failed: the project's message, or the OS's reason, naming the file once."""
     if isinstance(exc, MicmatchError):

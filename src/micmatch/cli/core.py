@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from micmatch.cli.common import (
     output_paths,
     progress_enabled,
     relative_gate,
+    WarningLines,
 )
 from micmatch.errors import MicmatchError
 from micmatch.outputs import prepare_output, prepare_output_dir
@@ -100,9 +102,14 @@ def profile(inputs, output, device_from, n_fft, hop_length, sample_rate, resampl
         existing = ResponseSet.load(merge_into)
         existing.config.check_compatible(config, source=merge_into)  # before any work
     labelled = _skip_counted(labelled, existing, merge_into)
-    responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
-                                        channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
-                                        progress=progress_enabled())
+    with warnings.catch_warnings(record=True) as caught:  # the workers' warnings, raised again here in order
+        warnings.simplefilter("always", UserWarning)
+        responses, failures = profile_files([f for f, _ in labelled], [d for _, d in labelled], config,
+                                            channels=channels, resample=resample, jobs=jobs, scheduler=scheduler,
+                                            progress=progress_enabled())
+    lines = WarningLines()
+    lines.add_caught(caught)
+    lines.finish(len(labelled))
     for fail in failures:
         fail_line(str(fail))
     if resample:
@@ -164,18 +171,21 @@ def _skip_counted(labelled: list, existing, source: str | None) -> list:
     (a symlink in laptop/ to a studio/ file) counts once for each: labels come from the paths as given. Each skip
     is reported with a count.
     """
-    from micmatch.audio import file_fingerprint, fingerprint_key
+    from micmatch.audio import content_keys, fingerprint_key
 
-    before = {fingerprint_key(f) for f in existing.files} if existing is not None else set()
+    stored = list(existing.files) if existing is not None else []
+    before = {fingerprint_key(f) for f in stored}
+    keys_of = content_keys(stored)  # older files' fingerprints are compared by their own rule
     seen: set = set()
     keep, counted, repeated = [], 0, 0
     for path, device in labelled:
         try:
-            key = fingerprint_key(file_fingerprint(path))
+            keys = keys_of(path)
         except OSError:  # unreadable: profiling reports it with the reason
             keep.append((path, device))
             continue
-        if key in before:
+        key = keys[0]
+        if before.intersection(keys):
             counted += 1
         elif (device, key) in seen:
             repeated += 1
