@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from micmatch.align import Alignment, align
 from micmatch.errors import ParameterError
 from micmatch.estimate import array_stats
+from micmatch.metrics import log_spectral_distance
 from micmatch.response import LogSpectrumStats, SpectralConfig
 from micmatch.spectral import log_power_frames, smooth_fractional_octave
 
@@ -118,5 +120,18 @@ def read_target_curve(path: str | os.PathLike, freqs_hz: np.ndarray) -> np.ndarr
     return np.interp(x, np.log(fa), ga)
 
 
-__all__ = ["DISTANCE_BAND_HZ", "NOISE_FRAMES", "long_term_distance_db", "long_term_spectrum_db", "read_target_curve",
+__all__ = ["DISTANCE_BAND_HZ", "NOISE_FRAMES", "frame_lsd_db", "long_term_distance_db", "long_term_spectrum_db", "read_target_curve",
            "snr_db", "third_octave_levels_db"]
+
+
+def frame_lsd_db(ref: np.ndarray, before: np.ndarray, after: np.ndarray, sr: int, alignment: Alignment) -> dict:
+    """Frame LSD (dB) to the reference ``ref`` of ``before`` and ``after``, on the target aligned to the reference's clock, with both
+    level-matched (the level is the loudness step's job) and pauses left out."""
+    out = {}
+    top = min(DISTANCE_BAND_HZ[1], 0.45 * sr)
+    for key, sig in (("before", before), ("after", after)):
+        a = align(sig, alignment, ref.shape[-1])
+        scale = math.sqrt(float(np.mean(ref.astype(np.float64) ** 2)) / max(float(np.mean(a.astype(np.float64) ** 2)),
+                                                                            1e-30))
+        out[key] = log_spectral_distance(ref, a * scale, sr, band_hz=(DISTANCE_BAND_HZ[0], top), active_db=40.0)
+    return out

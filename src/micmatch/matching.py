@@ -24,7 +24,6 @@ small steps over arrays:
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from micmatch.loudness import (
     parse_loudness,
     peak_reduction_db,
 )
+from micmatch.longterm import frame_lsd_db
 from micmatch.longterm import (  # long_term_spectrum_db and third_octave_levels_db: imported from here until
     DISTANCE_BAND_HZ,  # the next release (their home was micmatch.match)
     long_term_distance_db,
@@ -64,7 +64,6 @@ from micmatch.longterm import (  # long_term_spectrum_db and third_octave_levels
 )
 from micmatch.matchresult import DISTANCE_TOLERANCE_DB, MatchResult, Note
 from micmatch.render import render_file
-from micmatch.metrics import log_spectral_distance
 from micmatch.response import LogSpectrumStats, SpectralConfig
 
 ROUTES = ("auto", "aligned", "unaligned")
@@ -466,7 +465,7 @@ def _figures(inputs: _Inputs, config: SpectralConfig, result: np.ndarray, target
                 "after": long_term_distance_db(result_power_db, reference_power_db, freqs, band_hz=band)}
     frame_lsd = None
     if alignment is not None:
-        frame_lsd = _frame_lsd(inputs.references[0], inputs.mono, result.mean(axis=0), sr, alignment)
+        frame_lsd = frame_lsd_db(inputs.references[0], inputs.mono, result.mean(axis=0), sr, alignment)
     notes = []
     if lowest < sr:
         notes.append(Note("band", f"a reference was recorded at {lowest} Hz: its band ends at {lowest / 2:g} Hz, "
@@ -480,21 +479,8 @@ def _figures(inputs: _Inputs, config: SpectralConfig, result: np.ndarray, target
     return distance, frame_lsd, spectra, notes
 
 
-def _frame_lsd(ref: np.ndarray, before: np.ndarray, after: np.ndarray, sr: int, alignment: Alignment) -> dict:
-    """Frame LSD to the reference before and after, on the target aligned to the reference's clock, with both
-    level-matched (the level is the loudness step's job) and pauses left out."""
-    out = {}
-    top = min(DISTANCE_BAND_HZ[1], 0.45 * sr)
-    for key, sig in (("before", before), ("after", after)):
-        a = align(sig, alignment, ref.shape[-1])
-        scale = math.sqrt(float(np.mean(ref.astype(np.float64) ** 2)) / max(float(np.mean(a.astype(np.float64) ** 2)),
-                                                                            1e-30))
-        out[key] = log_spectral_distance(ref, a * scale, sr, band_hz=(DISTANCE_BAND_HZ[0], top), active_db=40.0)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# The output file (the one place this module writes; it moves onto the shared write path of processed files)
+# The output file (written through the one write path of processed files, micmatch.render)
 
 
 def _output_subtype(target, output) -> str | None:
