@@ -13,7 +13,7 @@ features and Table 2 of "Unified Microphone Conversion"), on any corpus and any 
    unlabeled clips of that device drawn from the *training* split: never from the clips being scored. In the
    ``adapt`` track (:data:`TRACKS`) the unseen devices are known ones: each records ``adapt_clips`` unlabeled
    clips set aside from the training split (never trained on, never test clips), which are then its
-   calibration clips.
+   calibration clips; recipe ``known-aug`` augments towards them.
 3. **Recipes.** A recipe is a named remedy (:data:`RECIPES`); ``a+b`` composes remedies, ``name:ARG`` gives one
    its argument. One classifier (the Spectrum Correction paper's CNN) is trained per recipe and seed;
    ``baseline`` is the plain log-mel pipeline and ``ideal`` trains with every device (the upper bound).

@@ -165,7 +165,7 @@ def track_info(config: MismatchConfig, recipes: Sequence[Recipe]) -> dict:
                 f"calibrate on {config.calibration_clips} unlabeled clips per unseen device"}
     out = {"name": "adapt", "adapt_clips": config.adapt_clips,
            "description": f"unseen devices known by {config.adapt_clips} unlabeled clips each, set aside from the "
-                          "training split (not trained on, not test clips); sc and device-std read them"}
+                          "training split (not trained on, not test clips); sc, device-std and known-aug read them"}
     if any(s.partition(":")[0] == "umc" for r in recipes for s in r.steps()):
         out["umc"] = ("as in the generalize track (converter trained on the augmentation devices): training it on "
                       "the known devices' clips is not built yet")

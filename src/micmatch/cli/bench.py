@@ -58,7 +58,7 @@ def bench() -> None:
 @click.option("--track", type=click.Choice(["generalize", "adapt"]), default="generalize", show_default=True,
               help="generalize: unseen devices never heard before the test. adapt: each unseen device is known by "
                    "--adapt-clips unlabeled clips set aside from the training split (never trained on, never test "
-                   "clips); sc and device-std calibrate on them. In adapt, "
+                   "clips); sc and device-std calibrate on them and recipe known-aug augments towards them. In adapt, "
                    "umc still trains as in generalize (its adaptation-track training and the converter that draws "
                    "noise floors and dynamics are not built yet); results say so.")
 @click.option("--adapt-clips", type=click.IntRange(1), default=200, show_default=True,
@@ -113,7 +113,7 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
 
     \b
     --track adapt scores the devices as known ones: each unseen device records --adapt-clips unlabeled clips
-    set aside from the training split; sc and device-std calibrate on them.
+    set aside from the training split; sc and device-std calibrate on them, known-aug augments towards them.
 
     \b
     Example:
