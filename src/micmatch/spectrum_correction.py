@@ -7,11 +7,21 @@ from measured responses (:meth:`SpectrumCorrection.from_responses`). It applies 
 :meth:`~SpectrumCorrection.correct`; what the device-mismatch benchmark does) or to log-mel features as one dB
 value per mel band (:meth:`~SpectrumCorrection.band_db`, :meth:`~SpectrumCorrection.transform`; what
 ``micmatch features`` does). The reference device, and any device without a curve of its own, is left as it is.
+
+Noise floors. The plain unaligned estimate counts every frame within 30 dB of a recording's loudest. On a device
+whose noise floor lies closer than that (a phone in a quiet room, a clip recorded at a low level or after a
+compressor), the pauses then count too: they hold only the floor, and the estimate takes the device for several
+dB quieter than it is (benchmarks/results/sc_noise.md: 5-7 dB RMS of band error on the mismatch benchmark's
+noisier chained devices, against 2-3 dB without their floor). :meth:`SpectrumCorrection.fit` therefore finds each
+device's floor (:func:`floor_gates_db`), counts only its frames ``floor_margin_db`` above it, and counts the
+reference's recordings with gates matched by loudness rank (:func:`floor_gated_responses`), so both estimates
+cover the same share of comparable recordings. A device without such a floor keeps the plain estimate exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -19,6 +29,92 @@ from micmatch.errors import FeatureError, UnknownDeviceError
 from micmatch.feature_stats import BandStats, PerDeviceStandardizer, config_json
 from micmatch.logmel import LogMelConfig
 from micmatch.normalizations import curve_band_db
+from micmatch.spectral import DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, analysis_window, frame_view
+
+#: How far (dB) above a device's noise floor a frame must lie to enter its estimate (:func:`floor_gate_db`).
+FLOOR_MARGIN_DB = 15.0
+#: The narrowest relative gate (dB) a noise floor can impose: frames within it of each recording's peak count.
+MIN_RELATIVE_GATE_DB = 6.0
+#: Percentile of all frame levels of a device taken as its noise floor (pauses and padding hold only the floor).
+FLOOR_PERCENTILE = 10.0
+
+
+def frame_levels_db(wave: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """Level of every Hann-windowed frame of one recording (dB re full scale, as the estimate's gates read it;
+    digital silence reads -160)."""
+    x = np.asarray(wave, dtype=np.float64).reshape(-1)
+    if x.size < n_fft:
+        return np.zeros(0)
+    w = analysis_window(n_fft, dtype=np.float64)
+    power = np.sum((frame_view(x, n_fft, hop_length) * w) ** 2, axis=-1) / np.sum(w * w)
+    return 10.0 * np.log10(np.maximum(power, 1e-16))
+
+
+def floor_gates_db(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int,
+                   margin_db: float = FLOOR_MARGIN_DB) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-recording relative gates (dB below each recording's loudest frame) that keep a device's noise floor
+    out of its response estimate, and each recording's loudest frame level; None where no floor reaches into the
+    plain estimate's window.
+
+    The floor is the :data:`FLOOR_PERCENTILE` th percentile of the levels of all the device's frames (pauses and
+    padding hold only the floor). A recording's frames count down to ``margin_db`` above it: its gate is (loudest
+    frame - floor - margin), within [:data:`MIN_RELATIVE_GATE_DB`,
+    :data:`~micmatch.spectral.DEFAULT_RELATIVE_GATE_DB`]. A floor below the absolute silence gate (digital
+    silence, a noise-free device), one that leaves every gate at the default, or quietest frames less than
+    ``margin_db + MIN_RELATIVE_GATE_DB`` below the typical recording's loudest (no pauses: a steady signal, whose
+    quietest frames are signal, not a floor) gives None.
+    """
+    levels = [frame_levels_db(w, n_fft=n_fft, hop_length=hop_length) for w in waves]
+    if not all(v.size for v in levels):
+        return None
+    floor = float(np.percentile(np.concatenate(levels), FLOOR_PERCENTILE))
+    peaks = np.array([v.max() for v in levels])
+    gates = np.clip(peaks - floor - float(margin_db), MIN_RELATIVE_GATE_DB, DEFAULT_RELATIVE_GATE_DB)
+    separated = np.median(peaks) - floor >= float(margin_db) + MIN_RELATIVE_GATE_DB
+    if floor < DEFAULT_GATE_DB or not separated or np.all(gates >= DEFAULT_RELATIVE_GATE_DB):
+        return None
+    return np.floor(gates * 2.0) / 2.0, peaks
+
+
+def matched_gates(gates: np.ndarray, peaks: np.ndarray, other_peaks: np.ndarray) -> np.ndarray:
+    """Gates for another device's recordings, matched by loudness rank: a recording whose loudest frame lies at
+    quantile u among its device's gets the gate at quantile u among ``gates`` (ordered by ``peaks``), so both
+    devices count the same share of comparable recordings."""
+    order = np.argsort(peaks, kind="stable")
+    u = (np.argsort(np.argsort(other_peaks, kind="stable"), kind="stable") + 0.5) / len(other_peaks)
+    return np.interp(u, (np.arange(len(gates)) + 0.5) / len(gates), gates[order])
+
+
+def _gated_stats(waves: Sequence[np.ndarray], gates: np.ndarray, config):
+    from micmatch.estimate import array_stats
+    from micmatch.response import LogSpectrumStats
+
+    total = LogSpectrumStats.empty(config.n_bins)
+    for w, g in zip(waves, gates):
+        total = total + array_stats(np.asarray(w), replace(config, relative_gate_db=float(g)))
+    return total
+
+
+def floor_gated_responses(device: str, waves: Sequence[np.ndarray], reference: str,
+                          reference_waves: Sequence[np.ndarray], sample_rate: int, *, n_fft: int, hop_length: int,
+                          margin_db: float = FLOOR_MARGIN_DB):
+    """The responses of ``device`` and ``reference`` estimated on frames above the device's noise floor
+    (:func:`floor_gates_db`; the reference's recordings with gates matched by loudness rank,
+    :func:`matched_gates`), or None where the device has no floor to keep out."""
+    from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
+
+    found = floor_gates_db(waves, n_fft=n_fft, hop_length=hop_length, margin_db=margin_db)
+    if found is None:
+        return None
+    gates, peaks = found
+    ref_peaks = np.array([frame_levels_db(w, n_fft=n_fft, hop_length=hop_length).max() for w in reference_waves])
+    ref_gates = matched_gates(gates, peaks, ref_peaks)
+    config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, channels="mix")
+    out = ResponseSet(config)
+    out.add(DeviceResponse.from_stats(device, _gated_stats(waves, gates, config)))
+    out.add(DeviceResponse.from_stats(reference, _gated_stats(reference_waves, ref_gates, config)))
+    out.gates = (gates, ref_gates)
+    return out
 
 
 class SpectrumCorrection:
@@ -35,12 +131,21 @@ class SpectrumCorrection:
     def __init__(self, corrections: Mapping[str, object], *, reference: str) -> None:
         self.corrections = dict(corrections)
         self.reference = str(reference)
+        #: Device -> the median of the narrower relative gates (dB) its curve was estimated with, for devices whose noise floor
+        #: reached into the default window (set by :meth:`fit`).
+        self.relative_gates: dict[str, float] = {}
 
     @classmethod
     def fit(cls, waves: Sequence[np.ndarray], devices: Sequence[str], sample_rate: int, *, reference: str,
-            n_fft: int = 2048, max_boost_db: float = 20.0, max_cut_db: float = 30.0) -> SpectrumCorrection:
+            n_fft: int = 2048, max_boost_db: float = 20.0, max_cut_db: float = 30.0,
+            floor_margin_db: float | None = FLOOR_MARGIN_DB) -> SpectrumCorrection:
         """Estimate every device's response from its recordings (unaligned, hop ``n_fft // 4``) and the curve
         from each device other than ``reference`` to it.
+
+        Frames count as in :func:`micmatch.estimate.estimate_responses` (within 30 dB of each recording's loudest
+        frame), except where a device's noise floor reaches into that window: then only frames 15 dB
+        (``floor_margin_db``) above that floor count for the device, and the reference's recordings are gated to
+        match (:func:`floor_gated_responses`), so that neither estimate takes the floor for the response.
 
         Parameters
         ----------
@@ -50,6 +155,9 @@ class SpectrumCorrection:
             The device of each recording; ``reference`` must be among them.
         max_boost_db, max_cut_db : float
             Clamp of each curve (dB).
+        floor_margin_db : float or None
+            How far above a device's noise floor a frame must lie to count (dB); None keeps the plain estimate
+            for every device (the behaviour before noise floors were handled).
         """
         from micmatch.correct import correction_curve
         from micmatch.estimate import estimate_responses
@@ -63,10 +171,22 @@ class SpectrumCorrection:
         sources: dict[str, list[np.ndarray]] = {}
         for w, d in zip(waves, devices):
             sources.setdefault(d, []).append(w)
-        responses = estimate_responses(sources, sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
-        curves = {d: correction_curve(responses, d, reference, max_boost_db=max_boost_db, max_cut_db=max_cut_db)
-                  for d in sources if d != reference}
-        return cls(curves, reference=reference)
+        hop = n_fft // 4
+        responses = estimate_responses(sources, sample_rate, n_fft=n_fft, hop_length=hop)
+        curves, gated = {}, {}
+        for d in sources:
+            if d == reference:
+                continue
+            pair = None if floor_margin_db is None else floor_gated_responses(
+                d, sources[d], reference, sources[reference], sample_rate, n_fft=n_fft, hop_length=hop,
+                margin_db=floor_margin_db)
+            if pair is not None:
+                gated[d] = float(np.median(pair.gates[0]))
+            curves[d] = correction_curve(responses if pair is None else pair, d, reference,
+                                         max_boost_db=max_boost_db, max_cut_db=max_cut_db)
+        out = cls(curves, reference=reference)
+        out.relative_gates = gated
+        return out
 
     @classmethod
     def from_responses(cls, responses, *, reference: str, devices: Sequence[str],
@@ -129,4 +249,5 @@ class SpectrumCorrection:
         return self.standardizer(config=config).transform(features, devices, config=config)
 
 
-__all__ = ["SpectrumCorrection"]
+__all__ = ["FLOOR_MARGIN_DB", "MIN_RELATIVE_GATE_DB", "SpectrumCorrection", "floor_gated_responses", "floor_gates_db", "frame_levels_db",
+           "matched_gates"]

@@ -5,6 +5,13 @@ training then runs on tensors (:mod:`micmatch.bench.run`). Calibration: remedies
 statistics take them from the device's training clips when it has some, and otherwise from
 ``calibration_clips`` unlabeled clips of that device drawn from the *training* split, never from the clips
 being scored.
+
+Tracks (:data:`TRACKS`). ``generalize`` (the default) tests devices never heard: an unseen device's only
+recordings before the test are its few calibration clips. ``adapt`` tests devices known in advance by unlabeled
+audio, as a team deploying to a few phone models would record: ``adapt_clips`` clips of the training split are
+set aside (the classifier never trains on them, so the reference never records them: their content is not paired
+with the reference's clips), every unseen device records all of them, and remedies that read an unseen device's
+audio (its calibration clips) read these. Their labels are never used; they are disjoint from the test clips.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from micmatch.bench.plan import DevicePlan
 from micmatch.corpus import Corpus
 from micmatch.errors import CorpusError
 from micmatch.simulate import ImpulseResponse, apply_device_chain, draw_device_chain, load_ir, record_with_ir
+
+#: Protocols of the benchmark: devices never heard (``generalize``) or known by unlabeled clips (``adapt``).
+TRACKS = ("generalize", "adapt")
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class MismatchConfig:
     that devices differ as real ones do and not by their frequency response alone. Off, a device is its impulse
     response (plus ``noise_floor_db`` and ``band_hz`` when set).
 
+    ``track`` and ``adapt_clips``: the protocol (module docstring); ``adapt_clips`` counts only in ``adapt``.
+
     ``umc_*`` set the converter that recipe ``umc`` trains during the run (the registry entry ``umc``, fitted
     by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter_train.PRESETS`, its epochs, how many reference clips and how many
     augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``; None:
@@ -60,6 +72,8 @@ class MismatchConfig:
     noise_floor_db: float | None = None
     band_hz: tuple[float, float] | None = None
     device_chain: bool = True
+    track: str = "generalize"
+    adapt_clips: int = 200
     umc_preset: str = "cpu-smoke"
     umc_epochs: int = 10
     umc_clips: int = 1200
@@ -113,7 +127,9 @@ class MismatchData:
     ``assign_ideal`` for ``ideal`` (uniform over all devices); ``calibration`` indexes training clips that
     stand for a device's unlabeled calibration recordings. ``chains`` holds each simulated device's recording
     chain (device name -> parameters of :func:`~micmatch.simulate.draw_device_chain`; empty when
-    ``config.device_chain`` is off).
+    ``config.device_chain`` is off). ``adapt_waves`` holds the clean clips every unseen device records in the
+    ``adapt`` track (empty otherwise); ``files`` the corpus paths of the ``"train"``, ``"test"`` and ``"adapt"``
+    clips.
     """
 
     sample_rate: int
@@ -130,6 +146,8 @@ class MismatchData:
     assign_ideal: np.ndarray
     calibration: np.ndarray
     chains: dict[str, dict] = field(default_factory=dict)
+    adapt_waves: np.ndarray | None = None
+    files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _recorded: dict = field(default_factory=dict, repr=False)  # recordings, by purpose and device
 
     def record(self, waves: np.ndarray, device: int, purpose: str) -> np.ndarray:
@@ -167,9 +185,13 @@ class MismatchData:
         return self._recorded[key]
 
     def calibration_set(self, device: int) -> np.ndarray:
+        """Unlabeled clips of ``device``: its calibration clips, or in the ``adapt`` track its adaptation clips."""
         key = ("calibration", device)
         if key not in self._recorded:
-            self._recorded[key] = self.record(self.train_waves[self.calibration], device, "calibration")
+            if self.config.track == "adapt":
+                self._recorded[key] = self.record(self.adapt_waves, device, "adapt")
+            else:
+                self._recorded[key] = self.record(self.train_waves[self.calibration], device, "calibration")
         return self._recorded[key]
 
     def device_source(self, device: int, ideal: bool) -> np.ndarray:
@@ -190,6 +212,7 @@ def prepare_data(corpus: Corpus, plan: DevicePlan, config: MismatchConfig) -> Mi
                           "device_chain each device draws its own: set device_chain=False to use them")
     train = _subsample(corpus, corpus.train, config.max_train, config.data_seed)
     test = _subsample(corpus, corpus.test, config.max_test, config.data_seed + 1)
+    train, adapt = _adaptation_clips(list(corpus.train), train, config)
     _, sample_rate = load(train[0].path, channels="mix")
     n = int(round(config.clip_s * sample_rate))
 
@@ -221,9 +244,31 @@ def prepare_data(corpus: Corpus, plan: DevicePlan, config: MismatchConfig) -> Mi
             if d.path is not None:
                 chains[d.name] = draw_device_chain(np.random.default_rng([config.data_seed, i, 11]), sample_rate,
                                                    ir=d.path.name)
+    files = {"train": tuple(str(c.path) for c in train), "test": tuple(str(c.path) for c in test),
+             "adapt": tuple(str(c.path) for c in adapt)}
     return MismatchData(sample_rate, corpus.classes, plan, config, waves(train), corpus.label_indices(train),
                         waves(test), corpus.label_indices(test), irs, aug, assign, assign_ideal, calibration,
-                        chains)
+                        chains, waves(adapt) if adapt else np.zeros((0, n), dtype=np.float32), files)
 
 
-__all__ = ["MismatchConfig", "MismatchData", "prepare_data"]
+def _adaptation_clips(split: list, train: list, config: MismatchConfig) -> tuple[list, list]:
+    """``(training clips, adaptation clips)``: in the ``adapt`` track, ``config.adapt_clips`` clips of the
+    training ``split`` set aside (first those the subsampled ``train`` left out, then some of ``train``)."""
+    if config.track not in TRACKS:
+        raise CorpusError(f"track={config.track!r} must be one of {', '.join(TRACKS)}")
+    if config.track != "adapt":
+        return train, []
+    n, m = config.adapt_clips, len(split)
+    if n < 1 or n > m // 2:
+        raise CorpusError(f"--adapt-clips {n} needs a training split of at least {2 * max(n, 1)} clips (at most half "
+                          f"of it is set aside, the classifier trains on the rest) but it has {m}; lower --adapt-clips")
+    rng = np.random.default_rng([config.data_seed, 13])
+    kept = {c.path for c in train}
+    rest = [c for c in split if c.path not in kept]
+    if len(rest) >= n:
+        return train, [rest[i] for i in np.sort(rng.choice(len(rest), size=n, replace=False))]
+    taken = set(rng.choice(len(train), size=n - len(rest), replace=False).tolist())
+    return [c for i, c in enumerate(train) if i not in taken], rest + [train[i] for i in sorted(taken)]
+
+
+__all__ = ["MismatchConfig", "MismatchData", "TRACKS", "prepare_data"]

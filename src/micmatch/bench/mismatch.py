@@ -10,7 +10,10 @@ features and Table 2 of "Unified Microphone Conversion"), on any corpus and any 
    device, so the devices are compared on the same content.
 2. **Calibration.** Remedies that need a device's statistics (spectrum correction, per-device standardization)
    take them from the device's training clips when it has some, and otherwise from ``calibration_clips``
-   unlabeled clips of that device drawn from the *training* split: never from the clips being scored.
+   unlabeled clips of that device drawn from the *training* split: never from the clips being scored. In the
+   ``adapt`` track (:data:`TRACKS`) the unseen devices are known ones: each records ``adapt_clips`` unlabeled
+   clips set aside from the training split (never trained on, never test clips), which are then its
+   calibration clips; recipe ``known-aug`` augments towards them.
 3. **Recipes.** A recipe is a named remedy (:data:`RECIPES`); ``a+b`` composes remedies, ``name:ARG`` gives one
    its argument. One classifier (the Spectrum Correction paper's CNN) is trained per recipe and seed;
    ``baseline`` is the plain log-mel pipeline and ``ideal`` trains with every device (the upper bound).
@@ -27,13 +30,13 @@ module gathers their public names.
 
 from __future__ import annotations
 
-from micmatch.bench.data import MismatchConfig, MismatchData, prepare_data
+from micmatch.bench.data import TRACKS, MismatchConfig, MismatchData, prepare_data
 from micmatch.bench.plan import ORIGINAL, DevicePlan, SimDevice, check_disjoint, plan_devices
 from micmatch.bench.recipes import RECIPES, STEPS, Recipe, Step, compose, parse_recipe, register_recipe, register_step
 from micmatch.bench.report import MismatchResult, load_result, merge_results, summarize, to_markdown, write_results
 from micmatch.bench.run import run_benchmark, run_recipe
 
 __all__ = ["DevicePlan", "MismatchConfig", "MismatchData", "MismatchResult", "ORIGINAL", "RECIPES", "Recipe",
-           "STEPS", "SimDevice", "Step", "check_disjoint", "compose", "load_result", "merge_results", "parse_recipe",
+           "STEPS", "SimDevice", "Step", "TRACKS", "check_disjoint", "compose", "load_result", "merge_results", "parse_recipe",
            "plan_devices", "prepare_data", "register_recipe", "register_step", "run_benchmark", "run_recipe",
            "summarize", "to_markdown", "write_results"]

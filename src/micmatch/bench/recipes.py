@@ -108,6 +108,12 @@ def _umc_check_loaded(converter, path: str, data) -> None:
     check_converter(converter, path, data)
 
 
+def _known_aug_build(data, arg):
+    from micmatch.bench.known import build_known_aug
+
+    return build_known_aug(data, arg)
+
+
 #: Step name -> implementation. The one place where recipe steps meet the torch modules.
 STEPS: dict[str, Step] = {
     # Fitted per device on each device's training or calibration clips; applied once to the waveforms.
@@ -129,6 +135,8 @@ STEPS: dict[str, Step] = {
     # Without an argument the converter is trained on the augmentation devices; umc:CONVERTER loads a trained one.
     "umc": _registry_step("feature_augment", "umc", _umc_settings, takes="CONVERTER",
                           before_fit=_umc_before_fit, check_loaded=_umc_check_loaded),
+    # Adaptation track only: towards each known device as estimated from its unlabeled clips.
+    "known-aug": Step("feature_augment", _known_aug_build),
 }
 
 
@@ -293,6 +301,9 @@ for _r in [
            description="device converter (Unified Microphone Conversion paper): reference-device training features "
                        "converted to augmentation devices and synthetic differences (p=0.5); umc trains the "
                        "converter in the run, umc:CONVERTER loads a trained one"),
+    Recipe("known-aug", feature_augment=("known-aug",),
+           description="adaptation track: reference training features augmented towards each known device, with its "
+                       "band response, level and noise floor estimated from its unlabeled clips (p=0.5)"),
 ]:
     register_recipe(_r)
 

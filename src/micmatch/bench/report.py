@@ -201,6 +201,9 @@ def write_results(result: MismatchResult, out_dir: str | os.PathLike, *, command
         f"{result.info.get('n_test')}; sample rate {result.info.get('sample_rate')} Hz" + _feature_line(result.info),
         f"- hardware: {result.info.get('hardware')}; wall time {result.info.get('wall_s')} s",
     ]
+    track = result.info.get("track") or {"name": result.config.track}
+    head.append(f"- track: **{track['name']}**" + (f": {track['description']}" if track.get("description") else "")
+                + (f"; umc: {track['umc']}" if track.get("umc") else ""))
     if command:
         head.append(f"- command: `{command}`")
     head += ["", "Percent, mean ± standard deviation over seeds, then the 95 % t interval of the mean over seeds "

@@ -158,6 +158,20 @@ def _dominant(recipe: Recipe, fit_s: float, total_s: float) -> str:
     return "classifier training"
 
 
+def track_info(config: MismatchConfig, recipes: Sequence[Recipe]) -> dict:
+    """What results.json and results.md say of the run's track (:data:`~micmatch.bench.data.TRACKS`)."""
+    if config.track != "adapt":
+        return {"name": "generalize", "description": "unseen devices never heard before the test; sc and device-std "
+                f"calibrate on {config.calibration_clips} unlabeled clips per unseen device"}
+    out = {"name": "adapt", "adapt_clips": config.adapt_clips,
+           "description": f"unseen devices known by {config.adapt_clips} unlabeled clips each, set aside from the "
+                          "training split (not trained on, not test clips); sc, device-std and known-aug read them"}
+    if any(s.partition(":")[0] == "umc" for r in recipes for s in r.steps()):
+        out["umc"] = ("as in the generalize track (converter trained on the augmentation devices): training it on "
+                      "the known devices' clips is not built yet")
+    return out
+
+
 def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, recipes: Sequence[str],
                   seeds: Sequence[int], config: MismatchConfig | None = None,
                   aug_irs_dir: str | os.PathLike | None = None, aug_from_rest: bool = False,
@@ -200,8 +214,8 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
     if exclude_aug_irs:
         plan = replace(plan, aug_irs=tuple(exclude_named(plan.aug_irs, exclude_aug_irs, option="--exclude-aug-irs")))
     data = prepare_data(corpus, plan, config)
-    say(f"data ready ({time.perf_counter() - start:.0f} s): {data.train_waves.shape[0]} training and "
-        f"{data.test_waves.shape[0]} test clips at {data.sample_rate} Hz; devices "
+    say(f"data ready ({time.perf_counter() - start:.0f} s, track {config.track}): {data.train_waves.shape[0]} "
+        f"training and {data.test_waves.shape[0]} test clips at {data.sample_rate} Hz; devices "
         f"{', '.join(f'{d.name} ({d.role})' for d in plan.devices)}")
     store = FittedStates()
     for recipe in parsed:
@@ -226,7 +240,8 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
     info = {"wall_s": round(time.perf_counter() - start, 1), "recipe_wall_s": timings, "recipe_time": time_parts, "hardware": hardware(config),
             "sample_rate": data.sample_rate, "features": config.logmel(data.sample_rate).to_json(), "n_train": int(data.train_waves.shape[0]),
             "n_test": int(data.test_waves.shape[0]), "classes": list(data.classes),
-            "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains}
+            "recipes": {r.name: r.description for r in parsed}, "device_chains": data.chains,
+            "track": track_info(config, parsed)}
     converter = store.first_trained("umc")
     if converter is not None:
         from micmatch.bench.umc import converter_info
@@ -236,4 +251,4 @@ def run_benchmark(data_dir: str | os.PathLike, irs_dir: str | os.PathLike, *, re
                           models={"umc-converter": converter} if converter is not None else {})
 
 
-__all__ = ["Prepared", "check_recipe", "prepare", "run_benchmark", "run_recipe"]
+__all__ = ["Prepared", "check_recipe", "prepare", "run_benchmark", "run_recipe", "track_info"]

@@ -53,7 +53,16 @@ def bench() -> None:
               help="Reduced configuration (600 training and 150 test clips, 2 unseen and 1 seen device, 10 epochs, "
                    "2 seeds): a few minutes on two CPU cores.")
 @click.option("--calibration-clips", type=click.IntRange(1), default=None,
-              help="Unlabeled clips per unseen device for sc / device-std  [default: 16, quick: 8].")
+              help="Unlabeled clips per unseen device for sc / device-std in the generalize track  "
+                   "[default: 16, quick: 8].")
+@click.option("--track", type=click.Choice(["generalize", "adapt"]), default="generalize", show_default=True,
+              help="generalize: unseen devices never heard before the test. adapt: each unseen device is known by "
+                   "--adapt-clips unlabeled clips set aside from the training split (never trained on, never test "
+                   "clips); sc and device-std calibrate on them and recipe known-aug augments towards them. In adapt, "
+                   "umc still trains as in generalize (its adaptation-track training and the converter that draws "
+                   "noise floors and dynamics are not built yet); results say so.")
+@click.option("--adapt-clips", type=click.IntRange(1), default=200, show_default=True,
+              help="Unlabeled clips each unseen device records in --track adapt (at most half the training split).")
 @click.option("--seen", "n_seen", type=click.IntRange(0), default=None, help="Number of seen devices [2; quick 1].")
 @click.option("--unseen", "n_unseen", type=click.IntRange(0), default=None,
               help="Number of unseen devices [6; quick 2].")
@@ -90,7 +99,7 @@ def bench() -> None:
 # everywhere else.
 @click.option("--device", "old_device", default=None, hidden=True)
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, recipes, n_seeds, out_dir, quick, calibration_clips,
-             n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
+             track, adapt_clips, n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
              device_chain, umc_epochs, umc_preset, umc_generator_norm, n_fft, hop_length, n_mels, data_seed, compute,
              old_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
@@ -101,6 +110,10 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
     keeps the impulse response alone. Recipes are listed under --recipes. Features, normalizations and
     augmentations run batched in torch on --compute, with the classifier. Recipe umc trains a device converter
     on the augmentation devices first (--umc-epochs); umc:CONVERTER uses one from `micmatch train converter`.
+
+    \b
+    --track adapt scores the devices as known ones: each unseen device records --adapt-clips unlabeled clips
+    set aside from the training split; sc and device-std calibrate on them, known-aug augments towards them.
 
     \b
     Example:
@@ -127,7 +140,8 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
     if noise_floor_db is not None and device_chain:
         raise CorpusError("--noise-floor-db sets one noise floor for every device, but each device's chain draws "
                           "its own: add --no-device-chain to use it")
-    overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain,
+    overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain, track=track,
+                     adapt_clips=adapt_clips,
                      umc_norm=umc_generator_norm)
     config = MismatchConfig.quick(**overrides) if quick else MismatchConfig(**overrides)
     n_seeds = n_seeds or (2 if quick else 3)
