@@ -1,0 +1,123 @@
+"""Event mode: many recordings of one event onto one timeline, one sound, with seam figures (synthetic, seeded)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from micmatch.align import estimate_alignment
+from micmatch.errors import ParameterError
+from micmatch.eventmode import event
+
+SR = 16000
+
+
+def source(seed: int, seconds: float, sr: int = SR) -> np.ndarray:
+    """A sound of one event: noise under a slowly varying, bursty envelope (pauses and loud parts, like speech)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    env = np.repeat(np.abs(rng.standard_normal(int(seconds * 8) + 1)) + 0.05, sr // 8)[:n]
+    env = scipy.signal.lfilter([0.02], [1, -0.98], env)
+    return rng.standard_normal(n) * env * 0.05
+
+
+def device(x: np.ndarray, *, start_s: float, seconds: float, ppm: float = 0.0, b=(1.0,), rate: int = SR,
+           seed: int = 0) -> np.ndarray:
+    """A device's recording of ``x`` (at :data:`SR`): filtered by ``b``, from ``start_s`` for ``seconds``, its
+    clock ``ppm`` fast (scipy's polyphase resampler, independent of the soxr one the timeline uses), at ``rate``."""
+    y = scipy.signal.lfilter(b, [1.0], x)[int(start_s * SR) : int((start_s + seconds) * SR)]
+    for r in (Fraction(1_000_000 + int(ppm), 1_000_000), Fraction(rate, SR)):  # two steps: short filters
+        if r != 1:
+            y = scipy.signal.resample_poly(y, r.numerator, r.denominator)
+    return y + 1e-5 * np.random.default_rng(seed).standard_normal(y.shape)
+
+
+def write(path, x, rate=SR):
+    sf.write(str(path), np.asarray(x).T if np.ndim(x) > 1 else x, rate, subtype="PCM_24")
+    return path
+
+
+def test_offset_and_drift_land_on_the_timeline_within_1ms(tmp_path):
+    x = source(1, 40)
+    a = write(tmp_path / "a.wav", device(x, start_s=0.0, seconds=30.0))
+    b = write(tmp_path / "b.wav", device(x, start_s=3.7, seconds=34.0, ppm=100, b=(1.0, -0.5), seed=1))
+    res = event([a, b], tmp_path / "out", reference=a)
+    clock = res.clocks["b"]
+    # b's local time t lies at source time 3.7 + t / (1 + 100e-6); the reference's clock is the source's.
+    for t in (0.0, 15.0, 34.0 * (1 + 100e-6)):
+        truth = 3.7 + t / (1 + 100e-6)
+        assert abs(clock.start_s + clock.rate * t - truth) < 1e-3
+    assert abs(clock.drift_ppm - 100) < 5
+    # The stems themselves line up: b's stem against a's over their overlap, to well within 1 ms.
+    sa = sf.read(str(res.stems["a"]))[0]
+    sb = sf.read(str(res.stems["b"]))[0]
+    lo, hi = int(4 * SR), int(29 * SR)
+    al = estimate_alignment(sa[lo:hi], sb[lo:hi], SR)
+    assert abs(al.offset_samples) < 1e-3 * SR and abs(al.drift_ppm) < 5
+
+
+
+def test_a_device_linked_through_another_gets_the_sum_of_the_links(tmp_path):
+    """c overlaps only b, b overlaps a (the reference): c's correction is the sum of c->b and b->a, within
+    0.1 dB (the same overlaps measured in one run or in two), and within 1 dB of the true one."""
+    x = source(3, 50)
+    hb, hc = (1.0, -0.5), (1.0, 0.6)
+    a = write(tmp_path / "a.wav", device(x, start_s=0, seconds=20, seed=1))
+    b = write(tmp_path / "b.wav", device(x, start_s=12, seconds=26, b=hb, seed=2))
+    c = write(tmp_path / "c.wav", device(x, start_s=30, seconds=20, b=hc, seed=3))
+    full = event([a, b, c], tmp_path / "abc", reference=a)
+    assert full.routes["c"] == ["c", "b", "a"]
+    cb = event([b, c], tmp_path / "bc", reference=b).corrections["c"]
+    ba = event([a, b], tmp_path / "ab", reference=a).corrections["b"]
+    chained = full.corrections["c"]
+    f = np.fft.rfftfreq(chained.n_fft, 1 / SR)
+    band = (f >= 200) & (f <= 6000)
+    assert np.max(np.abs(chained.gain_db - (cb.gain_db + ba.gain_db))[band]) < 0.1
+    _, h = scipy.signal.freqz(hc, worN=f, fs=SR)
+    truth = -20 * np.log10(np.abs(h))
+    truth -= np.median(truth[band])
+    err = chained.gain_db - truth
+    assert np.max(np.abs(err - np.median(err[band]))[band]) < 1.0
+
+
+def test_identical_recordings_come_out_unchanged(tmp_path):
+    x = device(source(4, 15), start_s=0, seconds=15)
+    a = write(tmp_path / "a.wav", x)
+    b = write(tmp_path / "b.wav", x)
+    res = event([a, b], tmp_path / "out")
+    for name in ("a", "b"):
+        assert np.max(np.abs(res.corrections[name].gain_db)) < 0.01
+        y = sf.read(str(res.stems[name]))[0]
+        assert y.shape == x.shape
+        assert np.max(np.abs(y - x)) < 1e-3
+    assert res.seam_summary["median_frame_lsd_db"]["after"] < 0.1
+
+
+def test_stems_share_one_length_and_rate(tmp_path):
+    x = source(5, 40)
+    a = write(tmp_path / "a.wav", device(x, start_s=0, seconds=20))
+    stereo = device(x, start_s=10, seconds=25, rate=22050, ppm=-60, b=(1.0, 0.3))
+    b = write(tmp_path / "b.wav", np.stack([stereo, 0.5 * stereo]), rate=22050)
+    c = write(tmp_path / "c.wav", device(x, start_s=5, seconds=12, rate=8000, b=(1.0, -0.3)), rate=8000)
+    for rate, expected in ((None, SR), (48000, 48000)):
+        res = event([a, b, c], tmp_path / f"out{rate}", reference=a, sample_rate=rate)
+        infos = [sf.info(str(p)) for p in res.stems.values()]
+        assert {i.samplerate for i in infos} == {expected}
+        assert {i.frames for i in infos} == {res.n_samples}
+        assert abs(res.n_samples / expected - 35.0) < 0.01
+        assert [i.channels for i in infos] == [1, 2, 1]
+
+
+
+def test_bad_inputs_are_refused(tmp_path):
+    a = write(tmp_path / "a.wav", source(7, 5))
+    with pytest.raises(ParameterError, match="2 to 20"):
+        event([a], tmp_path / "out")
+    (tmp_path / "sub").mkdir()
+    a2 = write(tmp_path / "sub" / "a.wav", source(7, 5))
+    with pytest.raises(ParameterError, match="both be written"):
+        event([a, a2], tmp_path / "out")
