@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
+from click.testing import CliRunner
 
 from micmatch.align import estimate_alignment
+from micmatch.cli import main
 from micmatch.errors import ParameterError
 from micmatch.eventmode import event
 
@@ -59,6 +61,19 @@ def test_offset_and_drift_land_on_the_timeline_within_1ms(tmp_path):
     al = estimate_alignment(sa[lo:hi], sb[lo:hi], SR)
     assert abs(al.offset_samples) < 1e-3 * SR and abs(al.drift_ppm) < 5
 
+
+def test_a_recording_of_another_event_is_left_out_with_one_line(tmp_path):
+    x = source(2, 30)
+    files = [write(tmp_path / "a.wav", device(x, start_s=0, seconds=20)),
+             write(tmp_path / "b.wav", device(x, start_s=8, seconds=20, b=(1.0, 0.4))),
+             write(tmp_path / "other.wav", source(99, 15))]
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["event", *map(str, files), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if "other" in ln]
+    assert len(lines) == 1 and "left out" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "event.json"]
+    assert "seams (every pair at regular points)" in r.stdout
 
 
 def test_a_device_linked_through_another_gets_the_sum_of_the_links(tmp_path):
@@ -111,6 +126,25 @@ def test_stems_share_one_length_and_rate(tmp_path):
         assert abs(res.n_samples / expected - 35.0) < 0.01
         assert [i.channels for i in infos] == [1, 2, 1]
 
+
+def test_a_cut_list_outside_the_event_is_refused_in_one_line(tmp_path):
+    x = source(6, 30)
+    a = write(tmp_path / "a.wav", device(x, start_s=0, seconds=20))
+    b = write(tmp_path / "b.wav", device(x, start_s=5, seconds=20, b=(1.0, 0.4)))
+    cuts = tmp_path / "cuts.csv"
+    cuts.write_text("time_s,device\n0,a\n12,b\n40,a\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["event", str(a), str(b), "-o", str(out), "--cuts", str(cuts)])
+    assert r.exit_code == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and "outside the event" in r.stderr
+    assert not out.exists() or not any(out.iterdir())
+    cuts.write_text("time_s,device\n0,a\n12,b\n")
+    res = event([a, b], out, cuts=cuts)
+    assert res.cut_track.name == "cuts.wav" and sf.info(str(res.cut_track)).frames == res.n_samples
+    seam = res.seams[0]
+    assert (seam["from"], seam["to"]) == ("a", "b")
+    assert seam["frame_lsd_db_after"] < seam["frame_lsd_db_before"]
+    assert abs(seam["loudness_jump_lu_after"]) < 0.5
 
 
 def test_bad_inputs_are_refused(tmp_path):
