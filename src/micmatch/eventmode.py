@@ -371,6 +371,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     out_rate = int(sample_rate or rates[ref])
     start = min(clocks[k].start_s for k in kept)
     n_samples = int(round((max(clocks[k].end_s for k in kept) - start) * out_rate))
+    if cut_rows is not None:
+        _check_cut_times(cut_rows, cuts, n_samples / out_rate)
     placed, covered = {}, {}
     for k in kept:
         placed[k] = eventsync.place(audio[k], rates[k], clocks[k], out_rate=out_rate, start_s=start,
@@ -427,16 +429,20 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     return result
 
 
+def _check_cut_times(rows, cuts_path, duration: float) -> None:
+    """Refuse cut times outside the event's timeline (0 to its duration)."""
+    outside = [t for t, _ in rows if not 0.0 <= t < duration]
+    if outside:
+        raise ParameterError(f"{cuts_path}: cut time {outside[0]:g} s lies outside the event (0 to {duration:.3f} s "
+                             f"on its timeline); nothing was written")
+
+
 def _cut_track(rows, stems, before, covered, ref_name, out, cuts_path, sample_rate, n_samples, subtype, policy,
                notes):
     """Write the track that switches device at the cut list's times; returns its path and the seam figures."""
     from micmatch.render import render_file
 
-    duration = n_samples / sample_rate
-    outside = [t for t, _ in rows if not 0.0 <= t < duration]
-    if outside:
-        raise ParameterError(f"{cuts_path}: cut time {outside[0]:g} s lies outside the event (0 to {duration:.3f} s "
-                             f"on its timeline); nothing was written")
+    _check_cut_times(rows, cuts_path, n_samples / sample_rate)
     channels = stems[ref_name].shape[0]
     track = np.zeros((channels, n_samples), dtype=np.float32)
     bounds = [int(round(t * sample_rate)) for t, _ in rows] + [n_samples]
