@@ -86,6 +86,10 @@ def test_a_device_linked_through_another_gets_the_sum_of_the_links(tmp_path):
     c = write(tmp_path / "c.wav", device(x, start_s=30, seconds=20, b=hc, seed=3))
     full = event([a, b, c], tmp_path / "abc", reference=a)
     assert full.routes["c"] == ["c", "b", "a"]
+    seams = full.seam_summary
+    assert seams["seams"] >= 2
+    assert seams["median_frame_lsd_db"]["after"] < 0.6 * seams["median_frame_lsd_db"]["before"]
+    assert seams["median_abs_loudness_jump_lu"]["after"] < 0.5
     cb = event([b, c], tmp_path / "bc", reference=b).corrections["c"]
     ba = event([a, b], tmp_path / "ab", reference=a).corrections["b"]
     chained = full.corrections["c"]
@@ -125,6 +129,11 @@ def test_stems_share_one_length_and_rate(tmp_path):
         assert {i.frames for i in infos} == {res.n_samples}
         assert abs(res.n_samples / expected - 35.0) < 0.01
         assert [i.channels for i in infos] == [1, 2, 1]
+        # Three overlapping pairs make a cycle: the solved timeline agrees with each pair's own measurement.
+        assert len(res.link_residuals_ms) == 3 and max(abs(r) for r in res.link_residuals_ms) < 0.5
+        # Seams with the 8 kHz device are judged below its own band edge, levels matched over that band.
+        lsd = res.seam_summary["median_frame_lsd_db"]
+        assert res.seam_summary["seams"] == 3 and lsd["after"] < 0.5 * lsd["before"]
 
 
 def test_a_cut_list_outside_the_event_is_refused_in_one_line(tmp_path):

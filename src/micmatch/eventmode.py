@@ -411,12 +411,13 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
         link_residuals_ms=eventsync.link_residuals(links, clocks), overs_reduction_db=reduction, notes=notes)
     before = {names[k]: placed[k] for k in kept}
     cover_named = {names[k]: covered[k] for k in kept}
+    tops = {names[k]: 0.45 * rates[k] for k in kept}  # no spectral jump above a device's own band
     if cut_rows is not None:
-        result.cut_track, result.seams = _cut_track(cut_rows, named, before, cover_named, names[ref], out, Path(cuts),
-                                                    out_rate, n_samples, subtypes[ref], policy, notes)
+        result.cut_track, result.seams = _cut_track(cut_rows, named, before, cover_named, tops, names[ref], out,
+                                                    Path(cuts), out_rate, n_samples, subtypes[ref], policy, notes)
         what = "cut list"
     else:
-        result.seams = eventseams.pair_seams(before, named, cover_named, out_rate, n_samples)
+        result.seams = eventseams.pair_seams(before, named, cover_named, out_rate, tops)
         what = "every pair at regular points"
     result.seam_summary = {**eventseams.summary(result.seams), "at": what}
     for k in kept:
@@ -437,7 +438,7 @@ def _check_cut_times(rows, cuts_path, duration: float) -> None:
                              f"on its timeline); nothing was written")
 
 
-def _cut_track(rows, stems, before, covered, ref_name, out, cuts_path, sample_rate, n_samples, subtype, policy,
+def _cut_track(rows, stems, before, covered, tops, ref_name, out, cuts_path, sample_rate, n_samples, subtype, policy,
                notes):
     """Write the track that switches device at the cut list's times; returns its path and the seam figures."""
     from micmatch.render import render_file
@@ -457,7 +458,7 @@ def _cut_track(rows, stems, before, covered, ref_name, out, cuts_path, sample_ra
                          f"silence there")
         prev = rows[i - 1][1] if i else name
         if prev != name and all(eventseams.covers(covered[d], lo, sample_rate) for d in (prev, name)):
-            figures = eventseams.seam(before, stems, prev, name, lo, sample_rate)
+            figures = eventseams.seam(before, stems, prev, name, lo, sample_rate, top_hz=min(tops[prev], tops[name]))
             if figures is not None:
                 seams.append(figures)
     path = render_file(track, out / f"{cuts_path.stem}.wav", sample_rate=sample_rate, format="WAV", subtype=subtype,

@@ -4,12 +4,13 @@ At a cut at time ``t`` from device A to device B both recorded the same moment, 
 around ``t`` (:data:`SEAM_WINDOW_S` each side) can be compared directly:
 
 * **spectral jump**: the frame log-spectral distance between A's and B's window (:func:`micmatch.metrics.
-  log_spectral_distance`, 100 Hz to 0.45 x the rate, frames within 40 dB of the loudest), with B's level matched
-  to A's so that it measures tone only;
+  log_spectral_distance`, 100 Hz to 0.45 x the lower of the two devices' own rates, frames within 40 dB of the
+  loudest), with B's level matched to A's over that band so that it measures tone only;
 * **loudness jump**: B's minus A's integrated loudness over the window (LU, ITU-R BS.1770).
 
 Each is measured before correction (the recordings as placed on the timeline) and after (the stems written).
-Where no cut list is given, the figures are taken for every pair of devices at regular cut points.
+Where no cut list is given, the figures are taken for every pair of devices at regular cut points over the time
+both recorded.
 """
 
 from __future__ import annotations
@@ -30,20 +31,28 @@ def _mono(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).mean(axis=0)
 
 
+def _band_energy(x: np.ndarray, sample_rate: int, top_hz: float) -> float:
+    """Mean power of ``x`` between 100 Hz and ``top_hz`` (levels are matched over the band the jump compares)."""
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(x.shape[-1], 1.0 / sample_rate)
+    return float(np.sum(spec[(f >= 100.0) & (f <= top_hz)])) / max(x.shape[-1], 1) ** 2
+
+
 def seam(before: dict[str, np.ndarray], after: dict[str, np.ndarray], a: str, b: str, centre: int,
-         sample_rate: int) -> dict | None:
-    """The seam figures of a cut from ``a`` to ``b`` at timeline sample ``centre``; None where a window has no
-    sound in one of them (one device silent or not recording there)."""
+         sample_rate: int, *, top_hz: float | None = None) -> dict | None:
+    """The seam figures of a cut from ``a`` to ``b`` at timeline sample ``centre``, the spectral jump up to
+    ``top_hz`` (default 0.45 x ``sample_rate``; give the lower device's band edge when one recorded at a lower
+    rate); None where a window has no sound in one of them (one device silent or not recording there)."""
     half = int(SEAM_WINDOW_S * sample_rate)
     lo, hi = centre - half, centre + half
     if lo < 0 or hi > min(before[a].shape[-1], before[b].shape[-1]):
         return None
     out = {"from": a, "to": b, "time_s": round(centre / sample_rate, 3)}
-    top = 0.45 * sample_rate
+    top = 0.45 * sample_rate if top_hz is None else min(top_hz, 0.45 * sample_rate)
     for key, stems in (("before", before), ("after", after)):
         xa, xb = stems[a][:, lo:hi], stems[b][:, lo:hi]
         ma, mb = _mono(xa), _mono(xb)
-        ea, eb = float(np.mean(ma * ma)), float(np.mean(mb * mb))
+        ea, eb = _band_energy(ma, sample_rate, top), _band_energy(mb, sample_rate, top)
         if ea < 1e-12 or eb < 1e-12:
             return None
         la, lb = integrated_loudness(xa, sample_rate), integrated_loudness(xb, sample_rate)
@@ -53,33 +62,35 @@ def seam(before: dict[str, np.ndarray], after: dict[str, np.ndarray], a: str, b:
     return out
 
 
-def regular_points(n_samples: int, sample_rate: int) -> list[int]:
-    """Cut points every :data:`SEAM_EVERY_S` seconds (at most :data:`MAX_POINTS`, evenly spread), a window clear
-    of the event's edges."""
+def regular_points(lo: int, hi: int, sample_rate: int) -> list[int]:
+    """Cut points every :data:`SEAM_EVERY_S` seconds between timeline samples ``lo`` and ``hi`` (evenly spread, at
+    most :data:`MAX_POINTS`; one in the middle when the span is shorter), each a window clear of the span's ends."""
     half = int(SEAM_WINDOW_S * sample_rate)
-    if n_samples < 2 * half + 1:
+    if hi - lo < 2 * half + 1:
         return []
-    count = min(MAX_POINTS, max(1, int((n_samples - 2 * half) / (SEAM_EVERY_S * sample_rate))))
-    return [int(p) for p in np.linspace(half, n_samples - half, count + 2)[1:-1]]
+    count = min(MAX_POINTS, max(1, int((hi - lo - 2 * half) / (SEAM_EVERY_S * sample_rate))))
+    return [int(p) for p in np.linspace(lo + half, hi - half, count + 2)[1:-1]]
 
 
 def covers(cover: tuple[int, int], centre: int, sample_rate: int) -> bool:
+    """Whether a recording covering timeline samples ``cover`` holds the whole window around ``centre``."""
     half = int(SEAM_WINDOW_S * sample_rate)
     return cover[0] <= centre - half and centre + half <= cover[1]
 
 
 def pair_seams(before: dict[str, np.ndarray], after: dict[str, np.ndarray], covered: dict[str, tuple[int, int]],
-               sample_rate: int, n_samples: int) -> list[dict]:
-    """The figures of every pair of devices at the regular cut points where both recorded."""
+               sample_rate: int, top_hz: dict[str, float]) -> list[dict]:
+    """The figures of every pair of devices at regular cut points over the time both recorded, each up to the
+    lower of the two devices' ``top_hz``."""
     names = list(before)
     out = []
-    for p in regular_points(n_samples, sample_rate):
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                if covers(covered[a], p, sample_rate) and covers(covered[b], p, sample_rate):
-                    figures = seam(before, after, a, b, p, sample_rate)
-                    if figures is not None:
-                        out.append(figures)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            lo, hi = max(covered[a][0], covered[b][0]), min(covered[a][1], covered[b][1])
+            for p in regular_points(lo, hi, sample_rate):
+                figures = seam(before, after, a, b, p, sample_rate, top_hz=min(top_hz[a], top_hz[b]))
+                if figures is not None:
+                    out.append(figures)
     return out
 
 
