@@ -164,3 +164,26 @@ def test_bad_inputs_are_refused(tmp_path):
     a2 = write(tmp_path / "sub" / "a.wav", source(7, 5))
     with pytest.raises(ParameterError, match="both be written"):
         event([a, a2], tmp_path / "out")
+
+
+def test_readme_event_examples_run_as_written(tmp_path, monkeypatch):
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Event mode: many recordings of one event\s*$(.*?)(?=^## |\Z)", text,
+                        flags=re.MULTILINE | re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)
+    x = source(8, 40)
+    write(tmp_path / "camera.wav", device(x, start_s=0, seconds=20))
+    write(tmp_path / "phone1.wav", device(x, start_s=5, seconds=20, b=(1.0, -0.4), seed=1))
+    write(tmp_path / "phone2.wav", device(x, start_s=15, seconds=20, b=(1.0, 0.4), seed=2))
+    bash = re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL).group(1)
+    line = next(ln for ln in bash.splitlines() if ln.startswith("micmatch event"))
+    r = CliRunner().invoke(main, shlex.split(line)[1:])
+    assert r.exit_code == 0, r.output
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
+    exec(compile(code, "README.md (event)", "exec"), {"__name__": "__readme__"})  # noqa: S102
+    assert sorted(p.name for p in (tmp_path / "event").iterdir()) == ["camera.wav", "event.json", "phone1.wav",
+                                                                      "phone2.wav"]
