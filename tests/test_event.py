@@ -187,3 +187,15 @@ def test_readme_event_examples_run_as_written(tmp_path, monkeypatch):
     exec(compile(code, "README.md (event)", "exec"), {"__name__": "__readme__"})  # noqa: S102
     assert sorted(p.name for p in (tmp_path / "event").iterdir()) == ["camera.wav", "event.json", "phone1.wav",
                                                                       "phone2.wav"]
+
+
+def test_a_rerun_into_a_folder_inside_the_input_folder_leaves_its_stems_out(tmp_path):
+    x = source(9, 30)
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    write(takes / "a.wav", device(x, start_s=0, seconds=20))
+    write(takes / "b.wav", device(x, start_s=6, seconds=20, b=(1.0, 0.4)))
+    for _ in range(2):
+        r = CliRunner().invoke(main, ["event", str(takes), "-o", str(takes / "event")])
+        assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (takes / "event").iterdir()) == ["a.wav", "b.wav", "event.json"]

@@ -11,7 +11,6 @@ from micmatch.cli.common import (
     FINITE_FLOAT,
     FiniteFloatRange,
     band_range,
-    collect_files,
     progress_enabled,
     warn_line,
 )
@@ -63,7 +62,15 @@ def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, st
     from micmatch.eventmode import event
     from micmatch.eventseams import summary_line
 
-    files = collect_files(recordings)
+    from micmatch import audio as audio_io
+    from micmatch.errors import AudioError
+    from micmatch.outputs import prepare_output_dir
+
+    # An output folder inside an input folder is left out of the walk: a rerun does not take its own stems as input.
+    exclude = prepare_output_dir(output_dir, recordings)
+    files = audio_io.find_audio_files(recordings, exclude=exclude)
+    if not files:
+        raise AudioError(f"no audio files found in: {', '.join(recordings)}")
     options = {"reference": reference, "sample_rate": sample_rate, "loudness": loudness, "cuts": cuts,
                "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
                "max_boost_db": max_boost, "max_cut_db": max_cut, "overs": overs}
