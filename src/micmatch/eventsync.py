@@ -134,11 +134,16 @@ def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairL
 
 
 def measure_links(monos: list[np.ndarray], sr: int, *, progress=None) -> list[PairLink]:
-    """Every pair's link (mono recordings at ``sr``); pairs that do not match are left out."""
+    """Every pair's link (mono recordings at ``sr``); pairs that do not match are left out.
+
+    The excerpts for the coarse offset come from the shorter recording of each pair: its loud parts lie inside the
+    overlap far more often than those of a long one.
+    """
     links = []
     for i in range(len(monos)):
         for j in range(i + 1, len(monos)):
-            link = measure_pair(monos[i], monos[j], sr, i, j)
+            a, b = (i, j) if monos[i].shape[-1] <= monos[j].shape[-1] else (j, i)
+            link = measure_pair(monos[a], monos[b], sr, a, b)
             if link is not None:
                 links.append(link)
             if progress is not None:
