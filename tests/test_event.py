@@ -199,3 +199,13 @@ def test_a_rerun_into_a_folder_inside_the_input_folder_leaves_its_stems_out(tmp_
         r = CliRunner().invoke(main, ["event", str(takes), "-o", str(takes / "event")])
         assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (takes / "event").iterdir()) == ["a.wav", "b.wav", "event.json"]
+
+
+def test_the_reference_chosen_is_the_widest_band_and_the_reason_says_so(tmp_path):
+    x = source(10, 30)
+    low = scipy.signal.firwin(101, 2500, fs=SR)  # a device that records only up to 2.5 kHz
+    a = write(tmp_path / "narrow.wav", device(x, start_s=0, seconds=20, b=low))
+    b = write(tmp_path / "wide.wav", device(x, start_s=5, seconds=20, b=(1.0, 0.2), seed=1))
+    res = event([a, b], tmp_path / "out")
+    assert res.reference == "wide" and "widest band" in res.reference_reason
+    assert res.routes["narrow"] == ["narrow", "wide"]

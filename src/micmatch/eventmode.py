@@ -356,7 +356,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     if ref_given is not None:
         ref, reason = ref_given, "given"
     else:
-        ref, reason = _choose_reference(sorted(part), names, monos, rates)
+        ref, reason = _choose_reference(sorted(part), names, [x.mean(axis=0) for x in audio], rates)
     left_out = {}
     for p in parts:
         if p is part:
