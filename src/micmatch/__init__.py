@@ -33,6 +33,13 @@ def match(target, reference, output=None, **options) -> MatchResult:
     return _match(target, reference, output, **options)
 
 
+def event(recordings, output_dir, **options):
+    """Bring recordings of one event onto one timeline and one sound; see :func:`micmatch.eventmode.event`."""
+    from micmatch.eventmode import event as _event
+
+    return _event(recordings, output_dir, **options)
+
+
 # The module ``micmatch.match`` is now ``micmatch.matching``; its old name works for one release (it goes in the
 # next). It cannot stay a submodule: importing a submodule sets the package attribute of its name, which would
 # replace the function above. Instead sys.modules holds, under the old name, a stand-in whose attributes come
@@ -73,5 +80,6 @@ __all__ = [
     "MatchResult",
     "UnknownDeviceError",
     "__version__",
+    "event",
     "match",
 ]

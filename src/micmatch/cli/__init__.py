@@ -1,7 +1,7 @@
 """The ``micmatch`` command.
 
 Each command group lives in its own module of this package (``core``: profile/correct/export/plot/demo,
-``measure``: sweep/measure/pair, ``match``, ``features``, ``bench``, ``train`` and ``converter``: train
+``measure``: sweep/measure/pair, ``match``, ``event``, ``features``, ``bench``, ``train`` and ``converter``: train
 converter); what they share is in ``common`` (options, error lines, output plans) and ``batch`` (the batch runner).
 This module registers every command, from one explicit list, and turns :class:`~micmatch.errors.MicmatchError`
 into one clear line on stderr and exit code 1 (traceback with ``--verbose``). Command modules import torch,
@@ -15,7 +15,7 @@ import traceback
 import click
 
 from micmatch import __version__
-from micmatch.cli import bench, converter, core, features, match, measure, train
+from micmatch.cli import bench, converter, core, event, features, match, measure, train
 from micmatch.errors import MicmatchError
 from micmatch.outputs import (
     Terminated,
@@ -25,8 +25,8 @@ from micmatch.outputs import (
 )
 
 #: Every top-level command, in one place (``micmatch --help`` lists them by name).
-COMMANDS = [*core.COMMANDS, *measure.COMMANDS, *match.COMMANDS, *features.COMMANDS, *bench.COMMANDS,
-            *train.COMMANDS]
+COMMANDS = [*core.COMMANDS, *measure.COMMANDS, *match.COMMANDS, *event.COMMANDS, *features.COMMANDS,
+            *bench.COMMANDS, *train.COMMANDS]
 
 #: Commands of the groups above that are defined in other modules: group -> its added commands.
 SUBCOMMANDS = {train.train: [converter.converter]}

@@ -1,0 +1,99 @@
+"""The ``event`` command: many recordings of one event onto one timeline and one sound."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from micmatch.cli.common import (
+    COMMON,
+    FINITE_FLOAT,
+    FiniteFloatRange,
+    band_range,
+    progress_enabled,
+    warn_line,
+)
+
+
+@click.command(name="event", **COMMON)
+@click.argument("recordings", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for NAME.wav per recording, event.json and the cut track.")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The recording the others should sound like and follow (default: the one with the widest band "
+                   "above its noise floor, then the best signal-to-noise ratio).")
+@click.option("--sample-rate", type=click.IntRange(1000, 768000), default=None,
+              help="Sample rate of the stems (default: the reference's).")
+@click.option("--loudness", default="match", show_default=True,
+              help="Loudness of the stems (ITU-R BS.1770): 'match' (all as loud as the reference), 'keep' (levels "
+                   "left alone), or a level such as -23LUFS for the reference, the others following it.")
+@click.option("--cuts", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV of 'time_s,device' rows: also write OUT/CUTSNAME.wav, playing each device from its time "
+                   "on (times on the event's timeline, 0 at its first sample).")
+@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
+              help="Scale of the corrections in dB (0 = none, 1 = full).")
+@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, callback=band_range, metavar="LO HI",
+              help="Band of the corrections in Hz. Default: where the devices of each route have signal.")
+@click.option("--smooth", "smoothing", type=FiniteFloatRange(min=0.0), default=None,
+              help="Fractional-octave smoothing of the corrections, e.g. 0.1667 for 1/6 octave.")
+@click.option("--max-boost", type=FiniteFloatRange(min=0.0), default=12.0, show_default=True,
+              help="Largest boost of a correction (dB).")
+@click.option("--max-cut", type=FiniteFloatRange(min=0.0), default=24.0, show_default=True,
+              help="Largest cut of a correction (dB).")
+@click.option("--overs", type=click.Choice(["scale", "float", "clip"]), default="scale", show_default=True,
+              help="Stems above -1 dBTP in an integer format: lower every stem by one gain (scale), write 32-bit "
+                   "float, or clip.")
+def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, strength, band, smoothing, max_boost,
+              max_cut, overs):
+    """Bring RECORDINGS of one event (2 to 20 files or folders) onto one timeline and one sound.
+
+    Offsets and clock drift come from every pair's overlap, solved together; each device is corrected towards
+    the reference from its overlap with it, or through the devices that link it to the reference. Every stem has
+    the same start, length and rate, with silence where its device did not record. A recording that matches
+    none of the others is left out with one line. For now whole files are loaded into memory (no streaming
+    yet): hour-long recordings need several GB.
+
+    \b
+    Examples:
+      micmatch event phone1.wav phone2.m4a camera.wav -o event/
+      micmatch event takes/ -o event/ --reference camera.wav --loudness -23LUFS --cuts cuts.csv
+    """
+    from micmatch.eventmode import event
+    from micmatch.eventseams import summary_line
+
+    from micmatch import audio as audio_io
+    from micmatch.errors import AudioError
+    from micmatch.outputs import prepare_output_dir
+
+    # An output folder inside an input folder is left out of the walk: a rerun does not take its own stems as input.
+    exclude = prepare_output_dir(output_dir, recordings)
+    files = audio_io.find_audio_files(recordings, exclude=exclude)
+    if not files:
+        raise AudioError(f"no audio files found in: {', '.join(recordings)}")
+    options = {"reference": reference, "sample_rate": sample_rate, "loudness": loudness, "cuts": cuts,
+               "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
+               "max_boost_db": max_boost, "max_cut_db": max_cut, "overs": overs}
+    if progress_enabled():
+        with click.progressbar(length=len(files) * (len(files) - 1) // 2, label="synchronising pairs",
+                               file=sys.stderr) as bar:
+            res = event(files, output_dir, progress=lambda: bar.update(1), **options)
+    else:
+        res = event(files, output_dir, **options)
+    for name, reason in res.left_out.items():
+        warn_line(f"{name}: {reason}")
+    click.echo(f"reference: {res.reference} ({res.reference_reason})")
+    for name in res.names:
+        clock = res.clocks[name]
+        route = " -> ".join(res.routes[name])
+        click.echo(f"{name}: at {clock.start_s - res.start_s:+.3f} s on the timeline, drift {clock.drift_ppm:+.1f} "
+                   f"ppm, route {route}, gain {res.gains_db[name]:+.1f} dB -> {res.stems[name]}")
+    for note in res.notes:
+        warn_line(note)
+    click.echo(summary_line(res.seam_summary, res.seam_summary["at"]))
+    if res.cut_track is not None:
+        click.echo(f"cut track: {res.cut_track}")
+    click.echo(f"figures: {res.event_json}")
+
+
+COMMANDS = [event_cmd]

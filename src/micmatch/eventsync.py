@@ -1,0 +1,262 @@
+"""One timeline for many recordings of one event: pairwise offsets and drift, solved together over all pairs.
+
+Every recording ``k`` has its own clock. On the common timeline (seconds, the reference's clock, the reference's
+first sample at 0) its local time ``t_k`` lies at ``T = a_k + b_k * t_k``. Each pair ``(i, j)`` that holds the same
+sound gives one measurement (:func:`micmatch.align.estimate_alignment` on their overlap, at a common analysis
+rate): ``t_j = o_ij + (1 + d_ij) t_i``, which means ``log b_i - log b_j = log(1 + d_ij)`` and
+``a_i - a_j = o_ij b_j``. Both are linear in the unknowns and are solved by weighted least squares over the graph of
+pairs (:func:`solve_timeline`), with the reference fixed (``a = 0``, ``b = 1``): a recording then sits where all its
+overlaps agree, not only where its overlap with the reference puts it, and a recording that never overlaps the
+reference is placed through the others. Recordings outside the reference's connected part of the graph are left
+out (they hold another event, or nothing that matches).
+
+Whole files are held in memory.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from micmatch.align import MIN_PEAK_SCORE, Alignment, align, estimate_alignment, gcc_phat
+from micmatch.audio import resample
+from micmatch.errors import MeasurementError
+
+#: Highest analysis rate of the synchronisation (Hz): speech and music carry their timing well below 8 kHz, and a
+#: sub-sample peak at 16 kHz is far finer than the 1 ms an editor can hear.
+SYNC_RATE = 16000
+#: Two recordings must overlap by at least this much (seconds) to be compared.
+MIN_OVERLAP_S = 3.0
+#: Length of the excerpts tried for the coarse offset (seconds), and at most how many are tried per pair.
+EXCERPT_S = 4.0
+MAX_EXCERPTS = 8
+
+
+@dataclass(frozen=True)
+class PairLink:
+    """One measured pair: ``t_j = offset_s + (1 + drift_ppm 1e-6) t_i`` (local times in seconds).
+
+    ``weight`` is the number of chunks whose offsets lay on the fitted line (how much the measurement is worth).
+    """
+
+    i: int
+    j: int
+    offset_s: float
+    drift_ppm: float
+    weight: float
+    peak_score: float
+
+    def to_json(self, names: list[str]) -> dict:
+        return {"from": names[self.i], "to": names[self.j], "offset_s": round(self.offset_s, 6),
+                "drift_ppm": round(self.drift_ppm, 3), "chunks_agreeing": int(self.weight),
+                "peak_score": round(self.peak_score, 1)}
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where a recording lies on the common timeline: ``T = start_s + rate * t`` (``t`` its local time)."""
+
+    start_s: float
+    rate: float
+    duration_s: float
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.rate * self.duration_s
+
+    @property
+    def drift_ppm(self) -> float:
+        """How fast the recording's clock runs against the reference's (ppm)."""
+        return (1.0 / self.rate - 1.0) * 1e6
+
+
+def sync_rate(rates: list[int]) -> int:
+    """The analysis rate of the synchronisation: the lowest input rate, at most :data:`SYNC_RATE`."""
+    return int(min(min(rates), SYNC_RATE))
+
+
+def _excerpt_starts(x: np.ndarray, n_ex: int) -> list[int]:
+    """Starts of up to :data:`MAX_EXCERPTS` loud excerpts spread over ``x`` (the loudest of each equal part)."""
+    if x.shape[-1] <= n_ex:
+        return [0]
+    parts = min(MAX_EXCERPTS, max(1, x.shape[-1] // n_ex))
+    csum = np.concatenate([[0.0], np.cumsum(x * x)])
+    edges = np.linspace(0, x.shape[-1] - n_ex, parts + 1).astype(int)
+    hop = max(1, n_ex // 4)
+    starts = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        cand = np.arange(lo, max(hi, lo + 1), hop)
+        starts.append(int(cand[int(np.argmax(csum[cand + n_ex] - csum[cand]))]))
+    return starts
+
+
+def _coarse_offset(a: np.ndarray, b: np.ndarray, sr: int) -> tuple[float, float] | None:
+    """Offset ``m - n`` (samples) of ``b`` against ``a`` from the best of several excerpts of ``a``, and its peak
+    score; None when no excerpt is found in ``b``."""
+    from micmatch.align import _peak
+
+    n_ex = int(round(EXCERPT_S * sr))
+    best = None
+    for start in _excerpt_starts(a, n_ex):
+        seg = a[start : start + n_ex]
+        if np.sqrt(np.mean(seg * seg)) < 1e-6:
+            continue
+        c, zero = gcc_phat(seg, b)
+        pos, score = _peak(c)
+        if best is None or score > best[1]:
+            best = (pos - zero - start, score)
+    return best if best is not None and best[1] >= MIN_PEAK_SCORE else None
+
+
+def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairLink | None:
+    """The link between recordings ``i`` (``a``) and ``j`` (``b``), both mono at ``sr``; None when they do not hold
+    the same sound or overlap by less than :data:`MIN_OVERLAP_S`.
+
+    A coarse offset from excerpts of ``a`` first, then :func:`micmatch.align.estimate_alignment` on the part of
+    ``a`` that overlaps ``b`` (so its own excerpt and chunks lie inside the overlap).
+    """
+    coarse = _coarse_offset(a, b, sr)
+    if coarse is None:
+        return None
+    lo = max(0, int(np.floor(-coarse[0])))
+    hi = min(a.shape[-1], int(np.ceil(b.shape[-1] - coarse[0])))
+    if hi - lo < MIN_OVERLAP_S * sr:
+        return None
+    try:
+        al = estimate_alignment(a[lo:hi], b, sr)
+    except MeasurementError:
+        return None
+    ratio = 1.0 + al.drift_ppm * 1e-6
+    offset = al.offset_samples - ratio * lo  # device index of a's sample 0
+    return PairLink(i, j, offset / sr, al.drift_ppm, float(max(int(al.chunk_used.sum()), 1)), al.peak_score)
+
+
+def measure_links(monos: list[np.ndarray], sr: int, *, progress=None) -> list[PairLink]:
+    """Every pair's link (mono recordings at ``sr``); pairs that do not match are left out.
+
+    The excerpts for the coarse offset come from the shorter recording of each pair: its loud parts lie inside the
+    overlap far more often than those of a long one.
+    """
+    links = []
+    for i in range(len(monos)):
+        for j in range(i + 1, len(monos)):
+            a, b = (i, j) if monos[i].shape[-1] <= monos[j].shape[-1] else (j, i)
+            link = measure_pair(monos[a], monos[b], sr, a, b)
+            if link is not None:
+                links.append(link)
+            if progress is not None:
+                progress()
+    return links
+
+
+def connected(n: int, links: list[PairLink], start: int) -> list[int]:
+    """Recordings reachable from ``start`` through the links, ``start`` first (breadth-first order)."""
+    seen, queue = [start], deque([start])
+    while queue:
+        u = queue.popleft()
+        for link in links:
+            for a, b in ((link.i, link.j), (link.j, link.i)):
+                if a == u and b not in seen:
+                    seen.append(b)
+                    queue.append(b)
+    return seen
+
+
+def components(n: int, links: list[PairLink]) -> list[list[int]]:
+    """The connected parts of the graph of links, largest first (ties: the one with the lowest index)."""
+    left, parts = set(range(n)), []
+    while left:
+        part = connected(n, links, min(left))
+        parts.append(part)
+        left -= set(part)
+    return sorted(parts, key=lambda p: (-len(p), min(p)))
+
+
+def solve_timeline(durations_s: list[float], links: list[PairLink], reference: int) -> dict[int, Clock]:
+    """Least-squares clocks of the recordings connected to ``reference`` (which gets ``start 0, rate 1``).
+
+    Rates first (``log b_i - log b_j = log(1 + d_ij)``), then starts (``a_i - a_j = o_ij b_j``), each weighted by
+    the number of agreeing chunks of the pair.
+    """
+    members = connected(len(durations_s), links, reference)
+    index = {k: n for n, k in enumerate(members)}
+    used = [lk for lk in links if lk.i in index and lk.j in index]
+    if not used:
+        return {reference: Clock(0.0, 1.0, durations_s[reference])}
+    w = np.sqrt(np.array([lk.weight for lk in used]))
+    rows = np.zeros((len(used) + 1, len(members)))
+    for r, lk in enumerate(used):
+        rows[r, index[lk.i]], rows[r, index[lk.j]] = w[r], -w[r]
+    rows[-1, index[reference]] = 1e3  # the reference's clock is the timeline's
+    rhs = np.r_[w * np.log1p(np.array([lk.drift_ppm for lk in used]) * 1e-6), 0.0]
+    log_b = np.linalg.lstsq(rows, rhs, rcond=None)[0]
+    b = np.exp(log_b - log_b[index[reference]])
+    rhs = np.r_[w * np.array([lk.offset_s * b[index[lk.j]] for lk in used]), 0.0]
+    a = np.linalg.lstsq(rows, rhs, rcond=None)[0]
+    a -= a[index[reference]]
+    return {k: Clock(float(a[index[k]]), float(b[index[k]]), durations_s[k]) for k in members}
+
+
+def link_residuals(links: list[PairLink], clocks: dict[int, Clock]) -> list[float]:
+    """How far each link's own offset is from the solved timeline (ms), at the start of the pair's overlap."""
+    out = []
+    for lk in links:
+        if lk.i in clocks and lk.j in clocks:
+            ci, cj = clocks[lk.i], clocks[lk.j]
+            t_i = max(0.0, (cj.start_s - ci.start_s) / ci.rate)
+            predicted = (ci.start_s + ci.rate * t_i - cj.start_s) / cj.rate
+            measured = lk.offset_s + (1.0 + lk.drift_ppm * 1e-6) * t_i
+            out.append(1e3 * (measured - predicted))
+    return out
+
+
+def route(links: list[PairLink], reference: int, device: int) -> list[int]:
+    """The shortest chain of recordings from ``device`` to ``reference`` (both included), through the links;
+    among equally short chains, the first found with the strongest links."""
+    order = sorted(links, key=lambda lk: -lk.weight)
+    previous, queue = {device: None}, deque([device])
+    while queue:
+        u = queue.popleft()
+        if u == reference:
+            break
+        for lk in order:
+            for a, b in ((lk.i, lk.j), (lk.j, lk.i)):
+                if a == u and b not in previous:
+                    previous[b] = u
+                    queue.append(b)
+    if reference not in previous:
+        raise MeasurementError("no chain of overlapping recordings links this device to the reference")
+    chain, node = [], reference
+    while node is not None:
+        chain.append(node)
+        node = previous[node]
+    return chain[::-1]
+
+
+def place(audio: np.ndarray, sample_rate: int, clock: Clock, *, out_rate: int, start_s: float,
+          n_samples: int) -> np.ndarray:
+    """A recording ``(channels, n)`` on the timeline: ``n_samples`` at ``out_rate`` from ``start_s``, zeros where it
+    did not record. Resampled to ``out_rate`` (soxr), then moved and stretched by its clock
+    (:func:`micmatch.align.align`)."""
+    x = np.asarray(audio, dtype=np.float64)
+    if sample_rate != out_rate:
+        x = resample(x, sample_rate, out_rate)
+    # Output sample n lies at T = start_s + n / out_rate, local time (T - start) / rate.
+    # Rounded to a millionth of a sample, so a recording that lies exactly on the grid is only moved, not shifted by
+    # a fraction (and a rounding error below zero does not become a shift by one whole sample).
+    al = Alignment(round((start_s - clock.start_s) * out_rate / clock.rate, 6), (1.0 / clock.rate - 1.0) * 1e6,
+                   out_rate)
+    return np.stack([align(ch, al, n_samples) for ch in x]).astype(np.float32)
+
+
+def coverage(clock: Clock, *, out_rate: int, start_s: float, n_samples: int) -> tuple[int, int]:
+    """First and one-past-last timeline sample (at ``out_rate`` from ``start_s``) that the recording covers."""
+    lo = int(np.ceil((clock.start_s - start_s) * out_rate - 1e-3))
+    hi = int(np.floor((clock.end_s - start_s) * out_rate + 1e-3))
+    return max(lo, 0), min(max(hi, 0), n_samples)
+
+
+__all__ = ["Clock", "PairLink", "components", "connected", "coverage", "link_residuals", "measure_links",
+           "measure_pair", "place", "route", "solve_timeline", "sync_rate"]
