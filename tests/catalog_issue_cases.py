@@ -25,8 +25,10 @@ class Case:
     stderr: str | None
     #: Check of the workspace afterwards: raises AssertionError when wrong.
     check: Callable[[object, object], None] | None = None
-    #: Prepare the workspace (write a bad file...) before the command.
+    #: Prepare the workspace (write a bad file...) before the command; what it writes under ``in/`` is an input too.
     setup: Callable[[object], None] | None = None
+    #: Files (relative to the workspace) that must not exist afterwards: the command's outputs when it fails.
+    absent: tuple[str, ...] = ()
 
 
 def _responses_doc(ws) -> dict:

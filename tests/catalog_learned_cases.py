@@ -18,22 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
+from catalog_issue_cases import Case as BaseCase
 
 
 @dataclass(frozen=True)
-class Case:
-    id: str
-    #: The command line, from the workspace.
-    argv: Callable[[object], list]
-    exit_code: int
-    #: Regex that stderr must match (searched); None: no error line at all.
-    stderr: str | None
-    #: Check of the workspace afterwards (raises AssertionError).
-    check: Callable[[object, object], None] | None = None
-    #: Prepare the workspace (a bad file...) before the command; what it writes under ``in/`` is an input too.
-    setup: Callable[[object], None] | None = None
-    #: Files (relative to the workspace) that must not exist afterwards: the command's outputs when it fails.
-    absent: tuple[str, ...] = ()
+class Case(BaseCase):
+    """A case of the hostile-use catalog, with what the learned half needs on top."""
+
     #: Training commands print progress lines of their own on stderr.
     log_lines: bool = False
     #: Run only when this holds (a CUDA check is meaningless on a machine that has CUDA).

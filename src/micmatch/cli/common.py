@@ -194,6 +194,26 @@ def band_range(ctx, param, value):
     return (lo, hi)
 
 
+def shape_options(*, band_default: str):
+    """``--strength``, ``--band LO HI`` and ``--smooth``: how much of a correction, where, how smooth (the options
+    that shape a correction in ``match`` and ``event``); ``band_default`` says where the band is when not given."""
+
+    def decorate(func):
+        for option in reversed([
+            click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
+                         help="Scale of the correction in dB (0 = none, 1 = full)."),
+            click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, callback=band_range, metavar="LO HI",
+                         help=f"Band of the correction in Hz. Default: {band_default}."),
+            click.option("--smooth", "smoothing", type=FiniteFloatRange(min=0.0), default=None,
+                         help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave "
+                              "(default: none)."),
+        ]):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def check_mel_bands(sample_rate: int, n_fft: int, n_mels: int, *, fmin: float = 0.0,
                     fmax: float | None = None) -> None:
     """Refuse mel settings that leave bands without any FFT bin (constant, useless features), naming the options."""

@@ -7,10 +7,9 @@ import sys
 import click
 
 from micmatch.cli.common import (
+    shape_options,
     COMMON,
-    FINITE_FLOAT,
     FiniteFloatRange,
-    band_range,
     progress_enabled,
     warn_line,
 )
@@ -31,12 +30,7 @@ from micmatch.cli.common import (
 @click.option("--cuts", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV of 'time_s,device' rows: also write OUT/CUTSNAME.wav, playing each device from its time "
                    "on (times on the event's timeline, 0 at its first sample).")
-@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
-              help="Scale of the corrections in dB (0 = none, 1 = full).")
-@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, callback=band_range, metavar="LO HI",
-              help="Band of the corrections in Hz. Default: where the devices of each route have signal.")
-@click.option("--smooth", "smoothing", type=FiniteFloatRange(min=0.0), default=None,
-              help="Fractional-octave smoothing of the corrections, e.g. 0.1667 for 1/6 octave.")
+@shape_options(band_default="where the devices of each route have signal")
 @click.option("--max-boost", type=FiniteFloatRange(min=0.0), default=12.0, show_default=True,
               help="Largest boost of a correction (dB).")
 @click.option("--max-cut", type=FiniteFloatRange(min=0.0), default=24.0, show_default=True,

@@ -11,10 +11,8 @@ import click
 from micmatch import audio as audio_io
 from micmatch.cli.batch import exit_with, plan_batch
 from micmatch.cli.common import (
+    shape_options,
     COMMON,
-    FINITE_FLOAT,
-    FiniteFloatRange,
-    band_range,
     progress_enabled,
     warn_line,
 )
@@ -31,12 +29,7 @@ from micmatch.outputs import prepare_output, prepare_output_dir
 @click.option("--statistic", type=click.Choice(["log", "power"]), default="power", show_default=True,
               help="Long-term statistic: log = geometric mean of magnitudes, power = long-term average spectrum "
                    "(README: when each is right).")
-@click.option("--strength", type=FiniteFloatRange(0.0, 1.0), default=1.0, show_default=True,
-              help="Scale of the correction in dB (0 = unchanged, 1 = full match).")
-@click.option("--band", nargs=2, type=FINITE_FLOAT, default=None, callback=band_range, metavar="LO HI",
-              help="Band of the correction in Hz. Default: where both recordings have signal.")
-@click.option("--smooth", "smoothing", type=FiniteFloatRange(min=0.0), default=None,
-              help="Fractional-octave smoothing of the correction, e.g. 0.1667 for 1/6 octave (default: none).")
+@shape_options(band_default="where both recordings have signal")
 @click.option("--loudness", default="match", show_default=True,
               help="Loudness of the result (ITU-R BS.1770): 'match' the reference, 'keep' the target's, or a level "
                    "such as -23LUFS.")
