@@ -70,6 +70,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
       micmatch match tablet.wav studio.wav -o tablet_matched.wav --report report/
       micmatch profile recordings/ -o responses.json --device-from dir
       micmatch correct recordings/phone --responses responses.json --device phone --reference studio -o matched/
+      micmatch event phone1.wav phone2.wav camera.wav -o stems/
       micmatch demo -o demo-output
     """
     ctx.ensure_object(dict)
