@@ -200,38 +200,49 @@ def label_files(paths, label_from: str, *, what: str = "label") -> tuple[list[st
     raise CorpusError(f"{what}_from={label_from!r} must be {forms}")
 
 
-def _read_label_csv(path: Path, column: str) -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
-    """From a CSV with ``filename`` (or ``path``) and ``column``: ``{resolved path: value}`` and
-    ``{bare file name: [(row's name, value), ...]}``. A file listed twice with different values is refused."""
+def read_csv_table(path: str | os.PathLike, *, what: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The column names and rows of a UTF-8 CSV with a header (names and values stripped; a BOM allowed).
+
+    Every way the file can fail to read (missing, not UTF-8, not CSV) is one :class:`CorpusError` naming the file
+    and ``what`` it is (e.g. ``"label CSV"``)."""
+    path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            fields = [c.strip() for c in (reader.fieldnames or [])]
-            key = "filename" if "filename" in fields else "path" if "path" in fields else None
-            if key is None or column not in fields:
-                raise CorpusError(f"{path}: needs columns 'filename' (or 'path') and {column!r}; found "
-                                  f"{', '.join(fields) or 'none'}")
-            table: dict[str, str] = {}
-            by_name: dict[str, list[tuple[str, str]]] = {}
-            for row in reader:
-                row = {k.strip(): v.strip() if isinstance(v, str) else "" for k, v in row.items() if k is not None}
-                name, value = row.get(key, ""), row.get(column, "")
-                if not name or not value:
-                    continue
-                full = str((Path(name) if Path(name).is_absolute() else path.parent / name).resolve())
-                if table.get(full, value) != value:
-                    raise CorpusError(f"{path}: {name} is listed twice with different {column}s, {table[full]!r} "
-                                      f"and {value!r}; keep one row per file")
-                if full not in table:
-                    by_name.setdefault(Path(name).name, []).append((name, value))
-                table[full] = value
-            return table, by_name
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{k.strip(): v.strip() if isinstance(v, str) else "" for k, v in r.items() if k is not None}
+                    for r in reader]
     except OSError as exc:
-        raise CorpusError(f"{path}: cannot read {column} CSV ({exc.strerror or exc})") from None
+        raise CorpusError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
-        raise CorpusError(f"{path}: not UTF-8 text; save the {column} CSV as UTF-8") from None
+        raise CorpusError(f"{path}: not UTF-8 text; save the {what} as UTF-8") from None
     except csv.Error as exc:
         raise CorpusError(f"{path}: not a readable CSV ({exc})") from None
+    return columns, rows
+
+
+def _read_label_csv(path: Path, column: str) -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
+    """From a CSV with ``filename`` (or ``path``) and ``column``: ``{resolved path: value}`` and
+    ``{bare file name: [(row's name, value), ...]}``. A file listed twice with different values is refused."""
+    fields, rows = read_csv_table(path, what=f"{column} CSV")
+    key = "filename" if "filename" in fields else "path" if "path" in fields else None
+    if key is None or column not in fields:
+        raise CorpusError(f"{path}: needs columns 'filename' (or 'path') and {column!r}; found "
+                          f"{', '.join(fields) or 'none'}")
+    table: dict[str, str] = {}
+    by_name: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        name, value = row.get(key, ""), row.get(column, "")
+        if not name or not value:
+            continue
+        full = str((Path(name) if Path(name).is_absolute() else path.parent / name).resolve())
+        if table.get(full, value) != value:
+            raise CorpusError(f"{path}: {name} is listed twice with different {column}s, {table[full]!r} "
+                              f"and {value!r}; keep one row per file")
+        if full not in table:
+            by_name.setdefault(Path(name).name, []).append((name, value))
+        table[full] = value
+    return table, by_name
 
 
 def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", test_fraction: float = 0.2,
@@ -260,21 +271,12 @@ def load_corpus(folder: str | os.PathLike, *, metadata: str = "metadata.csv", te
     if not csv_path.is_file():
         raise CorpusError(f"{csv_path} not found; a corpus folder needs a {metadata} with columns "
                           f"{', '.join(REQUIRED_COLUMNS)} (optional: device, split)")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                found = ", ".join(columns) or "none"
-                raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {found}); "
-                                  f"add them: filename = path relative to the folder, label = class name")
-            rows = [{k.strip(): v.strip() if isinstance(v, str) else "" for k, v in r.items() if k is not None}
-                    for r in reader]
-    except UnicodeDecodeError:
-        raise CorpusError(f"{csv_path}: not UTF-8 text; save it as UTF-8") from None
-    except csv.Error as exc:
-        raise CorpusError(f"{csv_path}: not a readable CSV ({exc})") from None
+    columns, rows = read_csv_table(csv_path, what="metadata CSV")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        found = ", ".join(columns) or "none"
+        raise CorpusError(f"{csv_path}: missing column(s) {', '.join(missing)} (found: {found}); "
+                          f"add them: filename = path relative to the folder, label = class name")
     if not rows:
         raise CorpusError(f"{csv_path}: no rows; list one clip per row")
     has_device = "device" in columns

@@ -20,7 +20,6 @@ This module needs numpy and scipy only (pyroomacoustics for rooms, behind the ``
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import numpy as np
 
 from micmatch.align import align, estimate_alignment
 from micmatch.audio import find_audio_files, load, resample
+from micmatch.corpus import read_csv_table
 from micmatch.errors import (
     AudioError,
     ConfigMismatchError,
@@ -145,21 +145,12 @@ def load_pair(reference: str | os.PathLike, device: str | os.PathLike, *, sample
 def read_pairs_csv(path: str | os.PathLike) -> list[tuple[Path, Path]]:
     """Pairs from a CSV with columns ``reference`` and ``device`` (paths relative to the CSV's folder)."""
     p = Path(path)
-    try:
-        with open(p, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise CorpusError(f"{p}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise CorpusError(f"{p}: not UTF-8 text; save the pairs CSV as UTF-8") from None
-    except csv.Error as exc:
-        raise CorpusError(f"{p}: not a readable CSV ({exc})") from None
-    if not rows or not {"reference", "device"} <= set(rows[0]):
+    columns, rows = read_csv_table(p, what="pairs CSV")
+    if not rows or not {"reference", "device"} <= set(columns):
         raise CorpusError(f"{p}: expected a header with columns 'reference' and 'device' and at least one row")
     out = []
     for i, row in enumerate(rows, start=2):
-        if not isinstance(row["reference"], str) or not isinstance(row["device"], str) or not row["reference"] \
-                or not row["device"]:
+        if not row["reference"] or not row["device"]:
             raise CorpusError(f"{p}:{i}: empty reference or device path")
         out.append(((p.parent / row["reference"]), (p.parent / row["device"])))
     return out
