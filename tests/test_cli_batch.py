@@ -89,7 +89,7 @@ def test_plan_batch_without_outputs_runs_everything(tmp_path):
 
 def test_run_batch_prints_captured_warnings_per_file(tmp_path, capsys):
     pairs = _pairs(tmp_path, ["a.wav", "b.wav"])
-    batch.run_batch(pairs, functools.partial(_work, warn=("b.wav",)), capture_warnings=True, progress=False)
+    batch.run_batch(pairs, functools.partial(_work, warn=("b.wav",)), progress=False)
     assert capsys.readouterr().err == "micmatch: warning: b.wav: a note\n"
 
 
@@ -105,9 +105,9 @@ def test_run_batch_summarizes_overs_once_per_kind(tmp_path, capsys):
 def test_run_batch_in_worker_processes_matches_one_process(tmp_path, capsys):
     pairs = _pairs(tmp_path, [f"{i}.wav" for i in range(6)])
     work = functools.partial(_work, fail=("3.wav",), warn=("4.wav",))
-    one = batch.run_batch(pairs, work, capture_warnings=True, progress=False)
+    one = batch.run_batch(pairs, work, progress=False)
     err_one = capsys.readouterr().err
-    two = batch.run_batch(pairs, work, jobs=2, capture_warnings=True, progress=False)
+    two = batch.run_batch(pairs, work, jobs=2, progress=False)
     assert capsys.readouterr().err == err_one
     assert [r[:2] for r in one.results] == [r[:2] for r in two.results]
     assert two.n_failed == 1

@@ -116,7 +116,7 @@ class Batch:
 
     def run(self, work: Callable[[Path, Path | None], Any], *, jobs: int = 1, scheduler: str | None = None,
             progress: bool | None = None, desc: str = "files", on_result: Callable[[Path, Path | None, Any], None]
-            | None = None, capture_warnings: bool = False, summarize_overs: bool = False) -> BatchOutcome:
+            | None = None, summarize_overs: bool = False) -> BatchOutcome:
         """Run ``work(input, output)`` on every pair still to do; see :func:`run_batch`."""
         from micmatch.parallel import FileFailure, map_files
 
@@ -155,7 +155,7 @@ def plan_batch(pairs: Iterable[tuple[Path, Path | None]], *, skip_existing: bool
 def run_batch(pairs: Sequence[tuple[Path, Path | None]], work: Callable[[Path, Path | None], Any], *,
               jobs: int = 1, scheduler: str | None = None, skip_existing: bool = False, progress: bool | None = None,
               desc: str = "files", on_result: Callable[[Path, Path | None, Any], None] | None = None,
-              capture_warnings: bool = False, summarize_overs: bool = False) -> BatchOutcome:
+              summarize_overs: bool = False) -> BatchOutcome:
     """Run ``work(input, output)`` over planned pairs, keeping going past bad files.
 
     Parameters
@@ -175,9 +175,6 @@ def run_batch(pairs: Sequence[tuple[Path, Path | None]], work: Callable[[Path, P
         Draw a progress bar labelled ``desc``; default: when stderr is a terminal.
     on_result : callable, optional
         ``on_result(input, output, result)`` for each success, in input order, as it arrives (per-file lines).
-    capture_warnings : bool
-        No longer needed: the warnings ``work`` raises are always printed as ``micmatch: warning:`` lines (after
-        that file is done; kinds a batch sums up once at the end). Accepted for the callers written before.
     summarize_overs : bool
         Results with an ``action`` other than ``"ok"`` (see :class:`micmatch.correct.FileResult`) are
         summarised by :func:`warn_overs`, one line per kind, after the batch.
@@ -188,7 +185,7 @@ def run_batch(pairs: Sequence[tuple[Path, Path | None]], work: Callable[[Path, P
     """
     return plan_batch(pairs, skip_existing=skip_existing).run(
         work, jobs=jobs, scheduler=scheduler, progress=progress, desc=desc, on_result=on_result,
-        capture_warnings=capture_warnings, summarize_overs=summarize_overs)
+        summarize_overs=summarize_overs)
 
 
 def warn_overs(action: str, results: Sequence[Any]) -> None:

@@ -349,7 +349,7 @@ def _correct_with_model(inputs, model_path: str, output_dir: str, *, overs: str,
     normalizer = Normalizer.load(model_path)
     work = functools.partial(_model_one, normalizer=normalizer, resample=resample, overs=overs, compute=compute)
     outcome = run_batch(output_paths(inputs, Path(output_dir), exclude=exclude), work, skip_existing=skip_existing,
-                        desc="correcting", capture_warnings=True)
+                        desc="correcting")
     click.echo(f"corrected {outcome.n_done}/{outcome.n_planned} file(s) with {Path(model_path).name} "
                f"({normalizer.method}) into {output_dir}{outcome.skipped_note()}")
     return outcome.exit_code
