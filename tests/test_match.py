@@ -42,7 +42,7 @@ from micmatch.response import (
     SpectralConfig,
 )
 from micmatch.logstats import LogPowerAccumulator
-from micmatch.spectral import _frames_view, analysis_window
+from micmatch.spectral import frame_view, analysis_window
 
 SR = 22050
 
@@ -70,7 +70,7 @@ def test_power_sum_equals_the_float64_reference(rng, use_kernel, relative_gate_d
     acc = LogPowerAccumulator(n_fft=1024, hop_length=256, relative_gate_db=relative_gate_db, use_kernel=use_kernel)
     acc.update(x[:5001])
     acc.update(x[5001:])
-    frames = _frames_view(x.astype(np.float64), 1024, 256)
+    frames = frame_view(x.astype(np.float64), 1024, 256)
     power = np.abs(np.fft.rfft(frames * analysis_window(1024, dtype=np.float64), axis=-1)) ** 2
     level = 10 * np.log10(power.sum(axis=1))
     # Which frames the relative gate keeps is checked by the statistics' own tests; here: the same frames as

@@ -196,7 +196,7 @@ def test_window_kernel_equals_numpy(rng, isa, dtype):
     window = spectral.analysis_window(n_fft, scale=1 / 32768)
     out = np.full((n, n_fft), np.nan, dtype=np.float32)
     logstats._logpower.window_frames(x[256:], n, n_fft, hop, window, out)
-    expected = spectral._frames_view(x[256:], n_fft, hop)[:n] * window
+    expected = spectral.frame_view(x[256:], n_fft, hop)[:n] * window
     np.testing.assert_array_equal(out, expected)  # one float32 product per value in both: bit for bit
 
 

@@ -17,7 +17,7 @@ from micmatch.errors import ParameterError
 from micmatch.spectral import (
     DEFAULT_FLOOR_DB,
     DEFAULT_GATE_DB,
-    _frames_view,
+    frame_view,
     analysis_window,
 )
 
@@ -251,7 +251,7 @@ class LogPowerAccumulator:
         if self._tail is not None and self._tail.size:
             x = np.concatenate([self._tail, x.astype(self._tail.dtype, copy=False)])
         x = np.ascontiguousarray(x)
-        frames = _frames_view(x, self.n_fft, self.hop_length)
+        frames = frame_view(x, self.n_fft, self.hop_length)
         total = frames.shape[0]
         self._tail = x[total * self.hop_length :].copy()
         self._n_seen += total

@@ -55,11 +55,6 @@ def gain_to_db(gain: np.ndarray | float, *, floor_db: float = DEFAULT_FLOOR_DB) 
     return np.maximum(20.0 * np.log10(np.maximum(g, 10.0 ** (floor_db / 20.0))), floor_db)
 
 
-def _frames_view(x: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """:func:`frame_view` under the name the statistics path uses."""
-    return frame_view(x, n_fft, hop_length)
-
-
 def analysis_window(n_fft: int, *, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
     """Hann window scaled so that a full-scale bin-centred sinusoid reads 0 dB, times ``scale``.
 
@@ -82,7 +77,7 @@ def log_power_frames(
     :class:`micmatch.logstats.LogPowerAccumulator`.
     """
     x = np.ascontiguousarray(audio, dtype=np.float64)
-    frames = _frames_view(x, n_fft, hop_length) * analysis_window(n_fft, dtype=np.float64)
+    frames = frame_view(x, n_fft, hop_length) * analysis_window(n_fft, dtype=np.float64)
     power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
     return (10.0 * np.log10(power + 10.0 ** (floor_db / 10.0))).T
 
