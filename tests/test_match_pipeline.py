@@ -18,7 +18,8 @@ import micmatch
 from micmatch.correct import correction_curve
 from micmatch.demo import synth_voice
 from micmatch.errors import ParameterError
-from micmatch.loudness import OVERS_POLICIES, overs_policy
+from micmatch.render import OVERS as OVERS_POLICIES
+from micmatch.render import resolve_overs as overs_policy
 from micmatch.matchresult import NOTE_KINDS, MatchResult, Note
 from micmatch.response import DeviceResponse, ResponseSet, SpectralConfig
 

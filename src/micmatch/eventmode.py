@@ -33,7 +33,7 @@ from micmatch import audio as audio_io
 from micmatch import eventseams, eventsync
 from micmatch.correct import Correction, apply_correction, correction_from_levels, widest_band
 from micmatch.errors import MeasurementError, ParameterError
-from micmatch.loudness import integrated_loudness, overs_policy, parse_loudness, peak_reduction_db
+from micmatch.loudness import integrated_loudness, parse_loudness, peak_reduction_db
 from micmatch.matching import BAND_SNR_DB, MIN_BAND_OCTAVES, analysis_n_fft
 
 MIN_RECORDINGS, MAX_RECORDINGS = 2, 20
@@ -320,14 +320,14 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
         When the reference matches none of the other recordings.
     """
     from micmatch.outputs import atomic_path, prepare_output_dir
-    from micmatch.render import render_file
+    from micmatch.render import render_file, resolve_overs
 
     recordings = [Path(r) for r in recordings]
     if not MIN_RECORDINGS <= len(recordings) <= MAX_RECORDINGS:
         raise ParameterError(f"{len(recordings)} recordings given; event mode takes {MIN_RECORDINGS} to "
                              f"{MAX_RECORDINGS}")
     names = _names(recordings)
-    policy = overs_policy(overs)
+    policy = resolve_overs(overs)
     level_mode = parse_loudness(loudness)
     cut_rows = read_cuts(cuts, names) if cuts is not None else None
     if cut_rows is not None and Path(cuts).stem in names:

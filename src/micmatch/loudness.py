@@ -15,18 +15,11 @@ import re
 import numpy as np
 
 from micmatch.errors import ParameterError
-from micmatch.render import OVERS as OVERS_POLICIES
-from micmatch.render import OVERS_ALIASES, resolve_overs
 
 #: Ceiling of the true peak after the overs policy (dBTP), as EBU R128 recommends for distribution.
 TRUE_PEAK_CEILING_DB = -1.0
 #: BS.1770 gating needs at least one 400 ms block.
 MIN_SECONDS = 0.4
-
-
-def overs_policy(overs: str) -> str:
-    """The policy named by ``overs`` (:func:`micmatch.render.resolve_overs`: one vocabulary for every command)."""
-    return resolve_overs(overs)
 
 
 def parse_loudness(value: str | float) -> str | float:
@@ -111,4 +104,4 @@ def peak_reduction_db(audio: np.ndarray, sample_rate: int, *, ceiling_db: float 
     return max(0.0, true_peak_db(audio, sample_rate) - ceiling_db)
 
 
-__all__ = ["OVERS_ALIASES", "OVERS_POLICIES", "integrated_loudness", "overs_policy", "parse_loudness", "peak_reduction_db", "true_peak_db"]
+__all__ = ["integrated_loudness", "parse_loudness", "peak_reduction_db", "true_peak_db"]

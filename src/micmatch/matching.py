@@ -47,9 +47,7 @@ from micmatch.correct import (
 from micmatch.errors import AudioError, MeasurementError, ParameterError
 from micmatch.estimate import array_stats
 from micmatch.loudness import (
-    OVERS_ALIASES,
     integrated_loudness,
-    overs_policy,
     parse_loudness,
     peak_reduction_db,
 )
@@ -63,7 +61,7 @@ from micmatch.longterm import (  # long_term_spectrum_db and third_octave_levels
     third_octave_levels_db,  # noqa: F401
 )
 from micmatch.matchresult import DISTANCE_TOLERANCE_DB, MatchResult, Note
-from micmatch.render import render_file
+from micmatch.render import OVERS_ALIASES, render_file, resolve_overs
 from micmatch.response import LogSpectrumStats, SpectralConfig
 
 ROUTES = ("auto", "aligned", "unaligned")
@@ -251,7 +249,7 @@ def _check_options(*, statistic: str, route: str, overs: str) -> str:
     if overs in OVERS_ALIASES:
         warnings.warn(f"overs={overs!r} is now called {OVERS_ALIASES[overs]!r}; the old name goes in the next release",
                       DeprecationWarning, stacklevel=3)
-    policy = overs_policy(overs)
+    policy = resolve_overs(overs)
     if statistic not in STATISTICS:
         raise ParameterError(f"statistic={statistic!r} must be one of {STATISTICS}")
     return policy

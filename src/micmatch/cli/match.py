@@ -17,7 +17,7 @@ from micmatch.cli.common import (
     warn_line,
 )
 from micmatch.errors import AudioError
-from micmatch.loudness import overs_policy
+from micmatch.render import resolve_overs
 from micmatch.outputs import prepare_output, prepare_output_dir
 
 
@@ -87,7 +87,7 @@ def match_cmd(target, references, output, statistic, strength, band, smoothing, 
         jobs = [(target_path, prepare_output(output, [target, *references]))]
     batch = plan_batch(jobs, skip_existing=skip_existing)
     options = {"statistic": statistic, "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
-               "loudness": loudness, "overs": overs_policy(overs), "route": route, "reference_weights": weights,
+               "loudness": loudness, "overs": resolve_overs(overs), "route": route, "reference_weights": weights,
                "n_fft": n_fft}
     single = len(batch.todo) == 1
     clashes = _stem_clashes(jobs, output) if target_path.is_dir() else set()
