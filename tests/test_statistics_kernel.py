@@ -329,3 +329,23 @@ def test_real_clip_with_an_offset_in_its_pauses_does_not_warn(data_dir):
         warnings.simplefilter("error", DCOffsetWarning)
         stats = file_stats(data_dir / "fsdd" / "audio" / "4_lucas_47.wav", config)
     assert stats.n_frames > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The FFT of the statistics path: pocketfft called directly, or scipy.fft where that entry point is missing
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("n_fft", [16, 510, 2048])
+def test_rfft_rows_equals_scipy(rng, monkeypatch, direct, n_fft):
+    import scipy.fft
+
+    if not direct:
+        monkeypatch.setattr(logstats, "_pocketfft_r2c", None)
+    frames = rng.standard_normal((7, n_fft)).astype(np.float32)
+    expected = scipy.fft.rfft(frames, axis=-1)
+    out = np.full((7, n_fft // 2 + 1), np.nan, dtype=np.complex64)
+    got = logstats.rfft_rows(frames.copy(), out)
+    assert got.dtype == np.complex64 and np.shares_memory(got, out)
+    # The same pocketfft transform in float32 either way: equal to float32 rounding of the largest bin.
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())

@@ -28,9 +28,30 @@ except ImportError:  # pragma: no cover - depends on the build
 if _logpower is not None and not hasattr(_logpower, "DC_LEVELS"):  # pragma: no cover - a stale build of the kernel
     _logpower = None  # older than this file: numpy does the work until `python setup.py build_ext` is rerun
 
-#: Frames per FFT call in the statistics path. 64-128 keeps a chunk in cache on the project's machines
-#: (benchmarks/bench_profile.py measured 64-128 as the fastest range).
-CHUNK_FRAMES = 96
+try:  # pocketfft's own entry point (what scipy.fft.rfft calls), into a reused output: scipy.fft's dispatch layer
+    # and the output allocation cost about 11 us a call, 7% of the profiling path (benchmarks/bench_profile.py).
+    from scipy.fft._pocketfft.pypocketfft import r2c as _pocketfft_r2c
+except ImportError:  # pragma: no cover - another scipy layout: scipy.fft.rfft does the same
+    _pocketfft_r2c = None
+
+
+def rfft_rows(frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Real FFT of each row of a float32 ``(n, n_fft)`` array into ``out`` (complex64 ``(n, n_fft // 2 + 1)``).
+
+    Equal to ``scipy.fft.rfft(frames, axis=-1)``; ``frames`` may be overwritten."""
+    global _pocketfft_r2c
+    if _pocketfft_r2c is not None:
+        try:
+            return _pocketfft_r2c(frames, (1,), True, 0, out, 1)
+        except TypeError:  # pragma: no cover - a scipy whose private signature changed: use the public one
+            _pocketfft_r2c = None
+    out[...] = scipy.fft.rfft(frames, axis=-1, overwrite_x=True)
+    return out
+
+#: Frames per FFT call in the statistics path: a chunk's frames and spectra stay in cache. Once the FFT is called
+#: without scipy.fft's dispatch layer, 24-32 was the fastest on the project's machines (profiling 60 clips of 15 s
+#: at n_fft 2048: 32 frames 12% faster than 96, 16 slower again; benchmarks/bench_profile.py).
+CHUNK_FRAMES = 32
 #: Resolution of the frame-level bins used by the relative gate (dB).
 LEVEL_STEP_DB = 0.5
 #: A frame with less than this share of its power outside 0 Hz and the first bin (where the Hann window spreads a
@@ -198,6 +219,7 @@ class LogPowerAccumulator:
         self._gates = (self._level_k, -1.0 if self._gate_sum is None else self._gate_sum, DC_REST_SHARE,
                        LEVEL_STEP_DB, n_rows, self.relative_gate_db is not None)
         self._buffer = np.empty((CHUNK_FRAMES, self.n_fft), dtype=np.float32)  # windowed frames of one chunk
+        self._spectrum = np.empty((CHUNK_FRAMES, n_bins), dtype=np.complex64)  # their spectra
 
     # Results --------------------------------------------------------------------------------------------------
     @property
@@ -268,8 +290,7 @@ class LogPowerAccumulator:
                                         windowed)
             else:
                 np.multiply(frames[start : start + m], self._window, out=windowed, casting="unsafe")
-            spec = scipy.fft.rfft(windowed, axis=-1, overwrite_x=True)
-            self._add_chunk(np.ascontiguousarray(spec, dtype=np.complex64), kernel)
+            self._add_chunk(rfft_rows(windowed, self._spectrum[:m]), kernel)
         return total
 
     def _add_chunk(self, spec: np.ndarray, kernel: bool) -> None:
