@@ -18,6 +18,7 @@ Users: :mod:`micmatch.learn.event_residual` (``event --learned``) and ``micmatch
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -88,5 +89,70 @@ def verdict(static_db: float, learned_db: float, *, margin_db: float = KEEP_MARG
     return False, f"{figures}: learned left out (not at least {margin_db:g} dB better)"
 
 
-__all__ = ["ACTIVE_DB", "KEEP_MARGIN_DB", "heldout_lsd_db", "measure_n_fft", "split_point", "static_correction",
-           "verdict"]
+def compare_on_pairs(pairs, learned: Callable[[np.ndarray], np.ndarray], *,
+                     validation_fraction: float) -> dict | None:
+    """Held-out LSD of no correction, the static correction and a learned model, over the held-out ends of
+    training pairs (:func:`micmatch.pairs.split_pair`'s split, the part a normalizer's training held out).
+
+    The static correction of each pair is fitted on its training part only; ``learned`` maps a whole device
+    recording to its corrected version (so the held-out part has the audio before it as context). Figures are
+    weighted by held-out length; pairs whose held-out part is shorter than four measure frames, or whose
+    training part gives no static correction, are left out (``pairs_left_out``).
+
+    Returns
+    -------
+    dict or None
+        ``uncorrected_db``, ``static_db``, ``learned_db``, ``heldout_s``, ``pairs``, ``pairs_left_out``,
+        ``validation_fraction``; None when no pair could be measured.
+    """
+    from micmatch.correct import apply_correction
+    from micmatch.errors import MeasurementError
+    from micmatch.pairs import split_pair
+
+    rows, left_out = [], 0
+    for p in pairs:
+        train, held = split_pair(p, validation_fraction=validation_fraction)
+        sr = p.sample_rate
+        if held.reference.shape[-1] < 4 * measure_n_fft(sr):
+            left_out += 1
+            continue
+        try:
+            correction = static_correction(train.reference, train.device, sr)
+        except MeasurementError:
+            left_out += 1
+            continue
+        cut = train.reference.shape[-1]
+        static = apply_correction(held.device.astype(np.float32), sr, correction)
+        out = np.asarray(learned(p.device))[cut:]
+        rows.append((held.reference.shape[-1] / sr, heldout_lsd_db(held.reference, held.device, sr),
+                     heldout_lsd_db(held.reference, static, sr), heldout_lsd_db(held.reference, out, sr)))
+    if not rows:
+        return None
+    a = np.asarray(rows)
+    w = a[:, 0] / a[:, 0].sum()
+    return {"uncorrected_db": round(float(a[:, 1] @ w), 4), "static_db": round(float(a[:, 2] @ w), 4),
+            "learned_db": round(float(a[:, 3] @ w), 4), "heldout_s": round(float(a[:, 0].sum()), 3),
+            "pairs": len(rows), "pairs_left_out": left_out, "validation_fraction": validation_fraction,
+            "note": "frame LSD of each pair's held-out end, levels matched, pauses left out; static: aligned "
+                    "spectrum correction fitted on the training part"}
+
+
+def comparison_lines(figures: dict | None) -> tuple[str, str | None]:
+    """``(report, warning)``: one line with the three held-out figures, and one warning line when the learned
+    model is worse than the static correction (None otherwise)."""
+    if figures is None:
+        return "held-out comparison: no pair has a held-out part long enough to measure", None
+    pct = round(100 * figures["validation_fraction"])
+    line = (f"held-out LSD (last {pct}% of each pair, {figures['heldout_s']:.1f} s): no correction "
+            f"{figures['uncorrected_db']:.2f} dB, static {figures['static_db']:.2f} dB, learned "
+            f"{figures['learned_db']:.2f} dB")
+    worse = figures["learned_db"] - figures["static_db"]
+    if worse <= 0:
+        return line, None
+    return line, (f"the learned model is {worse:.2f} dB worse than the static correction on the held-out part "
+                  f"({figures['learned_db']:.2f} vs {figures['static_db']:.2f} dB); an aligned spectrum correction "
+                  f"(micmatch pair, then correct) may serve this device better")
+
+
+__all__ = ["ACTIVE_DB", "KEEP_MARGIN_DB", "compare_on_pairs", "comparison_lines", "heldout_lsd_db", "measure_n_fft",
+           "split_point", "static_correction", "verdict"]
