@@ -99,6 +99,22 @@ def test_noise_static_eq_cannot_fix_is_learned_and_kept():
     assert y.shape == dev.shape and np.isfinite(y).all()
 
 
+def test_reverberation_is_learned_and_fit_is_reproducible():
+    from scipy.signal import fftconvolve
+
+    ref = speechlike(16.0, seed=6)
+    rng = np.random.default_rng(7)
+    t = np.arange(int(0.5 * SR)) / SR
+    h = 0.3 * rng.standard_normal(t.size) * np.exp(-6.9 * t / 0.5)  # RT60 0.5 s tail, no direct-path change
+    h[0] = 1.0
+    dev = fftconvolve(ref, h)[: ref.shape[0]].astype(np.float32)
+    a, b = fit_residual(dev, ref, SR, seed=1), fit_residual(dev, ref, SR, seed=1)
+    assert a.kept, a.reason
+    assert a.figures["heldout_lsd_db"]["learned"] <= a.figures["heldout_lsd_db"]["static"] - 0.1
+    assert a.figures["heldout_lsd_db"] == b.figures["heldout_lsd_db"]  # same inputs and seed, same fit
+    assert np.array_equal(a.apply(dev), b.apply(dev))
+
+
 def test_identical_signals_are_not_kept():
     x = speechlike(12.0, seed=5)
     fits = fit_event_devices({"same": (x, x.copy()), "short": (x[: 4 * SR], x[: 4 * SR])}, SR)
@@ -108,3 +124,7 @@ def test_identical_signals_are_not_kept():
     assert same.figures["heldout_lsd_db"]["static"] == pytest.approx(0.0, abs=1e-6)
     assert np.array_equal(same.apply(x), x)
     assert not fits["short"].kept and "too short" in fits["short"].reason
+    bad = x[: 4 * SR].copy()
+    bad[10] = np.nan
+    fits = fit_event_devices({"bad": (bad, x[: 4 * SR]), "short": (x[: 4 * SR], x[: 4 * SR])}, SR)
+    assert not fits["bad"].kept and "NaN" in fits["bad"].reason and "too short" in fits["short"].reason

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from micmatch.errors import ConfigMismatchError, MeasurementError, ParameterError
+from micmatch.errors import AudioError, ConfigMismatchError, MeasurementError, ParameterError
 from micmatch.learn import heldout
 from micmatch.learn.engine import deterministic
 from micmatch.learn.normalizer import Normalizer
@@ -82,7 +82,12 @@ class EventFit:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """1-D float audio (the statically corrected device) -> float32 of the same length (input untouched); a
-        copy of the input when not kept."""
+        copy of the input when not kept.
+
+        The network works on STFT frames every ``hop`` samples from the start of ``x``: apply it to a whole stem,
+        or to blocks that start a multiple of ``hop`` samples apart with ``context`` samples of audio on each side
+        (then the blocks' middles join into exactly the whole stem's result).
+        """
         a = np.asarray(x)
         if a.ndim != 1:
             raise ParameterError(f"EventFit.apply takes 1-D audio; got shape {a.shape}")
@@ -231,9 +236,16 @@ def fit_event_devices(pairs: dict[str, tuple[np.ndarray, np.ndarray]], sample_ra
     Returns
     -------
     dict
-        ``{name: EventFit}``, in the order of ``pairs``.
+        ``{name: EventFit}``, in the order of ``pairs``; a device whose audio is unusable (not finite, lengths
+        that differ) gets ``kept=False`` with the reason, and the others go on.
     """
-    return {name: fit_residual(dev, ref, sample_rate, progress=progress) for name, (dev, ref) in pairs.items()}
+    fits = {}
+    for name, (dev, ref) in pairs.items():
+        try:
+            fits[name] = fit_residual(dev, ref, sample_rate, progress=progress)
+        except (AudioError, ConfigMismatchError) as exc:  # one bad device does not stop the others
+            fits[name] = EventFit(False, 0, {}, f"{name}: no learned correction: {exc}")
+    return fits
 
 
 __all__ = ["EventFit", "HELDOUT_FRACTION", "MIN_HELDOUT_S", "MIN_TRAIN_S", "fit_event_devices", "fit_residual",
