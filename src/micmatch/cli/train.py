@@ -70,7 +70,16 @@ def _load_pairs(references, devices, pairs_csv, resample, *, output, init_path):
     return [load_pair(r, d, resample_to_reference=resample) for r, d in items]
 
 
-def _finish(normalizer, output):
+def _finish(normalizer, output, pairs):
+    """Compare the model with no correction and the static correction on the held-out ends of the pairs, write
+    it (the figures go into its summary) and report in one line, plus one warning line when it lost."""
+    from micmatch.cli.common import warn_line
+    from micmatch.learn.heldout import compare_on_pairs, comparison_lines
+    from micmatch.pairs import VALIDATION_FRACTION
+
+    figures = compare_on_pairs(pairs, lambda x: normalizer.apply(x, normalizer.sample_rate, compute="cpu"),
+                               validation_fraction=VALIDATION_FRACTION)
+    normalizer.summary["heldout_comparison"] = figures
     path = normalizer.save(output)
     s = normalizer.summary
     before, after = s.get("validation_lsd_uncorrected_db"), s.get("validation_lsd_db")
@@ -78,6 +87,10 @@ def _finish(normalizer, output):
         "no validation LSD (held-out part too short)"
     click.echo(f"wrote {path} ({normalizer.method}, {normalizer.sample_rate} Hz): {lsd} after {s['epochs_run']} "
                f"epoch(s), {s['train_time_s']:.0f} s")
+    line, warning = comparison_lines(figures)
+    click.echo(line)
+    if warning:
+        warn_line(warning)
 
 
 def _init(init_path):
@@ -102,7 +115,9 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
 
     The method of "A Frequency Response Normalization Method based on Deep Neural Networks for IoT Devices":
     3 hidden layers, ReLU, dropout, Adam, trained on the log-spectral distance to the reference. The pairs are
-    aligned first (offset and clock drift); the last 20% of each is held out for early stopping.
+    aligned first (offset and clock drift); the last 20% of each is held out for early stopping, and at the end
+    for one line comparing the model with no correction and with the static correction (aligned spectrum
+    correction fitted on the first 80%); a warning line follows when the model is worse than the static one.
     """
     from micmatch.learn.normalizer_train import fit_ratio_net
     from micmatch.learn.ratio_net import default_n_fft
@@ -120,7 +135,7 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
     model = fit_ratio_net(pairs, context=context, hidden=hidden, long_term_weight=long_term_weight,
                           epochs=epochs or 60, seed=seed, compute=compute, init=_init(init_path),
                           progress=progress_enabled())
-    _finish(model, output)
+    _finish(model, output, pairs)
 
 
 @train.command(name="eq-net", **COMMON)
@@ -134,7 +149,8 @@ def ratio_net(references, devices, pairs_csv, output, epochs, compute, init_path
 def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, resample, seed, channels,
            autoencoder_epochs, stft_loss_weight):
     """End-to-end equalization CNN on the waveform ("End-to-end equalization with convolutional neural
-    networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows."""
+    networks", DAFx 2018): adaptive front end, latent dense layers, synthesis back end; 4096-sample windows.
+    The held-out comparison with the static correction is printed as for ratio-net."""
     from micmatch.learn.normalizer_train import fit_eq_net
     from micmatch.resources import check_memory
 
@@ -144,7 +160,7 @@ def eq_net(references, devices, pairs_csv, output, epochs, compute, init_path, r
     model = fit_eq_net(pairs, channels=channels, epochs_autoencoder=autoencoder_epochs,
                        stft_loss_weight=stft_loss_weight, epochs=epochs or 40, seed=seed, compute=compute,
                        init=_init(init_path), progress=progress_enabled())
-    _finish(model, output)
+    _finish(model, output, pairs)
 
 
 COMMANDS = [train]

@@ -3,7 +3,9 @@
 Models: ``transforms`` (nn.Module twins of the feature normalizations and augmentations), ``classifier``,
 ``ratio_net`` and ``eq_net`` (learned normalizers), ``converter_model`` (the FiLM device converter),
 ``converter_augment`` (the converter as an augmentation). Training: ``classifier_train``, ``normalizer_train``,
-``converter_train``, all on ``engine`` (compute device, determinism, progress, early stopping). Files:
+``converter_train``, all on ``engine`` (compute device, determinism, progress, early stopping); ``heldout``
+compares a learned model with the static correction on held-out audio, and ``event_residual`` is event mode's
+learned correction over the static one, kept only where that comparison shows it better. Files:
 ``modelfile`` (JSON header + weights), used by ``classifier``, ``normalizer`` and ``converter_model``. The
 numpy-only helpers they use live outside this package: :mod:`micmatch.pairs`, :mod:`micmatch.conditioning`,
 :mod:`micmatch.domains`.
