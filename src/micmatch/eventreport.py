@@ -59,7 +59,8 @@ def _seams(result, path: Path) -> Path | None:
         after = [abs(s[f"{key}_after"]) for s in seams if s.get(f"{key}_before") is not None
                  and s.get(f"{key}_after") is not None]
         if before:
-            ax.boxplot([before, after], labels=["before", "after"])
+            ax.boxplot([before, after])
+            ax.set_xticks([1, 2], ["before", "after"])
         ax.set_ylabel(unit)
         ax.set_title(("spectral" if key.startswith("frame") else "loudness") + f" jump at {len(before)} seams")
         ax.grid(True, alpha=0.3)
