@@ -39,8 +39,9 @@ def _corrections(result, path: Path) -> Path:
         freqs = np.fft.rfftfreq(c.n_fft, 1.0 / c.sample_rate)
         pos = _log_freq_axis(ax, freqs)
         ax.plot(freqs[pos], c.gain_db[pos], label=f"{n} (route {' -> '.join(result.routes[n])})")
-    ax.set_ylabel("correction gain (dB); the device's response relative to the target is its negative")
-    ax.set_title("each device's correction towards the reference's sound")
+    ax.set_ylabel("correction gain (dB)")
+    target = "consensus" if result.corrections[result.reference].settings.get("target") == "consensus" else "reference"
+    ax.set_title(f"each device's correction towards the {target}'s sound (its response is the negative)")
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
