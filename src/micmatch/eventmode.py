@@ -185,6 +185,19 @@ class _Progress:
         return report
 
 
+class _Float64:
+    """The float32 mono copies, each handed out as float64 only while a pair is measured (half the memory)."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.arrays[i].astype(np.float64)
+
+
 def existing_outputs(output_dir: str | os.PathLike) -> list[Path] | None:
     """The outputs of an earlier complete run into ``output_dir`` (``event.json`` and the files it lists), or None
     when any of them is missing or ``event.json`` cannot be read."""
@@ -281,7 +294,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     report = steps.part("synchronising")
     n_pairs = max(1, len(recordings) * (len(recordings) - 1) // 2)
     counter = iter(range(1, n_pairs + 1))
-    links = eventsync.measure_links([f.mono.astype(np.float64) for f in figures], mono_rate,
+    links = eventsync.measure_links(_Float64([f.mono for f in figures]), mono_rate,
                                     progress=lambda: report(next(counter) / n_pairs))
     durations = [f.frames / sr for f, sr in zip(figures, rates)]
     clipped = [f.clipped_fraction for f in figures]
