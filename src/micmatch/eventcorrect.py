@@ -30,15 +30,17 @@ PIECE_S = 30.0
 EXCERPTS, EXCERPT_S = 8, 15.0
 
 
-def band_and_snr(mono: np.ndarray, sample_rate: int) -> tuple[tuple[float, float] | None, float]:
-    """Widest band (Hz) standing :data:`BAND_SNR_DB` above the noise floor, and the median SNR inside it (dB)."""
+def band_and_snr(excerpts: list[np.ndarray], sample_rate: int) -> tuple[tuple[float, float] | None, float]:
+    """Widest band (Hz) standing :data:`BAND_SNR_DB` above the noise floor, and the median SNR inside it (dB), from
+    mono excerpts of one recording: each excerpt's SNR per bin (:func:`micmatch.longterm.snr_db`), averaged in dB
+    over the excerpts (one excerpt at a time in memory)."""
     from micmatch.estimate import array_stats
     from micmatch.longterm import snr_db
     from micmatch.response import SpectralConfig
 
-    n_fft = analysis_n_fft(sample_rate, mono.shape[-1])
+    n_fft = analysis_n_fft(sample_rate, min(x.shape[-1] for x in excerpts))
     config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
-    snr = snr_db(mono, array_stats(mono, config), config)
+    snr = np.mean([snr_db(x, array_stats(x, config), config) for x in excerpts], axis=0)
     ok = snr >= BAND_SNR_DB
     if not ok[1:].any():
         return None, float(np.median(snr))
@@ -48,17 +50,19 @@ def band_and_snr(mono: np.ndarray, sample_rate: int) -> tuple[tuple[float, float
 
 
 def excerpt_spans(a: int, b: int, sample_rate: int) -> list[tuple[int, int]]:
-    """Up to :data:`EXCERPTS` spans of :data:`EXCERPT_S` seconds spread evenly over ``a .. b`` (all of it when
-    shorter)."""
+    """Up to :data:`EXCERPTS` spans of :data:`EXCERPT_S` seconds spread evenly over ``a .. b`` (when shorter, all
+    of it in equal spans of at most that length)."""
     n = int(EXCERPT_S * sample_rate)
     if b - a <= EXCERPTS * n:
-        return [(a, b)]
+        count = max(1, math.ceil((b - a) / n))
+        edges = np.linspace(a, b, count + 1).astype(int)
+        return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
     starts = np.linspace(a, b - n, EXCERPTS).astype(int)
     return [(int(s), int(s) + n) for s in starts]
 
 
-def file_excerpt(meta) -> np.ndarray:
-    """Mono excerpts of a file (float64, concatenated), read with seeks."""
+def file_excerpts(meta) -> list[np.ndarray]:
+    """Mono excerpts of a file (float64), read with seeks."""
     import soundfile as sf
 
     parts = []
@@ -66,7 +70,7 @@ def file_excerpt(meta) -> np.ndarray:
         for a, b in excerpt_spans(0, meta.frames, meta.sample_rate):
             f.seek(a)
             parts.append(f.read(b - a, dtype="float64", always_2d=True).mean(axis=1))
-    return np.concatenate(parts)
+    return parts
 
 
 def choose_reference(candidates: list[int], names: list[str], metas: list, clipped: list[float]) -> tuple[int, str]:
@@ -76,7 +80,7 @@ def choose_reference(candidates: list[int], names: list[str], metas: list, clipp
     pool = [k for k in candidates if k not in bad] or list(candidates)
     scored = []
     for k in pool:
-        band, snr = band_and_snr(file_excerpt(metas[k]), metas[k].sample_rate)
+        band, snr = band_and_snr(file_excerpts(metas[k]), metas[k].sample_rate)
         octaves = 0.0 if band is None else float(np.log2(band[1] / band[0]))
         scored.append((round(3 * octaves) / 3, snr, -k, band))
     best = max(scored)
@@ -127,8 +131,8 @@ def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: in
     gain = -sums / np.maximum(counts, 1)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     spans = excerpt_spans(a, b, sample_rate)
-    bands = [band_and_snr(np.concatenate([s.read(lo, hi).mean(axis=0) for lo, hi in spans]).astype(np.float64),
-                          sample_rate)[0] for s in (dev_store, ref_store)]
+    bands = [band_and_snr([s.read(lo, hi).mean(axis=0).astype(np.float64) for lo, hi in spans], sample_rate)[0]
+             for s in (dev_store, ref_store)]
     if any(x is None for x in bands) or min(x[1] for x in bands) <= max(x[0] for x in bands):
         band = (float(freqs[1]), float(freqs[-1]))
     else:
