@@ -89,3 +89,28 @@ def test_progress_runs_over_the_whole_job_and_nothing_is_left_behind(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav", "event.json"]  # no staging file
     infos = [sf.info(str(p)) for p in res.stems.values()]
     assert {i.samplerate for i in infos} == {res.sample_rate} and {i.frames for i in infos} == {res.n_samples}
+
+
+def test_learned_passes_the_module_function_to_the_event(tmp_path, monkeypatch):
+    """``--learned`` imports ``fit_event_devices`` from ``micmatch.learn.event_residual`` inside the command and
+    hands it to the event; what it returns lands in event.json."""
+    import types
+
+    calls = []
+
+    def fit_event_devices(pairs, sample_rate, progress=None):
+        calls.append((sorted(pairs), sample_rate))
+        return {}
+
+    module = types.ModuleType("micmatch.learn.event_residual")
+    module.fit_event_devices = fit_event_devices
+    monkeypatch.setitem(sys.modules, "micmatch.learn.event_residual", module)
+    files = _two(tmp_path, seed=37)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["event", *map(str, files), "-o", str(out), "--learned"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "event.json").read_text())
+    other = "a" if saved["reference"] == "b" else "b"
+    assert calls == [([other], saved["sample_rate"])]
+    assert saved["recordings"][other]["learned"] == {"kept": False, "figures": {},
+                                                     "reason": "the learned correction returned no fit for it"}

@@ -71,10 +71,12 @@ def check_fit(name: str, fit) -> None:
         raise ParameterError(f"{name}: the learned correction's context {fit.context} must be >= 0")
 
 
-def summary(fit) -> dict:
-    """What ``event.json`` says of one device's learned correction."""
-    if fit is None:
+def summary(fit, paired: bool = True) -> dict:
+    """What ``event.json`` says of one device's learned correction (``paired``: whether it was given a pair)."""
+    if not paired:
         return {"kept": False, "reason": "does not overlap the reference directly", "figures": {}}
+    if fit is None:
+        return {"kept": False, "reason": "the learned correction returned no fit for it", "figures": {}}
     return {"kept": bool(fit.kept), "reason": str(fit.reason), "figures": fit.figures}
 
 

@@ -5,7 +5,9 @@
 1. **synchronises** them: every pair's offset and clock drift from its overlap, solved together over all pairs
    (:mod:`micmatch.eventsync`); a recording that matches none of the event is left out, with one line saying so;
 2. picks the **reference**: the one given, or the recording with the widest band that stands
-   :data:`~micmatch.matching.BAND_SNR_DB` above its own noise floor, then the best signal-to-noise ratio;
+   :data:`~micmatch.matching.BAND_SNR_DB` above its own noise floor, then the best signal-to-noise ratio, clipped
+   recordings ruled out; or the **consensus** of all devices (the mean of their responses, in dB) as the target
+   sound, on the clock of the recording chosen so;
 3. **corrects** each device towards the reference: the aligned spectrum correction of its overlap with the
    reference (:func:`micmatch.aligned.estimate_pair`), or, when it never overlaps the reference, the sum of the
    corrections along the shortest chain of overlapping devices (its route); the band, strength, smoothing and
@@ -340,7 +342,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
             smoothing_octaves=smoothing_octaves, max_boost_db=max_boost_db, max_cut_db=max_cut_db, band_hz=band_hz,
             consensus=consensus, progress=steps.part("correcting"))
         processors = {k: correction_processor(corrections[k]) for k in kept if np.any(corrections[k].gain_db)}
-        fits = _learned_fits(learned, kept, ref, names, routes, stores, covered, processors, out_rate)
+        fits, paired = _learned_fits(learned, kept, ref, names, routes, stores, covered, processors, out_rate)
         meters, peaks, stems_stage = {}, {}, {}
         for k in kept:
             meters[k] = eventcorrect.LoudnessMeter(out_rate, metas[k].channels)
@@ -365,7 +367,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
             {names[k]: corrections[k] for k in kept}, {names[k]: final[k] for k in kept},
             links=[lk.to_json(names) for lk in links], link_residuals_ms=eventsync.link_residuals(links, clocks),
             overs_reduction_db=reduction, notes=notes,
-            learned={names[k]: eventlearn.summary(fits.get(k)) for k in kept if k != ref} if learned else {})
+            learned={names[k]: eventlearn.summary(fits.get(k), names[k] in paired) for k in kept if k != ref}
+            if learned else {})
         _write_outputs(result, cut_rows, cuts, kept, ref, names, stores, stems_stage, covered, final, rates, metas,
                        recordings, subtypes, policy, out, steps.part("writing"))
     finally:
@@ -374,10 +377,11 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     return result
 
 
-def _learned_fits(learned, kept, ref, names, routes, stores, covered, processors, sample_rate) -> dict:
-    """``{device index: fit}`` from the learned correction (none without one)."""
+def _learned_fits(learned, kept, ref, names, routes, stores, covered, processors, sample_rate) -> tuple[dict, set]:
+    """``{device index: fit}`` from the learned correction (none without one), and the names it was given pairs
+    of."""
     if learned is None:
-        return {}
+        return {}, set()
     pairs = eventlearn.pairs_for(kept, ref, names, routes, stores, covered, processors, sample_rate)
     got = learned(pairs, sample_rate, progress=None) if pairs else {}
     index = {names[k]: k for k in kept}
@@ -386,7 +390,7 @@ def _learned_fits(learned, kept, ref, names, routes, stores, covered, processors
         if name in pairs:
             eventlearn.check_fit(name, fit)
             fits[index[name]] = fit
-    return fits
+    return fits, set(pairs)
 
 
 def _write_outputs(result, cut_rows, cuts, kept, ref, names, stores, stems_stage, covered, final, rates, metas,

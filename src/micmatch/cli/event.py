@@ -55,7 +55,7 @@ def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, st
     Offsets and clock drift come from every pair's overlap, solved together; each device is corrected towards
     the reference from its overlap with it, or through the devices that link it to the reference. Every stem has
     the same start, length and rate, with silence where its device did not record. A recording that matches
-    none of the others is left out with one line. Recordings are read in blocks: an hour per device needs about
+    none of the others is left out with one line. Recordings are read in blocks: each hour of recording needs about
     115 MB of memory (its 8 kHz mono copy for the synchronisation) and temporary files in the output folder.
 
     \b
