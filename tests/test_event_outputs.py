@@ -114,3 +114,17 @@ def test_learned_passes_the_module_function_to_the_event(tmp_path, monkeypatch):
     assert calls == [([other], saved["sample_rate"])]
     assert saved["recordings"][other]["learned"] == {"kept": False, "figures": {},
                                                      "reason": "the learned correction returned no fit for it"}
+
+
+def test_an_unreadable_recording_is_left_out_in_one_line_and_the_rest_go_on(tmp_path):
+    files = _two(tmp_path, seed=38)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["event", *map(str, files), str(broken), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if "broken" in ln]
+    assert len(lines) == 1 and "left out" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "event.json"]
+    r = CliRunner().invoke(main, ["event", str(files[0]), str(broken), "-o", str(tmp_path / "out2")])
+    assert r.exit_code != 0 and len(r.stderr.strip().splitlines()) == 1 and "broken.wav" in r.stderr

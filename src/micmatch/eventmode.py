@@ -38,7 +38,7 @@ import numpy as np
 from micmatch import audio as audio_io
 from micmatch import eventcorrect, eventcuts, eventlearn, eventseams, eventstream, eventsync
 from micmatch.correct import Correction, correction_processor
-from micmatch.errors import MeasurementError, OutputError, ParameterError
+from micmatch.errors import AudioError, MeasurementError, OutputError, ParameterError
 from micmatch.loudness import TRUE_PEAK_CEILING_DB, parse_loudness
 from micmatch.outputs import atomic_path, staging_path
 
@@ -273,31 +273,51 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     if cut_rows is not None and Path(cuts).stem in names:
         raise ParameterError(f"the cut track {Path(cuts).stem}.wav would replace a stem; rename {cuts}")
     consensus = reference is not None and str(reference) == "consensus"
-    ref_given = None
-    if reference is not None and not consensus:
-        matches = [k for k, r in enumerate(recordings) if r.resolve() == Path(reference).resolve()
-                   or names[k] == Path(reference).stem]
-        if not matches:
-            raise ParameterError(f"--reference {reference} is not one of the recordings")
-        ref_given = matches[0]
+    def is_reference(k: int) -> bool:
+        return recordings[k].resolve() == Path(reference).resolve() or names[k] == Path(reference).stem
+
+    if reference is not None and not consensus and not any(is_reference(k) for k in range(len(recordings))):
+        raise ParameterError(f"--reference {reference} is not one of the recordings")
     out = Path(output_dir)
     prepare_output_dir(out, recordings)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
     steps = _Progress(progress)
-    metas = [audio_io.info(r) for r in recordings]
+    metas, unreadable = {}, {}
+    for k, r in enumerate(recordings):
+        try:
+            metas[k] = audio_io.info(r)
+        except AudioError as exc:
+            unreadable[k] = exc
+    total = sum(m.frames / m.sample_rate for m in metas.values()) or 1.0
+    mono_rate = min(eventsync.sync_rate([m.sample_rate for m in metas.values()] or [eventstream.MONO_RATE]),
+                    eventstream.MONO_RATE)
+    figures = {}
+    for k, m in metas.items():
+        try:
+            figures[k] = eventstream.read_pass(recordings[k], mono_rate,
+                                               progress=steps.part("reading", m.frames / m.sample_rate / total))
+        except AudioError as exc:
+            unreadable[k] = exc
+    # A file that cannot be read is left out with its one line; the rest go on while two are left.
+    bad = {names[k]: f"{exc}; left out" for k, exc in sorted(unreadable.items())}
+    readable = [k for k in range(len(recordings)) if k not in unreadable]
+    given = [k for k in readable if reference is not None and not consensus and is_reference(k)]
+    if reference is not None and not consensus and not given:
+        raise next(exc for k, exc in unreadable.items() if is_reference(k))
+    if len(readable) < MIN_RECORDINGS:
+        raise next(iter(unreadable.values()))
+    recordings, names = [recordings[k] for k in readable], [names[k] for k in readable]
+    metas, figures = [metas[k] for k in readable], [figures[k] for k in readable]
+    ref_given = readable.index(given[0]) if given else None
     rates = [m.sample_rate for m in metas]
-    mono_rate = min(eventsync.sync_rate(rates), eventstream.MONO_RATE)
-    total = sum(m.frames / m.sample_rate for m in metas)
-    figures = [eventstream.read_pass(r, mono_rate, progress=steps.part("reading", m.frames / m.sample_rate / total))
-               for m, r in zip(metas, recordings)]
     report = steps.part("synchronising")
     n_pairs = max(1, len(recordings) * (len(recordings) - 1) // 2)
-    counter = iter(range(1, n_pairs + 1))
-    links = eventsync.measure_links(_Float64([f.mono for f in figures]), mono_rate,
-                                    progress=lambda: report(next(counter) / n_pairs))
+    measured = [0]
+
+    def pair_done() -> None:
+        measured[0] += 1
+        report(measured[0] / n_pairs)
+
+    links = eventsync.measure_links(_Float64([f.mono for f in figures]), mono_rate, progress=pair_done)
     durations = [f.frames / sr for f, sr in zip(figures, rates)]
     clipped = [f.clipped_fraction for f in figures]
     del figures[:]  # the low-rate copies are not needed any more
@@ -312,7 +332,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
         ref, reason = eventcorrect.choose_reference(sorted(part), names, metas, clipped)
         if consensus:
             reason = f"consensus of all kept devices' responses; the timeline follows {names[ref]}'s clock ({reason})"
-    left_out = {}
+    left_out = dict(bad)
     for p in parts:
         if p is part:
             continue
@@ -327,6 +347,10 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     n_samples = int(round((max(clocks[k].end_s for k in kept) - start) * out_rate))
     if cut_rows is not None:
         eventcuts.check_cut_times(cut_rows, cuts, n_samples / out_rate)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the output folder: {exc.strerror or exc}") from None
     stores, covered, stages = {}, {}, []
     try:
         for k in kept:
