@@ -10,7 +10,7 @@ overlaps agree, not only where its overlap with the reference puts it, and a rec
 reference is placed through the others. Recordings outside the reference's connected part of the graph are left
 out (they hold another event, or nothing that matches).
 
-Whole files are held in memory.
+The pairs are measured on low-rate mono copies of the recordings (:mod:`micmatch.eventstream`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micmatch.align import MIN_PEAK_SCORE, Alignment, align, estimate_alignment, gcc_phat
-from micmatch.audio import resample
+from micmatch.align import MIN_PEAK_SCORE, estimate_alignment, gcc_phat
 from micmatch.errors import MeasurementError
 
 #: Highest analysis rate of the synchronisation (Hz): speech and music carry their timing well below 8 kHz, and a
@@ -238,17 +237,11 @@ def route(links: list[PairLink], reference: int, device: int) -> list[int]:
 def place(audio: np.ndarray, sample_rate: int, clock: Clock, *, out_rate: int, start_s: float,
           n_samples: int) -> np.ndarray:
     """A recording ``(channels, n)`` on the timeline: ``n_samples`` at ``out_rate`` from ``start_s``, zeros where it
-    did not record. Resampled to ``out_rate`` (soxr), then moved and stretched by its clock
-    (:func:`micmatch.align.align`)."""
-    x = np.asarray(audio, dtype=np.float64)
-    if sample_rate != out_rate:
-        x = resample(x, sample_rate, out_rate)
-    # Output sample n lies at T = start_s + n / out_rate, local time (T - start) / rate.
-    # Rounded to a millionth of a sample, so a recording that lies exactly on the grid is only moved, not shifted by
-    # a fraction (and a rounding error below zero does not become a shift by one whole sample).
-    al = Alignment(round((start_s - clock.start_s) * out_rate / clock.rate, 6), (1.0 / clock.rate - 1.0) * 1e6,
-                   out_rate)
-    return np.stack([align(ch, al, n_samples) for ch in x]).astype(np.float32)
+    did not record; the same steps as the block-wise placing of :class:`micmatch.eventstream.Placer` (soxr for the
+    rate and the drift, a windowed-sinc fractional shift, a whole-sample shift), in one piece."""
+    from micmatch.eventstream import place_array
+
+    return place_array(audio, sample_rate, clock, out_rate=out_rate, start_s=start_s, n_samples=n_samples)
 
 
 def coverage(clock: Clock, *, out_rate: int, start_s: float, n_samples: int) -> tuple[int, int]:
