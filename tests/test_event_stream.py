@@ -152,6 +152,41 @@ def test_learned_fit_applied_block_by_block_equals_the_whole_signal():
     assert got.shape == x.shape and np.max(np.abs(got - want)) < 1e-6
 
 
+@dataclass
+class FramedFit:
+    """A stand-in whose result depends on its frame grid: each ``hop`` frame from the start of its input is scaled
+    by a gain that follows the frame's level (as a network's per-frame gains do)."""
+
+    hop: int = 512
+    kept: bool = True
+    reason: str = ""
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def context(self) -> int:
+        return 3 * self.hop
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        n = -(-x.shape[-1] // self.hop) * self.hop
+        frames = np.pad(x, (0, n - x.shape[-1])).reshape(-1, self.hop)
+        gain = 1.0 / (1.0 + np.sqrt(np.mean(frames**2, axis=1, keepdims=True)))
+        return (frames * gain).reshape(-1)[: x.shape[-1]].astype(np.float32)
+
+
+def test_a_framed_fit_gives_the_whole_signal_with_blocks_off_its_grid():
+    """Blocks of 1234 samples are not a multiple of the hop of 512: without rounding them onto the fit's frame grid
+    the frames differ block by block (tested both ways, so the test can fail)."""
+    fit = FramedFit()
+    x = np.random.default_rng(4).standard_normal((1, 20011)).astype(np.float32)
+    x[:, 7000:] *= np.linspace(0.1, 3.0, 13011, dtype=np.float32)
+    chunks = [x[:, s : s + 999] for s in range(0, x.shape[-1], 999)]
+    want = fit.apply(x[0])
+    got = np.concatenate(list(eventstream.apply_with_context(chunks, fit.apply, fit.context, 1234, fit.hop)), -1)
+    assert np.max(np.abs(got[0] - want)) < 1e-6
+    off = np.concatenate(list(eventstream.apply_with_context(chunks, fit.apply, fit.context, 1234)), -1)
+    assert np.max(np.abs(off[0] - want)) > 1e-3
+
+
 def test_the_learned_hook_gets_aligned_pairs_and_its_fit_is_applied(tmp_path):
     x = source(26, 40)
     a = write(tmp_path / "a.wav", device(x, start_s=0, seconds=30))

@@ -251,10 +251,18 @@ def _suppress():
 # Stems
 
 
-def apply_with_context(chunks, apply, context: int, block: int):
+def apply_with_context(chunks, apply, context: int, block: int, hop: int = 1):
     """Run a frame-local ``apply(x) -> y`` (1-D float32, same length) over ``(channels, n)`` chunks, each block of
     ``block`` samples with ``context`` samples of the neighbouring audio on each side (zeros beyond the ends), the
-    result cropped to the block."""
+    result cropped to the block.
+
+    A ``hop`` > 1 is the frame step of ``apply`` (its frames start every ``hop`` samples from the start of what it
+    is given): block and context are rounded up to multiples of it, so every segment starts on the frame grid of
+    the whole signal and blocks give the samples of one piece."""
+    hop = max(1, int(hop))
+    context = -(-int(context) // hop) * hop
+    block = -(-int(block) // hop) * hop
+
     def func(seg: np.ndarray) -> np.ndarray:
         out = np.stack([np.asarray(apply(np.ascontiguousarray(ch, dtype=np.float32)), dtype=np.float32)
                         for ch in seg])
@@ -298,7 +306,7 @@ def write_stem(store: PlacedStore, stage: Path, n_samples: int, sample_rate: int
         chunks = stream_with_context(chunks, processor.func, left=processor.left, right=processor.right,
                                      block=processor.block)
     if fit is not None and fit.kept:
-        chunks = apply_with_context(chunks, fit.apply, int(fit.context), size)
+        chunks = apply_with_context(chunks, fit.apply, int(fit.context), size, int(getattr(fit, "hop", 1)))
     add, peak = true_peak_tracker(sample_rate)
     lo, hi = store.cover
     n = 0
