@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 from micmatch.eventmode import event  # noqa: E402
 from micmatch.learn import event_residual  # noqa: E402
-from test_event import SR, device, source, write  # noqa: E402
+from test_event import device, source, write  # noqa: E402
 
 
 def test_event_with_the_learned_residual_end_to_end(tmp_path, monkeypatch):
