@@ -172,7 +172,7 @@ def _check_domains(features: Mapping[str, np.ndarray], band_responses: Mapping[s
 
 
 def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[str, np.ndarray], *,
-                    config: ConverterConfig | None = None, train: ConverterTrainConfig = ConverterTrainConfig(),
+                    floors: Mapping[str, np.ndarray] | None = None, config: ConverterConfig | None = None, train: ConverterTrainConfig = ConverterTrainConfig(),
                     feature_config: LogMelConfig | None = None, info: Mapping | None = None,
                     desc: str = "converter", log=None) -> Converter:
     """Train a :class:`Converter` unpaired on log-mel features of several device domains.
@@ -185,6 +185,9 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     band_responses : mapping of str to np.ndarray [shape=(n_mels,)]
         Each domain's band response (dB, :mod:`micmatch.conditioning`); the conditioning of a conversion
         from ``s`` to ``t`` is ``band_responses[t] - band_responses[s]``.
+    floors : mapping of str to np.ndarray [shape=(n_mels,)], optional
+        Each domain's noise floor (dB per band); needed by the stochastic form (``config.floor_path``), which
+        adds the target's floor on conversion. The identity pass takes no floor.
     config : ConverterConfig, optional
         Architecture; ``n_mels``, ``mean_db`` and ``scale_db`` are set from the features.
     train : ConverterTrainConfig
@@ -202,6 +205,11 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     """
     names = _check_domains(features, band_responses)
     n_mels = int(np.shape(features[names[0]])[1])
+    if config is not None and config.floor_path:
+        missing = [n for n in names if floors is None or np.shape(floors.get(n)) != (n_mels,)]
+        if missing:
+            raise ParameterError(f"the stochastic converter needs a noise floor of {n_mels} bands per domain; "
+                                 f"missing for {', '.join(missing)}")
     stacked = np.concatenate([np.asarray(features[n], dtype=np.float64).reshape(-1) for n in names])
     config = replace(config or ConverterConfig(), n_mels=n_mels, mean_db=float(np.mean(stacked)),
                      scale_db=float(max(np.std(stacked), 1.0)))
@@ -209,6 +217,8 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     device = select_device(train.device)
     x_dom = [torch.as_tensor(np.asarray(features[n], dtype=np.float32)) for n in names]
     r_dom = torch.as_tensor(np.stack([np.asarray(band_responses[n], dtype=np.float32) for n in names]))
+    f_dom = None if not config.floor_path else torch.as_tensor(
+        np.stack([np.asarray(floors[n], dtype=np.float32) for n in names]))
     sizes = torch.tensor([len(x) for x in x_dom])
     # Every clip once per epoch as a source: (domain, index) pairs.
     all_pairs = torch.cat([torch.stack([torch.full((len(x),), k), torch.arange(len(x))], 1)
@@ -219,7 +229,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     if train.threads is not None:
         torch.set_num_threads(train.threads)
     try:
-        model = _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, log)
+        model = _fit(x_dom, r_dom, f_dom, sizes, all_pairs, config, train, device, desc, history, log)
     finally:
         torch.set_num_threads(threads_before)
     model = model.cpu().eval()
@@ -227,6 +237,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
         "feature_config": None if feature_config is None else feature_config.to_json(),
         "domains": names,
         "band_responses": {n: [float(v) for v in band_responses[n]] for n in names},
+        **({"floors": {n: [float(v) for v in floors[n]] for n in names}} if f_dom is not None else {}),
         "train": train.to_json(),
         "history": history,
         "train_seconds": time.perf_counter() - started,
@@ -235,7 +246,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     return model
 
 
-def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, log) -> Converter:
+def _fit(x_dom, r_dom, f_dom, sizes, all_pairs, config, train, device, desc, history, log) -> Converter:
     """The training loop of :func:`train_converter` (appends the epoch means to ``history``)."""
     scale, mean = config.scale_db, config.mean_db
     k_domains = len(x_dom)
@@ -257,6 +268,7 @@ def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, l
         sched_g = torch.optim.lr_scheduler.StepLR(opt_g, step_size=step, gamma=0.1)
         sched_d = torch.optim.lr_scheduler.StepLR(opt_d, step_size=step, gamma=0.1)
         r_dev = r_dom.to(device)
+        f_dev = None if f_dom is None else f_dom.to(device)
 
         def score(x_norm: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
             if train.discriminator == "conditional":
@@ -287,9 +299,11 @@ def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, l
                     src_d, tgt_d = src.to(device), tgt.to(device)
                     d = r_dev[tgt_d] - r_dev[src_d]
                     # Generator step: fool the target's discriminator, cycle back, leave same-device input alone.
-                    fake = model(x, d)
-                    rec = model(fake, -d)
-                    idt = model(x, torch.zeros_like(d))
+                    f_tgt = None if f_dev is None else f_dev[tgt_d]
+                    f_src = None if f_dev is None else f_dev[src_d]
+                    fake = model(x, d, f_tgt, generator=gen)
+                    rec = model(fake, -d, f_src, generator=gen)
+                    idt = model(x, torch.zeros_like(d), generator=gen)
                     g_adv = torch.mean((score((fake - mean) / scale, tgt_d) - 1.0) ** 2)
                     cycle = torch.mean(torch.abs(rec - x)) / scale
                     identity = torch.mean(torch.abs(idt - x)) / scale
