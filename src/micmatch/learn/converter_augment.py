@@ -107,7 +107,8 @@ class ConverterAugment(Augmentation):
                 name = names[int(rng.integers(len(names)))]
                 diffs.append([float(v) for v in self.targets[name] - self.source])
                 labels.append(name)
-                floors.append(name if name in self.floors else None)
+                floors.append(name if name in self.floors else
+                              floor_names[int(rng.integers(len(floor_names)))] if floor_names else None)
         out = {"difference_db": diffs, "target": labels}
         if floor_names:
             out.update(floor=floors, noise_seed=int(rng.integers(0, 2**62)))
