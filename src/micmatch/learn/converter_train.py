@@ -1,7 +1,8 @@
 """Training of the device converter: the unpaired CycleGAN loop, its settings and presets, and training from a
 folder of recordings (``micmatch train converter``).
 
-* :func:`train_converter`: cycle consistency (weight 10), identity loss (``G(x, 0) = x``), a history buffer of
+* :func:`train_converter`: cycle consistency (weight 10; in the stochastic form only where the input, shifted,
+  stays above the target's noise floor), identity loss (``G(x, 0) = x``), a history buffer of
   generated samples per domain, Adam, step decay; least-squares discriminators, one per device domain
   (``discriminator="per-domain"``, as the paper) or one conditioned on the domain's band response
   (``"conditional"``); deterministic under a seed.
@@ -28,6 +29,9 @@ from micmatch.learn.converter_model import Converter, ConverterConfig, PatchDisc
 from micmatch.learn.engine import deterministic, progress_bar, select_device
 
 DISCRIMINATORS = ("per-domain", "conditional")
+#: Width (dB) of the soft step that weights the stochastic form's cycle loss by how far a bin lies above the
+#: target's noise floor (a bin under the floor cannot be recovered, so it does not count).
+FLOOR_SOFTNESS_DB = 3.0
 
 
 class HistoryBuffer:
@@ -305,7 +309,11 @@ def _fit(x_dom, r_dom, f_dom, sizes, all_pairs, config, train, device, desc, his
                     rec = model(fake, -d, f_src, generator=gen)
                     idt = model(x, torch.zeros_like(d), generator=gen)
                     g_adv = torch.mean((score((fake - mean) / scale, tgt_d) - 1.0) ** 2)
-                    cycle = torch.mean(torch.abs(rec - x)) / scale
+                    if f_tgt is None:
+                        cycle = torch.mean(torch.abs(rec - x)) / scale
+                    else:  # what the target's floor covers is lost: the cycle counts only what stays above it
+                        above = torch.sigmoid((x + d.unsqueeze(-1) - f_tgt.unsqueeze(-1)) / FLOOR_SOFTNESS_DB)
+                        cycle = torch.mean(above * torch.abs(rec - x)) / scale
                     identity = torch.mean(torch.abs(idt - x)) / scale
                     loss_g = g_adv + train.cycle_weight * cycle + train.identity_weight * identity
                     opt_g.zero_grad(set_to_none=True)
