@@ -56,7 +56,8 @@ class MismatchConfig:
     by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter_train.PRESETS`, its epochs, how many reference clips and how many
     augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``; None:
     the preset's), its form (``"pure"``, ``"offset"`` or ``"stochastic"``; None: stochastic in ``adapt``, the
-    preset's offset form in ``generalize``) and discriminator (``"per-device"`` or ``"conditional"``; None: one per
+    preset's offset form in ``generalize``) and discriminator (``"per-device"`` or ``"conditional"``; None: conditional
+    in ``adapt``, where it trained the better converter in ``benchmarks/bench_converter_quality.py``, else one per
     device domain).
     """
 

@@ -100,7 +100,8 @@ def _umc_settings(data) -> dict:
             "n_clips": cfg.umc_clips, "n_devices": cfg.umc_devices, "norm": cfg.umc_norm, "seed": cfg.data_seed,
             "compute": cfg.device, "progress": cfg.progress, "p": cfg.aug_p, "known": cfg.track == "adapt",
             "form": cfg.umc_form or ("stochastic" if cfg.track == "adapt" else None),
-            "discriminator": cfg.umc_discriminator, "n_fft": cfg.sc_n_fft}
+            "discriminator": cfg.umc_discriminator or ("conditional" if cfg.track == "adapt" else None),
+            "n_fft": cfg.sc_n_fft}
 
 
 def _umc_synth_settings(data) -> dict:

@@ -90,7 +90,7 @@ def bench() -> None:
                    "paper's) [stochastic in --track adapt, else offset].")
 @click.option("--umc-discriminator", type=click.Choice(["per-device", "conditional"]), default=None,
               help="One discriminator per device domain (the paper's) or one conditioned on the domain's response "
-                   "[per-device].")
+                   "[conditional in --track adapt, else per-device].")
 @click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
               help="Log-mel FFT size [the rate's default: the largest power of two within 64 ms; 512 at 8 kHz]. "
                    "The README's recorded tables used --n-fft 256 --hop-length 128 --n-mels 40.")
