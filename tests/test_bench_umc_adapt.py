@@ -90,3 +90,25 @@ def test_umc_generalize_unchanged_and_bad_discriminator_refused(setup):  # noqa:
     with pytest.raises(ParameterError, match="discriminator='both'"):
         entry.fit_converter(np.zeros((2, 100)), [], config=None, preset="cpu-smoke", epochs=1, n_clips=2,
                             n_devices=1, norm=None, seed=0, compute="cpu", progress=False, discriminator="both")
+
+
+def test_cli_umc_form_and_discriminator(setup, tmp_path):  # noqa: F811
+    import json
+
+    from click.testing import CliRunner
+
+    from micmatch.cli import main
+
+    corpus, irs, _ = setup
+    args = ["bench", "mismatch", "--data", str(corpus), "--irs", str(irs), "--recipes", "umc", "--seeds", "1",
+            "--seen", "1", "--unseen", "2", "--track", "adapt", "--adapt-clips", "8", "--epochs", "1",
+            "--umc-epochs", "1", "--n-fft", "128", "--hop-length", "64", "--n-mels", "16", "--compute", "cpu"]
+    bad = CliRunner().invoke(main, [*args, "--umc-form", "noisy", "-o", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "noisy" in bad.output
+    res = CliRunner().invoke(main, [*args, "--umc-form", "pure", "--umc-discriminator", "per-device",
+                                    "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["config"]["umc_form"] == "pure"
+    assert doc["info"]["umc_converter"]["form"] == "pure"
+    assert doc["info"]["umc_converter"]["discriminator"] == "per-domain"
