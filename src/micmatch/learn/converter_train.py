@@ -383,7 +383,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
                                 responses: str | os.PathLike | None = None, preset: str = "cpu-smoke",
                                 epochs: int | None = None, device: str = "auto", seed: int = 0,
                                 discriminator: str | None = None, norm: str | None = None,
-                                n_devices: int | None = None,
+                                form: str | None = None, n_devices: int | None = None,
                                 max_clips: int | None = None, n_fft: int | None = None,
                                 hop_length: int | None = None, n_mels: int | None = None,
                                 exclude_irs: Sequence[str] = (), progress: bool = True,
@@ -402,8 +402,9 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
     Features are log-mel spectrograms at the first readable file's sample rate with ``n_fft``, ``hop_length``,
     ``n_mels`` (None: :func:`micmatch.logmel.default_settings` for the rate, as everywhere). ``exclude_irs``
     names IRs (file stems) left out of ``irs``: the devices kept for testing. ``preset`` names an entry of :data:`PRESETS`;
-    ``epochs``, ``discriminator``, ``norm`` (the generator's, :data:`NORMS`), ``n_devices`` and ``max_clips``
-    override it.
+    ``epochs``, ``discriminator``, ``norm`` (the generator's, :data:`NORMS`), ``form`` (``FORMS`` of :mod:`~micmatch.learn.converter_model`; the
+    stochastic form is conditioned on each domain's noise floor, measured from its clips), ``n_devices`` and
+    ``max_clips`` override it.
     """
     from micmatch.audio import find_audio_files, first_sample_rate
     from micmatch.errors import CorpusError
@@ -478,7 +479,15 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
         info.update(responses=str(responses), skipped=failed)
     log(f"training on domains {', '.join(f'{k} ({len(v)})' for k, v in features.items())}")
     model_config = chosen.model if norm is None else replace(chosen.model, norm=norm)
-    return train_converter(features, band, config=model_config, train=train, feature_config=fcfg, info=info, log=log)
+    floors = None
+    if form is not None:
+        model_config = model_config.with_form(form)
+    if model_config.floor_path:
+        from micmatch.device_estimate import noise_floor_db
+
+        floors = {k: noise_floor_db(v) for k, v in features.items()}
+    return train_converter(features, band, floors=floors, config=model_config, train=train, feature_config=fcfg,
+                           info=info, log=log)
 
 
 __all__ = ["DISCRIMINATORS", "PRESETS", "ConverterTrainConfig", "HistoryBuffer", "Preset", "train_converter",
