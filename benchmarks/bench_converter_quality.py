@@ -23,6 +23,7 @@ Writes ``benchmarks/results/conversion_quality.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,9 @@ def _plot(path: Path, clip: int, devices: list[str], ref_feat, real, converted, 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    default_data = os.environ.get("MICMATCH_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    p.add_argument("--data", type=Path, default=Path(default_data),
+                   help="folder with fsdd/ and micirp/ [$MICMATCH_DATA, else ../shared/data beside the repository]")
     p.add_argument("--data-seed", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the converter's training and noise")
     p.add_argument("--epochs", type=int, default=6)
