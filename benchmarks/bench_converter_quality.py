@@ -191,12 +191,15 @@ def main(argv=None) -> int:
                  f"missed (best form {best}: {mean[best]:.2f} dB)." if best else "no converter trained."),
               f"Training time per form (s): {train_s}; data preparation {prep_s:.0f} s; wall {wall:.0f} s "
               "(2-core CPU shared with other jobs, nice 19).",
-              "Figure: conversion_quality.png (one clip to three devices, beside the real recordings)."]
+              ]
+    plotted = {"stochastic", "pure"} <= set(converted)
+    lines.append(f"Figure: {args.name}.png (one clip to three devices, beside the real recordings)." if plotted else
+                 "No figure: it needs the stochastic and pure forms (--forms).")
     write_results(args.name, {"data_seed": args.data_seed, "devices": unseen, "distance_db": dist, "mean_db": mean, "speech_change_db": change,
                               "target_met": met, "train_s": train_s, "wall_s": wall,
                               "config": {k: v for k, v in vars(args).items() if k != "data"} | {"data": "fsdd+micirp"},
                               "features": cfg.to_json()}, "\n".join(lines))
-    if {"stochastic", "pure"} <= set(converted):
+    if plotted:
         quiet = np.argmax(np.mean(ref_feat < np.percentile(ref_feat, 30), axis=(1, 2)))
         _plot(RESULTS / f"{args.name}.png", int(quiet), unseen[:3], ref_feat, real, converted, cfg)
     print("\n".join(lines))
