@@ -59,6 +59,10 @@ def test_train_on_simulated_devices(clips, tmp_path):
     result = _run("--data", folder, "--irs", irs, "--devices", "2", "--generator-norm", "none", "-o", out, *FAST)
     assert result.exit_code == 1, result.output
     assert Converter.load(out).config.norm == "none"
+    result = _run("--data", folder, "--irs", irs, "--devices", "2", "--form", "stochastic", "-o", out, *FAST)
+    assert result.exit_code == 1, result.output
+    stochastic = Converter.load(out)
+    assert stochastic.config.form == "stochastic" and set(stochastic.floors) == set(stochastic.info["domains"])
 
 
 def test_train_on_recorded_devices_with_responses(tmp_path, rng):

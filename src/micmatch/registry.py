@@ -489,16 +489,19 @@ register(Transform(
 # (micmatch.converter_entry holds the work).
 
 
-def _umc_fit(waves, *, config, devices=None, reference=None, irs, **options):
-    return umc.fit_converter(waves, _irs(irs, "umc"), config=config, **{k: v for k, v in options.items() if k != "p"})
+def _umc_fit(waves, *, config, devices=None, reference=None, irs, known=False, **options):
+    fit = {k: v for k, v in options.items() if k not in ("p", "synthetic")}
+    return umc.fit_converter(waves, [] if known else _irs(irs, "umc"), config=config, known=known, devices=devices,
+                             reference=reference, **fit)
 
 
-def _umc_module(*, config, state, irs, p, **unused):
-    return umc.converter_module(state, _irs(irs, "umc") if irs else [], config=config, p=p)
+def _umc_module(*, config, state, irs, p, synthetic=False, **unused):
+    return umc.converter_module(state, _irs(irs, "umc") if irs else [], config=config, p=p, synthetic=synthetic)
 
 
-def _umc_apply(x, drawn, *, config, state, irs, p, **unused):
-    return umc.apply_converter(x, drawn, state, _irs(irs, "umc") if irs else [], config=config, p=p)
+def _umc_apply(x, drawn, *, config, state, irs, p, synthetic=False, **unused):
+    return umc.apply_converter(x, drawn, state, _irs(irs, "umc") if irs else [], config=config, p=p,
+                               synthetic=synthetic)
 
 
 register(Transform(
@@ -508,7 +511,8 @@ register(Transform(
         n, generator=rng),
     fit=_umc_fit, fit_input="waveform", fit_on="reference", load=umc.load_converter,
     params={"irs": None, "preset": "cpu-smoke", "epochs": 10, "n_clips": 1200, "n_devices": 6, "norm": None,
-            "seed": 0, "compute": "auto", "progress": False, "p": 0.5}))
+            "seed": 0, "compute": "auto", "progress": False, "p": 0.5, "form": None, "discriminator": None,
+            "known": False, "n_fft": 256, "synthetic": False}))
 
 
 __all__ = ["ALIASES", "FIT_ON", "KINDS", "PCEN_INPUT_SCALE", "Transform", "canonical", "entries", "fit", "get",

@@ -55,7 +55,10 @@ class MismatchConfig:
     ``umc_*`` set the converter that recipe ``umc`` trains during the run (the registry entry ``umc``, fitted
     by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter_train.PRESETS`, its epochs, how many reference clips and how many
     augmentation devices it trains on, and its generator's normalisation (``"instance"`` or ``"none"``; None:
-    the preset's).
+    the preset's), its form (``"pure"``, ``"offset"`` or ``"stochastic"``; None: stochastic in ``adapt``, the
+    preset's offset form in ``generalize``) and discriminator (``"per-device"`` or ``"conditional"``; None: conditional
+    in ``adapt``, where it trained the better converter in ``benchmarks/bench_converter_quality.py``, else one per
+    device domain).
     """
 
     n_seen: int = 2
@@ -79,6 +82,8 @@ class MismatchConfig:
     umc_clips: int = 1200
     umc_devices: int = 6
     umc_norm: str | None = None
+    umc_form: str | None = None
+    umc_discriminator: str | None = None
     aug_p: float = 0.5
     mixup_alpha: float = 0.4
     epochs: int = 20

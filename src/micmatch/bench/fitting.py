@@ -10,6 +10,10 @@ before it (corrections of the waveforms; the front end for statistics of feature
 * ``training``: the training set.
 * ``reference``: the reference device's training clips.
 
+A step with its own ``fit_data`` hook (:class:`~micmatch.bench.recipes.Step`) says its clips itself, in the
+same ``(device index, rows)`` form: the device converter of the adaptation track adds the known devices'
+unlabeled clips to the reference's this way.
+
 States fitted on waveforms (spectrum correction, the device converter) are fitted before the front end is built;
 statistics of features in recipe order, each on the features of the steps before it. A :class:`FittedStates`
 store holds every state of a run, keyed by the step, its parameters and a digest of the data it was fitted on,
@@ -84,7 +88,8 @@ class FittedStates:
         impl = rc.STEPS[name]
         entry = registry.get(impl.fitted)
         params = entry.parameters(impl.settings(data))
-        key = (entry.name, json.dumps(params, sort_keys=True, default=str), _digest(items, devices, reference))
+        fit_params = {k: v for k, v in params.items() if k not in impl.apply_only}
+        key = (entry.name, json.dumps(fit_params, sort_keys=True, default=str), _digest(items, devices, reference))
         if key not in self._fitted:
             if impl.before_fit is not None:
                 impl.before_fit(data)
@@ -137,7 +142,9 @@ def waveform_states(recipe: Recipe, data, store: FittedStates) -> dict[str, obje
             states[step] = store.load(step, data)
         else:
             items, labels = [], []
-            for i, rows in fitting_rows(data, ideal, entry.fit_on):
+            impl = rc.STEPS[split_step(step)[0]]
+            sources = impl.fit_data(data, ideal) if impl.fit_data else fitting_rows(data, ideal, entry.fit_on)
+            for i, rows in sources:
                 if callable(rows):
                     waves, index = rows(), None
                 else:

@@ -36,7 +36,10 @@ class Step:
     data (or, given an argument, loaded from that file) before any pipeline is built. ``settings(data)`` gives
     the entry's parameters in the benchmark (over its JSON defaults); ``before_fit(data)`` refuses data the
     entry cannot be fitted on; ``check_loaded(state, argument, data)`` refuses a loaded state that does not
-    suit the benchmark.
+    suit the benchmark. ``fit_data(data, ideal)`` gives the ``(device index, rows)`` the state is fitted on when the
+    entry's ``fit_on`` does not say it (:func:`micmatch.bench.fitting.fitting_rows` has the form);
+    ``apply_only`` names parameters that change how the state is applied, not how it is fitted (recipes that
+    differ only there share one fitted state).
     """
 
     kind: str
@@ -46,6 +49,8 @@ class Step:
     settings: Callable = lambda data: {}
     before_fit: Callable | None = None
     check_loaded: Callable | None = None
+    fit_data: Callable | None = None
+    apply_only: tuple[str, ...] = ()
 
 
 def _logmel(data):
@@ -93,10 +98,27 @@ def _umc_settings(data) -> dict:
     cfg = data.config
     return {"irs": [str(p) for p in data.plan.aug_irs], "preset": cfg.umc_preset, "epochs": cfg.umc_epochs,
             "n_clips": cfg.umc_clips, "n_devices": cfg.umc_devices, "norm": cfg.umc_norm, "seed": cfg.data_seed,
-            "compute": cfg.device, "progress": cfg.progress, "p": cfg.aug_p}
+            "compute": cfg.device, "progress": cfg.progress, "p": cfg.aug_p, "known": cfg.track == "adapt",
+            "form": cfg.umc_form or ("stochastic" if cfg.track == "adapt" else None),
+            "discriminator": cfg.umc_discriminator or ("conditional" if cfg.track == "adapt" else None),
+            "n_fft": cfg.sc_n_fft}
+
+
+def _umc_synth_settings(data) -> dict:
+    return {**_umc_settings(data), "synthetic": True}
+
+
+def _umc_fit_data(data, ideal):
+    from micmatch.bench.umc import fit_data
+
+    return fit_data(data, ideal)
 
 
 def _umc_before_fit(data) -> None:
+    if data.config.track == "adapt":
+        if not any(d.role == "unseen" for d in data.plan.devices):
+            raise CorpusError("recipe umc in --track adapt trains on the unseen devices' clips: pass --unseen N")
+        return
     if not data.plan.aug_irs:
         raise CorpusError("recipe umc trains a converter on augmentation devices: pass --aug-irs DIR (or "
                           "--aug-from-rest), or give a trained one as umc:CONVERTER")
@@ -133,8 +155,13 @@ STEPS: dict[str, Step] = {
     "freq-mixstyle": _registry_step("batch_augment", "freq-mixstyle", lambda d: {"p": d.config.aug_p,
                                                                                   "alpha": 0.3}),
     # Without an argument the converter is trained on the augmentation devices; umc:CONVERTER loads a trained one.
+    # In --track adapt it is trained on the reference's and the known devices' clips instead (micmatch.bench.umc).
     "umc": _registry_step("feature_augment", "umc", _umc_settings, takes="CONVERTER",
-                          before_fit=_umc_before_fit, check_loaded=_umc_check_loaded),
+                          before_fit=_umc_before_fit, check_loaded=_umc_check_loaded, fit_data=_umc_fit_data,
+                          apply_only=("p", "synthetic")),
+    # The same converter, towards synthetic response differences at classifier-training time.
+    "umc-synth": _registry_step("feature_augment", "umc", _umc_synth_settings, before_fit=_umc_before_fit,
+                                fit_data=_umc_fit_data, apply_only=("p", "synthetic")),
     # Adaptation track only: towards each known device as estimated from its unlabeled clips.
     "known-aug": Step("feature_augment", _known_aug_build),
 }
@@ -300,7 +327,11 @@ for _r in [
     Recipe("umc", feature_augment=("umc",), argument="CONVERTER", argument_optional=True,
            description="device converter (Unified Microphone Conversion paper): reference-device training features "
                        "converted to augmentation devices and synthetic differences (p=0.5); umc trains the "
-                       "converter in the run, umc:CONVERTER loads a trained one"),
+                       "converter in the run (in the adapt track on the reference's and the known devices' clips, "
+                       "towards those devices), umc:CONVERTER loads a trained one"),
+    Recipe("umc-synth", feature_augment=("umc-synth",),
+           description="the converter of umc, towards synthetic response differences at classifier-training time "
+                       "(Unified Microphone Conversion paper's second variant, p=0.5)"),
     Recipe("known-aug", feature_augment=("known-aug",),
            description="adaptation track: reference training features augmented towards each known device, with its "
                        "band response, level and noise floor estimated from its unlabeled clips (p=0.5)"),

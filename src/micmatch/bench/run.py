@@ -166,9 +166,10 @@ def track_info(config: MismatchConfig, recipes: Sequence[Recipe]) -> dict:
     out = {"name": "adapt", "adapt_clips": config.adapt_clips,
            "description": f"unseen devices known by {config.adapt_clips} unlabeled clips each, set aside from the "
                           "training split (not trained on, not test clips); sc, device-std and known-aug read them"}
-    if any(s.partition(":")[0] == "umc" for r in recipes for s in r.steps()):
-        out["umc"] = ("as in the generalize track (converter trained on the augmentation devices): training it on "
-                      "the known devices' clips is not built yet")
+    if any(s == "umc" or s == "umc-synth" for r in recipes for s in r.steps()):
+        out["umc"] = ("converter trained on the reference's training clips and the known devices' adaptation clips, "
+                      "conditioned on micmatch's estimate of each device (band shift and noise floor), form "
+                      f"{config.umc_form or 'stochastic'}")
     return out
 
 

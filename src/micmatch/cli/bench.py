@@ -58,9 +58,8 @@ def bench() -> None:
 @click.option("--track", type=click.Choice(["generalize", "adapt"]), default="generalize", show_default=True,
               help="generalize: unseen devices never heard before the test. adapt: each unseen device is known by "
                    "--adapt-clips unlabeled clips set aside from the training split (never trained on, never test "
-                   "clips); sc and device-std calibrate on them and recipe known-aug augments towards them. In adapt, "
-                   "umc still trains as in generalize (its adaptation-track training and the converter that draws "
-                   "noise floors and dynamics are not built yet); results say so.")
+                   "clips); sc and device-std calibrate on them, recipe known-aug augments towards them, and umc / "
+                   "umc-synth train their converter on them and the reference's clips.")
 @click.option("--adapt-clips", type=click.IntRange(1), default=200, show_default=True,
               help="Unlabeled clips each unseen device records in --track adapt (at most half the training split).")
 @click.option("--seen", "n_seen", type=click.IntRange(0), default=None, help="Number of seen devices [2; quick 1].")
@@ -85,6 +84,13 @@ def bench() -> None:
 @click.option("--umc-generator-norm", type=click.Choice(["instance", "none"]), default=None,
               help="Normalisation in that converter's generator (see micmatch train converter --help) "
                    "[the preset's].")
+@click.option("--umc-form", type=click.Choice(["stochastic", "offset", "pure"]), default=None,
+              help="Form of that converter: stochastic (seeded noise input and a noise-floor path, conditioned on "
+                   "each device's floor too), offset (the response difference added to its output) or pure (the "
+                   "paper's) [stochastic in --track adapt, else offset].")
+@click.option("--umc-discriminator", type=click.Choice(["per-device", "conditional"]), default=None,
+              help="One discriminator per device domain (the paper's) or one conditioned on the domain's response "
+                   "[conditional in --track adapt, else per-device].")
 @click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
               help="Log-mel FFT size [the rate's default: the largest power of two within 64 ms; 512 at 8 kHz]. "
                    "The README's recorded tables used --n-fft 256 --hop-length 128 --n-mels 40.")
@@ -100,7 +106,7 @@ def bench() -> None:
 @click.option("--device", "old_device", default=None, hidden=True)
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, recipes, n_seeds, out_dir, quick, calibration_clips,
              track, adapt_clips, n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             device_chain, umc_epochs, umc_preset, umc_generator_norm, n_fft, hop_length, n_mels, data_seed, compute,
+             device_chain, umc_epochs, umc_preset, umc_generator_norm, umc_form, umc_discriminator, n_fft, hop_length, n_mels, data_seed, compute,
              old_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
@@ -109,11 +115,14 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
     from --data-seed (band limits, noise floor, compressor or AGC, level, soft clipping); --no-device-chain
     keeps the impulse response alone. Recipes are listed under --recipes. Features, normalizations and
     augmentations run batched in torch on --compute, with the classifier. Recipe umc trains a device converter
-    on the augmentation devices first (--umc-epochs); umc:CONVERTER uses one from `micmatch train converter`.
+    on the augmentation devices first (--umc-epochs); umc:CONVERTER uses one from `micmatch train converter`;
+    umc-synth converts towards synthetic response differences.
 
     \b
     --track adapt scores the devices as known ones: each unseen device records --adapt-clips unlabeled clips
-    set aside from the training split; sc and device-std calibrate on them, known-aug augments towards them.
+    set aside from the training split; sc and device-std calibrate on them, known-aug augments towards them,
+    and umc trains its converter on them and the reference's clips (conditioned on micmatch's estimate of
+    each device).
 
     \b
     Example:
@@ -142,7 +151,7 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
                           "its own: add --no-device-chain to use it")
     overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain, track=track,
                      adapt_clips=adapt_clips,
-                     umc_norm=umc_generator_norm)
+                     umc_norm=umc_generator_norm, umc_form=umc_form, umc_discriminator=umc_discriminator)
     config = MismatchConfig.quick(**overrides) if quick else MismatchConfig(**overrides)
     n_seeds = n_seeds or (2 if quick else 3)
     recipe_list = _names(recipes)

@@ -31,6 +31,10 @@ from micmatch.cli.common import COMMON, check_mel_bands, compute_option
 @click.option("--generator-norm", type=click.Choice(["instance", "none"]), default=None,
               help="Normalisation in the generator: instance (the paper's; the learned part then cannot move a "
                    "band's long-term level, only the offset does) or none [the configuration's].")
+@click.option("--form", type=click.Choice(["stochastic", "offset", "pure"]), default=None,
+              help="offset: the response difference added to the output; pure: the paper's form; stochastic: offset "
+                   "plus a seeded noise input and a noise-floor path conditioned on each device's floor (measured "
+                   "from its clips) [offset].")
 @click.option("--devices", "n_devices", type=click.IntRange(1), default=None,
               help="Simulated devices drawn from --irs [cpu-smoke 6, full 12].")
 @click.option("--max-clips", type=click.IntRange(2), default=None, help="Use at most this many clips [cpu-smoke 1200].")
@@ -43,7 +47,7 @@ from micmatch.cli.common import COMMON, check_mel_bands, compute_option
 @click.option("--hop-length", type=click.IntRange(1), default=None, help="Hop of the features [n_fft / 4].")
 @compute_option(dest="torch_device", help="Where to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the device draw and the training.")
-def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, generator_norm, n_devices,
+def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminator, generator_norm, form, n_devices,
               max_clips, exclude_irs, n_mels, n_fft, hop_length, torch_device, seed) -> None:
     """Train one converter for all devices: it maps log-mel features of one device to any other, given the
     response difference (Unified Microphone Conversion, after "Unified Microphone Conversion: Many-to-Many Device
@@ -71,7 +75,7 @@ def converter(data_dir, irs_dir, responses, output, preset, epochs, discriminato
         check_mel_bands(rate, n_fft or defaults["n_fft"], n_mels or defaults["n_mels"])
     model = train_converter_from_folder(
         data_dir, irs=irs_dir, responses=responses, preset=preset, epochs=epochs, device=torch_device, seed=seed,
-        discriminator=discriminator, norm=generator_norm, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
+        discriminator=discriminator, norm=generator_norm, form=form, n_devices=n_devices, max_clips=max_clips, n_fft=n_fft, hop_length=hop_length,
         n_mels=n_mels, exclude_irs=[n.strip() for n in exclude_irs.split(",") if n.strip()], log=lambda line: click.echo(line, err=True))
     path = model.save(output)
     last = model.info["history"][-1]

@@ -37,6 +37,10 @@ class ConverterAugment(Augmentation):
         Share of the converted items whose difference is a synthetic one
         (:func:`micmatch.augment.draw_synthetic_response`, options in ``synthetic_options``) instead of a target;
         by default 0.5 with ``targets`` and 1.0 without (the registry's ``umc`` does the same).
+    floors : mapping of str to np.ndarray [shape=(n_mels,)], optional
+        Noise floor (dB per band) of each target, for a converter of the stochastic form: a conversion to a
+        target adds its floor, a synthetic difference the floor of a target drawn at random. Without it the
+        floor path is skipped.
 
     Shape:
         - x: ``(batch, n_mels, n_frames)`` or one item ``(n_mels, n_frames)``, dB; output the same
@@ -48,7 +52,7 @@ class ConverterAugment(Augmentation):
 
     def __init__(self, converter: Converter, *, targets: Mapping[str, np.ndarray] | None = None,
                  source_response: np.ndarray | None = None, p: float = 0.5, synthetic_fraction: float | None = None,
-                 synthetic_options: Mapping | None = None) -> None:
+                 synthetic_options: Mapping | None = None, floors: Mapping[str, np.ndarray] | None = None) -> None:
         super().__init__()
         n_mels = converter.config.n_mels
         self.converter = converter.eval().requires_grad_(False)
@@ -65,6 +69,10 @@ class ConverterAugment(Augmentation):
             raise ParameterError("no target devices: give targets= or set synthetic_fraction=1.0")
         self.p, self.synthetic_fraction = float(p), float(synthetic_fraction)
         self.synthetic_options = dict(synthetic_options or {})
+        self.floors = {k: np.asarray(v, dtype=np.float64) for k, v in (floors or {}).items()}
+        for name, f in self.floors.items():
+            if f.shape != (n_mels,):
+                raise ConfigMismatchError(f"floor of {name!r} has {f.shape} bands; the converter has n_mels={n_mels}")
 
     def train(self, mode: bool = True) -> ConverterAugment:
         """Switch the augmentation on (``mode=True``) or off; the converter itself stays in eval mode."""
@@ -77,24 +85,34 @@ class ConverterAugment(Augmentation):
         rng = numpy_generator(generator)
         cfg = self.converter.feature_config
         names = sorted(self.targets)
+        floor_names = sorted(self.floors)
         diffs: list = []
         labels: list = []
+        floors: list = []
         for _ in range(int(batch_size)):
             if rng.random() >= self.p:
                 diffs.append(None)
                 labels.append(None)
-            elif not names or rng.random() < self.synthetic_fraction:
+                floors.append(None)
+                continue
+            if not names or rng.random() < self.synthetic_fraction:
                 if cfg is None:
                     raise ParameterError("the converter has no feature configuration: synthetic differences need "
                                          "its mel bands (train it with feature_config=...)")
                 d = draw_synthetic_differences(rng, 1, config=cfg, **self.synthetic_options)[0]
                 diffs.append([float(v) for v in d])
                 labels.append("synthetic")
+                floors.append(floor_names[int(rng.integers(len(floor_names)))] if floor_names else None)
             else:
                 name = names[int(rng.integers(len(names)))]
                 diffs.append([float(v) for v in self.targets[name] - self.source])
                 labels.append(name)
-        return {"difference_db": diffs, "target": labels}
+                floors.append(name if name in self.floors else
+                              floor_names[int(rng.integers(len(floor_names)))] if floor_names else None)
+        out = {"difference_db": diffs, "target": labels}
+        if floor_names:
+            out.update(floor=floors, noise_seed=int(rng.integers(0, 2**62)))
+        return out
 
     @torch.no_grad()
     def apply_params(self, x: torch.Tensor, params: Mapping) -> torch.Tensor:
@@ -109,7 +127,12 @@ class ConverterAugment(Augmentation):
         d = torch.as_tensor(np.asarray([diffs[i] for i in idx]), dtype=x.dtype, device=x.device)
         out = x.clone()
         sel = torch.as_tensor(idx, device=x.device)
-        out[sel] = self.converter(x[sel], d)
+        names = [params.get("floor", [None] * len(diffs))[i] for i in idx]
+        floor = None
+        if all(n is not None for n in names) and self.floors:
+            floor = torch.as_tensor(np.asarray([self.floors[n] for n in names]), dtype=x.dtype, device=x.device)
+        gen = torch.Generator().manual_seed(int(params.get("noise_seed", 0)))
+        out[sel] = self.converter(x[sel], d, floor, generator=gen)
         return out
 
 

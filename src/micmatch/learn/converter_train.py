@@ -1,7 +1,8 @@
 """Training of the device converter: the unpaired CycleGAN loop, its settings and presets, and training from a
 folder of recordings (``micmatch train converter``).
 
-* :func:`train_converter`: cycle consistency (weight 10), identity loss (``G(x, 0) = x``), a history buffer of
+* :func:`train_converter`: cycle consistency (weight 10; in the stochastic form only where the input, shifted,
+  stays above the target's noise floor), identity loss (``G(x, 0) = x``), a history buffer of
   generated samples per domain, Adam, step decay; least-squares discriminators, one per device domain
   (``discriminator="per-domain"``, as the paper) or one conditioned on the domain's band response
   (``"conditional"``); deterministic under a seed.
@@ -28,6 +29,9 @@ from micmatch.learn.converter_model import Converter, ConverterConfig, PatchDisc
 from micmatch.learn.engine import deterministic, progress_bar, select_device
 
 DISCRIMINATORS = ("per-domain", "conditional")
+#: Width (dB) of the soft step that weights the stochastic form's cycle loss by how far a bin lies above the
+#: target's noise floor (a bin under the floor cannot be recovered, so it does not count).
+FLOOR_SOFTNESS_DB = 3.0
 
 
 class HistoryBuffer:
@@ -172,7 +176,7 @@ def _check_domains(features: Mapping[str, np.ndarray], band_responses: Mapping[s
 
 
 def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[str, np.ndarray], *,
-                    config: ConverterConfig | None = None, train: ConverterTrainConfig = ConverterTrainConfig(),
+                    floors: Mapping[str, np.ndarray] | None = None, config: ConverterConfig | None = None, train: ConverterTrainConfig = ConverterTrainConfig(),
                     feature_config: LogMelConfig | None = None, info: Mapping | None = None,
                     desc: str = "converter", log=None) -> Converter:
     """Train a :class:`Converter` unpaired on log-mel features of several device domains.
@@ -185,6 +189,9 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     band_responses : mapping of str to np.ndarray [shape=(n_mels,)]
         Each domain's band response (dB, :mod:`micmatch.conditioning`); the conditioning of a conversion
         from ``s`` to ``t`` is ``band_responses[t] - band_responses[s]``.
+    floors : mapping of str to np.ndarray [shape=(n_mels,)], optional
+        Each domain's noise floor (dB per band); needed by the stochastic form (``config.floor_path``), which
+        adds the target's floor on conversion. The identity pass takes no floor.
     config : ConverterConfig, optional
         Architecture; ``n_mels``, ``mean_db`` and ``scale_db`` are set from the features.
     train : ConverterTrainConfig
@@ -202,6 +209,11 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     """
     names = _check_domains(features, band_responses)
     n_mels = int(np.shape(features[names[0]])[1])
+    if config is not None and config.floor_path:
+        missing = [n for n in names if floors is None or np.shape(floors.get(n)) != (n_mels,)]
+        if missing:
+            raise ParameterError(f"the stochastic converter needs a noise floor of {n_mels} bands per domain; "
+                                 f"missing for {', '.join(missing)}")
     stacked = np.concatenate([np.asarray(features[n], dtype=np.float64).reshape(-1) for n in names])
     config = replace(config or ConverterConfig(), n_mels=n_mels, mean_db=float(np.mean(stacked)),
                      scale_db=float(max(np.std(stacked), 1.0)))
@@ -209,6 +221,8 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     device = select_device(train.device)
     x_dom = [torch.as_tensor(np.asarray(features[n], dtype=np.float32)) for n in names]
     r_dom = torch.as_tensor(np.stack([np.asarray(band_responses[n], dtype=np.float32) for n in names]))
+    f_dom = None if not config.floor_path else torch.as_tensor(
+        np.stack([np.asarray(floors[n], dtype=np.float32) for n in names]))
     sizes = torch.tensor([len(x) for x in x_dom])
     # Every clip once per epoch as a source: (domain, index) pairs.
     all_pairs = torch.cat([torch.stack([torch.full((len(x),), k), torch.arange(len(x))], 1)
@@ -219,7 +233,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     if train.threads is not None:
         torch.set_num_threads(train.threads)
     try:
-        model = _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, log)
+        model = _fit(x_dom, r_dom, f_dom, sizes, all_pairs, config, train, device, desc, history, log)
     finally:
         torch.set_num_threads(threads_before)
     model = model.cpu().eval()
@@ -227,6 +241,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
         "feature_config": None if feature_config is None else feature_config.to_json(),
         "domains": names,
         "band_responses": {n: [float(v) for v in band_responses[n]] for n in names},
+        **({"floors": {n: [float(v) for v in floors[n]] for n in names}} if f_dom is not None else {}),
         "train": train.to_json(),
         "history": history,
         "train_seconds": time.perf_counter() - started,
@@ -235,7 +250,7 @@ def train_converter(features: Mapping[str, np.ndarray], band_responses: Mapping[
     return model
 
 
-def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, log) -> Converter:
+def _fit(x_dom, r_dom, f_dom, sizes, all_pairs, config, train, device, desc, history, log) -> Converter:
     """The training loop of :func:`train_converter` (appends the epoch means to ``history``)."""
     scale, mean = config.scale_db, config.mean_db
     k_domains = len(x_dom)
@@ -257,6 +272,7 @@ def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, l
         sched_g = torch.optim.lr_scheduler.StepLR(opt_g, step_size=step, gamma=0.1)
         sched_d = torch.optim.lr_scheduler.StepLR(opt_d, step_size=step, gamma=0.1)
         r_dev = r_dom.to(device)
+        f_dev = None if f_dom is None else f_dom.to(device)
 
         def score(x_norm: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
             if train.discriminator == "conditional":
@@ -287,11 +303,17 @@ def _fit(x_dom, r_dom, sizes, all_pairs, config, train, device, desc, history, l
                     src_d, tgt_d = src.to(device), tgt.to(device)
                     d = r_dev[tgt_d] - r_dev[src_d]
                     # Generator step: fool the target's discriminator, cycle back, leave same-device input alone.
-                    fake = model(x, d)
-                    rec = model(fake, -d)
-                    idt = model(x, torch.zeros_like(d))
+                    f_tgt = None if f_dev is None else f_dev[tgt_d]
+                    f_src = None if f_dev is None else f_dev[src_d]
+                    fake = model(x, d, f_tgt, generator=gen)
+                    rec = model(fake, -d, f_src, generator=gen)
+                    idt = model(x, torch.zeros_like(d), generator=gen)
                     g_adv = torch.mean((score((fake - mean) / scale, tgt_d) - 1.0) ** 2)
-                    cycle = torch.mean(torch.abs(rec - x)) / scale
+                    if f_tgt is None:
+                        cycle = torch.mean(torch.abs(rec - x)) / scale
+                    else:  # what the target's floor covers is lost: the cycle counts only what stays above it
+                        above = torch.sigmoid((x + d.unsqueeze(-1) - f_tgt.unsqueeze(-1)) / FLOOR_SOFTNESS_DB)
+                        cycle = torch.mean(above * torch.abs(rec - x)) / scale
                     identity = torch.mean(torch.abs(idt - x)) / scale
                     loss_g = g_adv + train.cycle_weight * cycle + train.identity_weight * identity
                     opt_g.zero_grad(set_to_none=True)
@@ -361,7 +383,7 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
                                 responses: str | os.PathLike | None = None, preset: str = "cpu-smoke",
                                 epochs: int | None = None, device: str = "auto", seed: int = 0,
                                 discriminator: str | None = None, norm: str | None = None,
-                                n_devices: int | None = None,
+                                form: str | None = None, n_devices: int | None = None,
                                 max_clips: int | None = None, n_fft: int | None = None,
                                 hop_length: int | None = None, n_mels: int | None = None,
                                 exclude_irs: Sequence[str] = (), progress: bool = True,
@@ -380,8 +402,9 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
     Features are log-mel spectrograms at the first readable file's sample rate with ``n_fft``, ``hop_length``,
     ``n_mels`` (None: :func:`micmatch.logmel.default_settings` for the rate, as everywhere). ``exclude_irs``
     names IRs (file stems) left out of ``irs``: the devices kept for testing. ``preset`` names an entry of :data:`PRESETS`;
-    ``epochs``, ``discriminator``, ``norm`` (the generator's, :data:`NORMS`), ``n_devices`` and ``max_clips``
-    override it.
+    ``epochs``, ``discriminator``, ``norm`` (the generator's, :data:`NORMS`), ``form`` (``FORMS`` of :mod:`~micmatch.learn.converter_model`; the
+    stochastic form is conditioned on each domain's noise floor, measured from its clips), ``n_devices`` and
+    ``max_clips`` override it.
     """
     from micmatch.audio import find_audio_files, first_sample_rate
     from micmatch.errors import CorpusError
@@ -456,7 +479,15 @@ def train_converter_from_folder(data: str | os.PathLike, *, irs: str | os.PathLi
         info.update(responses=str(responses), skipped=failed)
     log(f"training on domains {', '.join(f'{k} ({len(v)})' for k, v in features.items())}")
     model_config = chosen.model if norm is None else replace(chosen.model, norm=norm)
-    return train_converter(features, band, config=model_config, train=train, feature_config=fcfg, info=info, log=log)
+    floors = None
+    if form is not None:
+        model_config = model_config.with_form(form)
+    if model_config.floor_path:
+        from micmatch.device_estimate import noise_floor_db
+
+        floors = {k: noise_floor_db(v) for k, v in features.items()}
+    return train_converter(features, band, floors=floors, config=model_config, train=train, feature_config=fcfg,
+                           info=info, log=log)
 
 
 __all__ = ["DISCRIMINATORS", "PRESETS", "ConverterTrainConfig", "HistoryBuffer", "Preset", "train_converter",
