@@ -1,4 +1,4 @@
-"""How the unaligned estimate's error falls with the number of clips (like seed 001 Table 3), on real audio.
+"""How the unaligned estimate's error falls with the number of clips (like Table 3 of the Spectrum Correction paper), on real audio.
 
 Spoken digits (../shared/data/fsdd, 8 kHz) pass through two measured microphone impulse responses
 (../shared/data/micirp). Two conditions:

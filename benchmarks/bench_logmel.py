@@ -1,6 +1,6 @@
 """Log-mel extraction speed on CPU: micmatch's torch LogMel on a batch vs librosa on the same clips.
 
-Same clips, same settings (seed 001's: 44.1 kHz, n_fft 2048, hop 512; 128 mel bands), float32, measured side by
+Same clips, same settings (the Spectrum Correction paper's: 44.1 kHz, n_fft 2048, hop 512; 128 mel bands), float32, measured side by
 side in one run; the figure that matters is the ratio. librosa is timed both clip by clip and on the whole batch
 (it accepts ``(batch, n_samples)``), and the faster of the two is the reference. The numpy path
 (``micmatch.features.log_mel``) is listed too. Every result is checked against librosa's values.
