@@ -115,7 +115,8 @@ def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairL
     the same sound or overlap by less than :data:`MIN_OVERLAP_S`.
 
     A coarse offset from excerpts of ``a`` first, then :func:`micmatch.align.estimate_alignment` on the part of
-    ``a`` that overlaps ``b`` (so its own excerpt and chunks lie inside the overlap).
+    ``a`` that overlaps ``b`` (its chunks searched around that coarse offset, which is more robust in a
+    reverberant room than the offset of one excerpt).
     """
     coarse = _coarse_offset(a, b, sr)
     if coarse is None:
@@ -125,7 +126,7 @@ def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairL
     if hi - lo < MIN_OVERLAP_S * sr:
         return None
     try:
-        al = estimate_alignment(a[lo:hi], b, sr)
+        al = estimate_alignment(a[lo:hi], b, sr, coarse_offset=(coarse[0] + lo, coarse[1]))
     except MeasurementError:
         return None
     ratio = 1.0 + al.drift_ppm * 1e-6
