@@ -135,6 +135,15 @@ def gcc_phat(reference: np.ndarray, device: np.ndarray) -> tuple[np.ndarray, int
     return np.concatenate([c[n - zero_lag :] if zero_lag else c[:0], c[:n_dev]]), zero_lag
 
 
+def overlapping_lags(c: np.ndarray, zero: int, n_excerpt: int, n_device: int) -> np.ndarray:
+    """``c`` (a :func:`gcc_phat` of an excerpt against a recording) with the lags where less than half the excerpt
+    lies inside the recording set to the median: there a few samples of overlap (the recording's abrupt first or
+    last samples) can make a spurious peak."""
+    lags = np.arange(c.shape[-1]) - zero
+    inside = (lags >= -(n_excerpt // 2)) & (lags <= n_device - (n_excerpt + 1) // 2)
+    return np.where(inside, c, np.median(c))
+
+
 def _peak(c: np.ndarray, spread: np.ndarray | None = None) -> tuple[float, float]:
     """Sub-sample index of the largest value of ``c`` (parabolic interpolation) and its robust score: how many
     robust standard deviations it stands above the median of ``spread`` (default ``c`` itself)."""
@@ -177,6 +186,7 @@ def estimate_offset(
     else:
         start = 0
     c, zero = gcc_phat(ref[start : start + n_ex], dev)
+    c = overlapping_lags(c, zero, n_ex, dev.shape[-1])
     if max_offset_s is not None:
         offsets = np.arange(c.shape[-1]) - zero - start
         c = np.where(np.abs(offsets) <= max_offset_s * sample_rate, c, np.median(c))
@@ -247,7 +257,7 @@ def estimate_alignment(
     slope, intercept, used = _fit(positions_a, offsets_a, coarse, max_slope)
     audible = _audible_chunks(ref, n_chunk, len(positions_a))
     long_chunk = LONG_CHUNK_FACTOR * n_chunk
-    if audible >= 4 and used.sum() < MIN_CONSISTENT * audible and ref.shape[-1] >= 4 * long_chunk:
+    if audible >= 4 and used.sum() < MIN_CONSISTENT * audible and ref.shape[-1] >= 3 * long_chunk:
         # Reverberant rooms: the same search with longer chunks before giving up.
         positions_l, offsets_l = _chunk_offsets(ref, dev, coarse, long_chunk, search, sample_rate, min_peak_score)
         slope_l, intercept_l, used_l = _fit(positions_l, offsets_l, coarse, max_slope)
@@ -290,11 +300,14 @@ def _chunk_offsets(ref: np.ndarray, dev: np.ndarray, coarse: float, n_chunk: int
 
 def _fit(positions: np.ndarray, offsets: np.ndarray, coarse: float,
          max_slope: float) -> tuple[float, float, np.ndarray]:
-    """Robust line through the chunk offsets; the coarse offset and no drift when fewer than two chunks have one."""
+    """Robust line through the chunk offsets; the coarse offset, no drift and no chunk used when fewer than two
+    chunks have one or the line's drift is beyond ``max_slope``."""
     used = np.isfinite(offsets)
     if used.sum() >= 2:
-        return _robust_line(positions, offsets, used, max_slope)
-    return 0.0, coarse, np.zeros_like(used)
+        slope, intercept, keep = _robust_line(positions, offsets, used, max_slope)
+        if abs(slope) <= max_slope:
+            return slope, intercept, keep
+    return 0.0, coarse, np.zeros_like(used)  # no line, or a drift beyond the bound: no chunk agrees
 
 
 def _audible_chunks(x: np.ndarray, n_chunk: int, count: int) -> int:
@@ -398,4 +411,5 @@ def align(device: np.ndarray, alignment: Alignment, n_samples: int) -> np.ndarra
     return out
 
 
-__all__ = ["Alignment", "align", "check_audible", "estimate_alignment", "estimate_offset", "gcc_phat"]
+__all__ = ["Alignment", "align", "check_audible", "estimate_alignment", "estimate_offset", "gcc_phat",
+           "overlapping_lags"]

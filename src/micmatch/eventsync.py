@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micmatch.align import MIN_PEAK_SCORE, Alignment, align, estimate_alignment, gcc_phat
+from micmatch.align import MIN_PEAK_SCORE, Alignment, align, estimate_alignment, gcc_phat, overlapping_lags
 from micmatch.audio import resample
 from micmatch.errors import MeasurementError
 
@@ -104,7 +104,7 @@ def _coarse_offset(a: np.ndarray, b: np.ndarray, sr: int) -> tuple[float, float]
         if np.sqrt(np.mean(seg * seg)) < 1e-6:
             continue
         c, zero = gcc_phat(seg, b)
-        pos, score = _peak(c)
+        pos, score = _peak(overlapping_lags(c, zero, seg.shape[-1], b.shape[-1]))
         if best is None or score > best[1]:
             best = (pos - zero - start, score)
     return best if best is not None and best[1] >= MIN_PEAK_SCORE else None
