@@ -215,7 +215,8 @@ def markdown(data: dict) -> str:
                   "| s per audio min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for i, r in enumerate(data[key]["scenes"]):
             if "failed" in r:
-                lines.append(f"| {i} | {r['source']} | {r['rt60_s']} | failed: {r['failed']} ||||||||")
+                rt = "-" if r["rt60_s"] is None else f"{r['rt60_s']:.2f}"
+                lines.append(f"| {i} | {r['source']} | {rt} | failed: {r['failed']} ||||||||")
                 continue
             lsd, lu = r["seams"]["median_frame_lsd_db"], r["seams"]["median_abs_loudness_jump_lu"]
             lt_b = [d["long_term_db_before"] for d in r["devices"] if "long_term_db_before" in d]
