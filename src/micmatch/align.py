@@ -8,8 +8,11 @@ tens of ppm). :func:`estimate_alignment` finds both:
 1. a coarse offset: GCC-PHAT cross-correlation (FFT, any offset, positive or negative) of the loudest few seconds
    of the reference against the whole device recording;
 2. the offset of every chunk along the file (local GCC-PHAT around the coarse offset, sub-sample peak by
-   parabolic interpolation), chunks without a clear peak (silence) left out;
-3. a robust straight-line fit ``offset(n) = offset + drift * n`` through the chunk offsets.
+   parabolic interpolation), chunks without a clear peak (silence) left out; a peak must stand out of the
+   correlation over a second of lags around it, not only over the few milliseconds searched, which a room's
+   reflections fill; longer chunks are tried when too few line up (reverberant rooms);
+3. a robust straight-line fit ``offset(n) = offset + drift * n`` through the chunk offsets, started from the line
+   that most chunks agree on (chunks locked on a strong reflection do not pull it).
 
 :func:`align` resamples the device recording onto the reference's clock (soxr, with the drift as rate ratio, then
 a fractional shift), so the two agree to a fraction of a sample along the whole file.
@@ -37,6 +40,18 @@ MIN_PEAK_SCORE = 12.0
 MIN_CONSISTENT = 0.3
 #: Largest clock drift searched for, in ppm. 100 ppm is beyond consumer devices (tens of ppm).
 MAX_DRIFT_PPM = 200.0
+#: The correlation's noise level (median and robust spread, which a chunk's peak is scored against) is measured
+#: over this many seconds of lags each side of the searched window: in a room, reflections fill the few
+#: milliseconds searched around a chunk's offset, so a spread measured there only compares the peak with its own
+#: echoes (scores of 3-11 at RT60 0.2-0.6 s instead of hundreds).
+SPREAD_S = 1.0
+#: The chunks are searched this much (seconds) further each side of the coarse offset than the drift needs: in a
+#: reverberant room the coarse excerpt's peak can lie on a strong reflection, tens of milliseconds off the direct
+#: sound that most chunks find.
+REFLECTION_S = 0.03
+#: When fewer than :data:`MIN_CONSISTENT` of the chunks line up, the chunks are tried again this many times longer
+#: (in a reverberant room a longer chunk carries more direct sound against the same reflections).
+LONG_CHUNK_FACTOR = 4
 #: Floor of the PHAT weighting, relative to the mean cross-spectrum magnitude, so empty bins do not divide by 0.
 PHAT_FLOOR = 1e-3
 
@@ -120,8 +135,18 @@ def gcc_phat(reference: np.ndarray, device: np.ndarray) -> tuple[np.ndarray, int
     return np.concatenate([c[n - zero_lag :] if zero_lag else c[:0], c[:n_dev]]), zero_lag
 
 
-def _peak(c: np.ndarray) -> tuple[float, float]:
-    """Sub-sample index of the largest value of ``c`` (parabolic interpolation) and its robust score."""
+def overlapping_lags(c: np.ndarray, zero: int, n_excerpt: int, n_device: int) -> np.ndarray:
+    """``c`` (a :func:`gcc_phat` of an excerpt against a recording) with the lags where less than half the excerpt
+    lies inside the recording set to the median: there a few samples of overlap (the recording's abrupt first or
+    last samples) can make a spurious peak."""
+    lags = np.arange(c.shape[-1]) - zero
+    inside = (lags >= -(n_excerpt // 2)) & (lags <= n_device - (n_excerpt + 1) // 2)
+    return np.where(inside, c, np.median(c))
+
+
+def _peak(c: np.ndarray, spread: np.ndarray | None = None) -> tuple[float, float]:
+    """Sub-sample index of the largest value of ``c`` (parabolic interpolation) and its robust score: how many
+    robust standard deviations it stands above the median of ``spread`` (default ``c`` itself)."""
     i = int(np.argmax(c))
     frac = 0.0
     if 0 < i < c.shape[-1] - 1:
@@ -129,8 +154,10 @@ def _peak(c: np.ndarray) -> tuple[float, float]:
         den = a - 2.0 * b + d
         if den < 0:
             frac = float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
-    sigma = float(np.median(np.abs(c - np.median(c)))) / 0.6745
-    return i + frac, float((c[i] - np.median(c)) / max(sigma, 1e-300))
+    rest = c if spread is None else spread
+    centre = float(np.median(rest))
+    sigma = float(np.median(np.abs(rest - centre))) / 0.6745
+    return i + frac, float((c[i] - centre) / max(sigma, 1e-300))
 
 
 def estimate_offset(
@@ -159,6 +186,7 @@ def estimate_offset(
     else:
         start = 0
     c, zero = gcc_phat(ref[start : start + n_ex], dev)
+    c = overlapping_lags(c, zero, n_ex, dev.shape[-1])
     if max_offset_s is not None:
         offsets = np.arange(c.shape[-1]) - zero - start
         c = np.where(np.abs(offsets) <= max_offset_s * sample_rate, c, np.median(c))
@@ -181,6 +209,7 @@ def estimate_alignment(
     max_offset_s: float | None = None,
     max_drift_ppm: float = MAX_DRIFT_PPM,
     min_peak_score: float = MIN_PEAK_SCORE,
+    coarse_offset: tuple[float, float] | None = None,
 ) -> Alignment:
     """Offset and clock drift of a device recording relative to a reference recording of the same sound.
 
@@ -197,40 +226,45 @@ def estimate_alignment(
         Largest offset searched for (default: any).
     max_drift_ppm : float
         Largest drift searched for; bounds the local search around the coarse offset.
+    coarse_offset : (offset_samples, peak_score), optional
+        A coarse offset ``m - n`` already found (for instance from several excerpts); default found here
+        (:func:`estimate_offset`).
 
     Returns
     -------
     Alignment
+
+    Notes
+    -----
+    Each chunk's peak is scored against the correlation over :data:`SPREAD_S` seconds of lags around its search
+    window, so the reflections of a room do not count as the noise the peak must stand out of. When fewer than
+    :data:`MIN_CONSISTENT` of the chunks with sound line up (reverberant rooms, RT60 of 0.4 s and more), the
+    chunks are tried again :data:`LONG_CHUNK_FACTOR` times longer.
     """
     ref = to_mono(reference, sample_rate, name="reference")
     dev = to_mono(device, sample_rate, name="device")
     check_audible(ref, "reference")
     check_audible(dev, "device")
-    coarse, score = estimate_offset(ref, dev, sample_rate, max_offset_s=max_offset_s, min_peak_score=min_peak_score)
+    if coarse_offset is None:
+        coarse, score = estimate_offset(ref, dev, sample_rate, max_offset_s=max_offset_s,
+                                        min_peak_score=min_peak_score)
+    else:
+        coarse, score = float(coarse_offset[0]), float(coarse_offset[1])
+    max_slope = max_drift_ppm * 1e-6
+    search = int(np.ceil(max_slope * ref.shape[-1] + REFLECTION_S * sample_rate)) + 64
     n_chunk = max(64, int(round(chunk_s * sample_rate)))
-    search = int(np.ceil(max_drift_ppm * 1e-6 * ref.shape[-1])) + 64
-    positions, offsets = [], []
-    for start in range(0, ref.shape[-1] - n_chunk + 1, n_chunk):
-        chunk = ref[start : start + n_chunk]
-        centre = start + n_chunk / 2.0
-        lo = int(np.floor(start + coarse)) - search
-        hi = lo + n_chunk + 2 * search
-        positions.append(centre)
-        if lo < 0 or hi > dev.shape[-1] or np.sqrt(np.mean(chunk * chunk)) < 1e-6:
-            offsets.append(np.nan)
-            continue
-        c, zero = gcc_phat(chunk, dev[lo:hi])
-        c = c[zero : zero + 2 * search + 1]  # lags 0 .. 2 * search inside the device segment
-        pos, chunk_score = _peak(c)
-        offsets.append(lo + pos - start if chunk_score >= min_peak_score else np.nan)
-    positions_a, offsets_a = np.asarray(positions), np.asarray(offsets)
-    used = np.isfinite(offsets_a)
-    if used.sum() >= 2:
-        slope, intercept, used = _robust_line(positions_a, offsets_a, used)
-    else:  # too short or too few clear chunks for a drift: keep the coarse offset
-        slope, intercept = 0.0, coarse
-        used = np.zeros_like(used)
-    audible = _audible_chunks(ref, n_chunk, len(positions))
+    positions_a, offsets_a = _chunk_offsets(ref, dev, coarse, n_chunk, search, sample_rate, min_peak_score)
+    slope, intercept, used = _fit(positions_a, offsets_a, coarse, max_slope)
+    audible = _audible_chunks(ref, n_chunk, len(positions_a))
+    long_chunk = LONG_CHUNK_FACTOR * n_chunk
+    if audible >= 4 and used.sum() < MIN_CONSISTENT * audible and ref.shape[-1] >= 3 * long_chunk:
+        # Reverberant rooms: the same search with longer chunks before giving up.
+        positions_l, offsets_l = _chunk_offsets(ref, dev, coarse, long_chunk, search, sample_rate, min_peak_score)
+        slope_l, intercept_l, used_l = _fit(positions_l, offsets_l, coarse, max_slope)
+        audible_l = _audible_chunks(ref, long_chunk, len(positions_l))
+        if used_l.sum() >= MIN_CONSISTENT * audible_l:
+            positions_a, offsets_a, slope, intercept, used, audible = (positions_l, offsets_l, slope_l, intercept_l,
+                                                                       used_l, audible_l)
     if audible >= 4 and used.sum() < MIN_CONSISTENT * audible:
         raise MeasurementError(
             f"the two recordings do not seem to hold the same sound: only {int(used.sum())} of {audible} chunks "
@@ -238,6 +272,42 @@ def estimate_alignment(
             f"recordings of one sound, by the reference and by the device"
         )
     return Alignment(float(intercept), float(slope * 1e6), int(sample_rate), positions_a, offsets_a, used, score)
+
+
+def _chunk_offsets(ref: np.ndarray, dev: np.ndarray, coarse: float, n_chunk: int, search: int, sample_rate: int,
+                   min_peak_score: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (reference samples) and measured offset ``m - n`` of every chunk of ``n_chunk`` samples, searched
+    ``search`` samples each side of the coarse offset (NaN where no peak stands out or the device does not cover
+    the search)."""
+    margin = int(round(SPREAD_S * sample_rate))
+    positions, offsets = [], []
+    for start in range(0, ref.shape[-1] - n_chunk + 1, n_chunk):
+        chunk = ref[start : start + n_chunk]
+        positions.append(start + n_chunk / 2.0)
+        lo = int(np.floor(start + coarse)) - search
+        hi = lo + n_chunk + 2 * search
+        if lo < 0 or hi > dev.shape[-1] or np.sqrt(np.mean(chunk * chunk)) < 1e-6:
+            offsets.append(np.nan)
+            continue
+        wlo, whi = max(0, lo - margin), min(dev.shape[-1], hi + margin)
+        c, zero = gcc_phat(chunk, dev[wlo:whi])
+        c = c[zero : zero + whi - wlo - n_chunk + 1]  # lags where the chunk lies inside the device segment
+        window = c[lo - wlo : lo - wlo + 2 * search + 1]
+        pos, chunk_score = _peak(window, c)
+        offsets.append(lo + pos - start if chunk_score >= min_peak_score else np.nan)
+    return np.asarray(positions), np.asarray(offsets)
+
+
+def _fit(positions: np.ndarray, offsets: np.ndarray, coarse: float,
+         max_slope: float) -> tuple[float, float, np.ndarray]:
+    """Robust line through the chunk offsets; the coarse offset, no drift and no chunk used when fewer than two
+    chunks have one or the line's drift is beyond ``max_slope``."""
+    used = np.isfinite(offsets)
+    if used.sum() >= 2:
+        slope, intercept, keep = _robust_line(positions, offsets, used, max_slope)
+        if abs(slope) <= max_slope:
+            return slope, intercept, keep
+    return 0.0, coarse, np.zeros_like(used)  # no line, or a drift beyond the bound: no chunk agrees
 
 
 def _audible_chunks(x: np.ndarray, n_chunk: int, count: int) -> int:
@@ -249,10 +319,38 @@ def _audible_chunks(x: np.ndarray, n_chunk: int, count: int) -> int:
     return int(np.sum(level >= np.percentile(level, 95) - 40.0))
 
 
-def _robust_line(x: np.ndarray, y: np.ndarray, used: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Least-squares line through ``(x, y)[used]``, refitted without points beyond 4 robust sigmas (and 0.5
-    samples) of it until nothing changes."""
-    keep = used.copy()
+def _consensus(x: np.ndarray, y: np.ndarray, used: np.ndarray, max_slope: float) -> np.ndarray:
+    """The points within one sample of the line (through two of them, slope at most ``max_slope``) that most points
+    lie on. In a room some chunks lock onto a strong reflection instead of the direct sound; a least-squares start
+    would be pulled towards them, the line that most chunks agree on is not."""
+    idx = np.flatnonzero(used)
+    if idx.size < 3:
+        return used.copy()
+    if idx.size <= 60:
+        a, b = np.triu_indices(idx.size, 1)
+    else:  # a fixed sample of pairs: the same answer on every run
+        rng = np.random.default_rng(0)
+        a, b = rng.integers(0, idx.size, 600), rng.integers(0, idx.size, 600)
+        a, b = a[a != b], b[a != b]
+    a, b = idx[a], idx[b]
+    slope = (y[b] - y[a]) / (x[b] - x[a])
+    ok = np.abs(slope) <= max_slope
+    if not ok.any():
+        return used.copy()
+    a, b, slope = a[ok], b[ok], slope[ok]
+    resid = np.abs(y[idx][None, :] - (y[a][:, None] + slope[:, None] * (x[idx][None, :] - x[a][:, None])))
+    best = int(np.argmax(np.sum(resid <= 1.0, axis=1)))
+    keep = np.zeros_like(used)
+    keep[idx[resid[best] <= 1.0]] = True
+    return keep if keep.sum() >= 2 else used.copy()
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, used: np.ndarray,
+                 max_slope: float = MAX_DRIFT_PPM * 1e-6) -> tuple[float, float, np.ndarray]:
+    """Least-squares line through the points of ``(x, y)[used]`` that most agree on one line
+    (:func:`_consensus`), refitted on the used points within 4 robust sigmas (and 0.5 samples) of it until nothing
+    changes."""
+    keep = _consensus(x, y, used, max_slope)
     for _ in range(10):
         if keep.sum() < 2:
             keep = used.copy()
@@ -313,4 +411,5 @@ def align(device: np.ndarray, alignment: Alignment, n_samples: int) -> np.ndarra
     return out
 
 
-__all__ = ["Alignment", "align", "check_audible", "estimate_alignment", "estimate_offset", "gcc_phat"]
+__all__ = ["Alignment", "align", "check_audible", "estimate_alignment", "estimate_offset", "gcc_phat",
+           "overlapping_lags"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micmatch.align import MIN_PEAK_SCORE, estimate_alignment, gcc_phat
+from micmatch.align import MIN_PEAK_SCORE, estimate_alignment, gcc_phat, overlapping_lags
 from micmatch.errors import MeasurementError
 
 #: Highest analysis rate of the synchronisation (Hz): speech and music carry their timing well below 8 kHz, and a
@@ -31,6 +31,8 @@ MIN_OVERLAP_S = 3.0
 #: Length of the excerpts tried for the coarse offset (seconds), and at most how many are tried per pair.
 EXCERPT_S = 4.0
 MAX_EXCERPTS = 8
+#: At most this many different coarse offsets (best excerpt peaks first) are tried per pair.
+MAX_COARSE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -91,45 +93,57 @@ def _excerpt_starts(x: np.ndarray, n_ex: int) -> list[int]:
     return starts
 
 
-def _coarse_offset(a: np.ndarray, b: np.ndarray, sr: int) -> tuple[float, float] | None:
-    """Offset ``m - n`` (samples) of ``b`` against ``a`` from the best of several excerpts of ``a``, and its peak
-    score; None when no excerpt is found in ``b``."""
+def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, float]]:
+    """Offsets ``m - n`` (samples) of ``b`` against ``a`` found by the excerpts of ``a`` with a clear peak, and their
+    peak scores, best first (one entry per offset: excerpts within a millisecond of a better one are dropped)."""
     from micmatch.align import _peak
 
     n_ex = int(round(EXCERPT_S * sr))
-    best = None
+    found = []
     for start in _excerpt_starts(a, n_ex):
         seg = a[start : start + n_ex]
         if np.sqrt(np.mean(seg * seg)) < 1e-6:
             continue
         c, zero = gcc_phat(seg, b)
-        pos, score = _peak(c)
-        if best is None or score > best[1]:
-            best = (pos - zero - start, score)
-    return best if best is not None and best[1] >= MIN_PEAK_SCORE else None
+        pos, score = _peak(overlapping_lags(c, zero, seg.shape[-1], b.shape[-1]))
+        if score >= MIN_PEAK_SCORE:
+            found.append((pos - zero - start, score))
+    out = []
+    for offset, score in sorted(found, key=lambda f: -f[1]):
+        if all(abs(offset - o) > 1e-3 * sr for o, _ in out):
+            out.append((offset, score))
+    return out
+
+
+def _coarse_offset(a: np.ndarray, b: np.ndarray, sr: int) -> tuple[float, float] | None:
+    """The best of :func:`_coarse_offsets`; None when no excerpt is found in ``b``."""
+    found = _coarse_offsets(a, b, sr)
+    return found[0] if found else None
 
 
 def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairLink | None:
     """The link between recordings ``i`` (``a``) and ``j`` (``b``), both mono at ``sr``; None when they do not hold
     the same sound or overlap by less than :data:`MIN_OVERLAP_S`.
 
-    A coarse offset from excerpts of ``a`` first, then :func:`micmatch.align.estimate_alignment` on the part of
-    ``a`` that overlaps ``b`` (so its own excerpt and chunks lie inside the overlap).
+    Coarse offsets from excerpts of ``a`` first, then :func:`micmatch.align.estimate_alignment` on the part of
+    ``a`` that overlaps ``b`` (its chunks searched around that coarse offset, which is more robust in a
+    reverberant room than the offset of one excerpt). When the chunks do not line up around the best excerpt's
+    offset (a passage that sounds like another one, as repeated music does), the next offsets are tried, at most
+    :data:`MAX_COARSE_TRIES`.
     """
-    coarse = _coarse_offset(a, b, sr)
-    if coarse is None:
-        return None
-    lo = max(0, int(np.floor(-coarse[0])))
-    hi = min(a.shape[-1], int(np.ceil(b.shape[-1] - coarse[0])))
-    if hi - lo < MIN_OVERLAP_S * sr:
-        return None
-    try:
-        al = estimate_alignment(a[lo:hi], b, sr)
-    except MeasurementError:
-        return None
-    ratio = 1.0 + al.drift_ppm * 1e-6
-    offset = al.offset_samples - ratio * lo  # device index of a's sample 0
-    return PairLink(i, j, offset / sr, al.drift_ppm, float(max(int(al.chunk_used.sum()), 1)), al.peak_score)
+    for coarse in _coarse_offsets(a, b, sr)[:MAX_COARSE_TRIES]:
+        lo = max(0, int(np.floor(-coarse[0])))
+        hi = min(a.shape[-1], int(np.ceil(b.shape[-1] - coarse[0])))
+        if hi - lo < MIN_OVERLAP_S * sr:
+            continue
+        try:
+            al = estimate_alignment(a[lo:hi], b, sr, coarse_offset=(coarse[0] + lo, coarse[1]))
+        except MeasurementError:
+            continue
+        ratio = 1.0 + al.drift_ppm * 1e-6
+        offset = al.offset_samples - ratio * lo  # device index of a's sample 0
+        return PairLink(i, j, offset / sr, al.drift_ppm, float(max(int(al.chunk_used.sum()), 1)), al.peak_score)
+    return None
 
 
 def measure_links(monos: list[np.ndarray], sr: int, *, progress=None) -> list[PairLink]:
