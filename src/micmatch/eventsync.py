@@ -260,8 +260,8 @@ def place(audio: np.ndarray, sample_rate: int, clock: Clock, *, out_rate: int, s
 
 def coverage(clock: Clock, *, out_rate: int, start_s: float, n_samples: int) -> tuple[int, int]:
     """First and one-past-last timeline sample (at ``out_rate`` from ``start_s``) that the recording covers."""
-    lo = int(np.ceil((clock.start_s - start_s) * out_rate - 1e-3))
-    hi = int(np.floor((clock.end_s - start_s) * out_rate + 1e-3))
+    lo = int(np.ceil((clock.start_s - start_s) * out_rate - 1e-2))  # the placement's grid tolerance (0.01 sample)
+    hi = int(np.floor((clock.end_s - start_s) * out_rate + 1e-2))
     return max(lo, 0), min(max(hi, 0), n_samples)
 
 
