@@ -69,3 +69,15 @@ def write_pcm16_clips(folder: Path, n_files: int, seconds: float, sample_rate: i
         sf.write(p, x.astype(np.float32), sample_rate, subtype="PCM_16")
         paths.append(p)
     return paths
+
+
+def fsdd_data_dir() -> Path:
+    """The real data folder holding ``fsdd/`` ($MICMATCH_DATA, or ``shared/data`` beside the repository); exits
+    with one line when FSDD is not there."""
+    import sys
+
+    env = os.environ.get("MICMATCH_DATA")
+    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (d / "fsdd" / "metadata.csv").is_file():
+        sys.exit(f"FSDD not found under {d}; set MICMATCH_DATA")
+    return d

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, single_thread_env, write_results
+from _common import fsdd_data_dir, machine, single_thread_env, write_results
 
 single_thread_env()
 
@@ -48,14 +48,6 @@ from micmatch.pairs import concatenate_clips, draw_simulation, simulate_pair  # 
 
 SR = 8000
 DEVICES = {"near": ("room", "snr_db"), "far": ("snr_db",), "noisy": ("room",), "far_noisy": ()}
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MICMATCH_DATA")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (d / "fsdd" / "metadata.csv").is_file():
-        sys.exit(f"FSDD not found under {d}; set MICMATCH_DATA")
-    return d
 
 
 def source(d: Path, seconds: float, seed: int, sample_rate: int = SR) -> np.ndarray:
@@ -103,7 +95,7 @@ def one_device(ref: np.ndarray, params: dict, sample_rate: int, seed: int) -> di
 
 
 def run(args) -> dict:
-    d = data_dir()
+    d = fsdd_data_dir()
     irs = sorted(str(p) for p in (d / "micirp" / "ir").glob("*.wav"))
     rows = []
     for seed in args.seeds:

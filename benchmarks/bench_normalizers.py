@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine
+from _common import RESULTS, fsdd_data_dir, machine
 
 from micmatch import spectral
 from micmatch.aligned import estimate_pair
@@ -60,14 +60,6 @@ LT_FFT = 512
 BAND = (100.0, 3800.0)
 SC_FFT, SC_HOP = 512, 128
 SCENARIOS = {"linear": {}, "room": {"room": True}, "noise_clip": {"noise": True, "clipping": True}}
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MICMATCH_DATA")
-    d = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (d / "fsdd" / "metadata.csv").is_file():
-        sys.exit(f"FSDD not found under {d}; set MICMATCH_DATA")
-    return d
 
 
 def split_files(d: Path) -> tuple[list[Path], list[Path]]:
@@ -125,7 +117,7 @@ def sc(cal_ref, cal_dev, test_dev, aligned: bool) -> np.ndarray:
 
 
 def run(args) -> dict:
-    d = data_dir()
+    d = fsdd_data_dir()
     train_files, test_files = split_files(d)
     irs = sorted((d / "micirp" / "ir").glob("*.wav"))
     rng = np.random.default_rng(args.seed)

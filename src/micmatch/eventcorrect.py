@@ -22,6 +22,7 @@ from micmatch import eventsync
 from micmatch.correct import correction_from_levels, widest_band
 from micmatch.errors import MeasurementError
 from micmatch.eventstream import CLIPPED_FRACTION, NEAR_PEAK
+from micmatch.loudness import gated_mean_loudness
 from micmatch.matching import BAND_SNR_DB, MIN_BAND_OCTAVES, analysis_n_fft
 
 #: Longest piece of an overlap measured at once (seconds).
@@ -236,16 +237,7 @@ def gated_loudness(steps: np.ndarray, weights: np.ndarray, step: int, a: int, b:
     e = steps[:, s0:s1]
     c = np.cumsum(np.concatenate([np.zeros((e.shape[0], 1)), e], axis=-1), axis=-1)
     z = (c[:, 4:] - c[:, :-4]) / (4 * step)
-    power = (weights[:, None] * z).sum(axis=0)
-    with np.errstate(divide="ignore"):
-        blocks = -0.691 + 10.0 * np.log10(power)
-        kept = power[blocks >= -70.0]
-        if not kept.size:
-            return None
-        relative = -0.691 + 10.0 * np.log10(np.mean(kept)) - 10.0
-        kept = power[(blocks >= -70.0) & (blocks > relative)]
-        value = -0.691 + 10.0 * np.log10(np.mean(kept)) if kept.size else -math.inf
-    return float(value) if math.isfinite(value) else None
+    return gated_mean_loudness((weights[:, None] * z).sum(axis=0))
 
 
 def loudness_gains(kept, ref, names, meters, covered, routes, level_mode) -> tuple[dict, list]:

@@ -74,14 +74,20 @@ def _many_channel_loudness(meter, x: np.ndarray, sample_rate: int) -> float | No
     block, step = int(0.4 * sample_rate), int(0.1 * sample_rate)
     starts = np.arange(0, y.shape[-1] - block + 1, step)
     power = np.cumsum(np.concatenate([[0.0], np.sum(y * y, axis=0)]))
-    z = (power[starts + block] - power[starts]) / block
+    return gated_mean_loudness((power[starts + block] - power[starts]) / block)
+
+
+def gated_mean_loudness(power: np.ndarray) -> float | None:
+    """BS.1770-4 gating of 400 ms block powers (K-weighted, channel-weighted mean squares): absolute gate
+    -70 LUFS, relative gate -10 LU below the loudness of the blocks above it; the loudness (LUFS) of the blocks
+    kept, or None when every block is silent."""
     with np.errstate(divide="ignore"):
-        blocks = -0.691 + 10.0 * np.log10(z)
-        kept = z[blocks >= -70.0]
+        blocks = -0.691 + 10.0 * np.log10(power)
+        kept = power[blocks >= -70.0]
         if not kept.size:
             return None
         relative = -0.691 + 10.0 * np.log10(np.mean(kept)) - 10.0
-        kept = z[(blocks >= -70.0) & (blocks > relative)]
+        kept = power[(blocks >= -70.0) & (blocks > relative)]
         value = -0.691 + 10.0 * np.log10(np.mean(kept)) if kept.size else -math.inf
     return float(value) if math.isfinite(value) else None
 
