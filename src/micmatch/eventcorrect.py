@@ -108,17 +108,35 @@ def pieces(a: int, b: int, sample_rate: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: int) -> tuple[np.ndarray, tuple]:
+def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: int,
+               statistic: str = "power") -> tuple[np.ndarray, tuple]:
     """Tone gain (dB per bin, level removed over the band) that makes ``dev`` sound like ``ref`` over timeline
-    samples ``a .. b`` (their overlap), and the band where both stand above their noise floors."""
+    samples ``a .. b`` (their overlap), and the band where both stand above their noise floors.
+
+    ``statistic`` as for ``match``: "power" compares the two long-term average spectra (power summed over each
+    one's frames with sound), "log" is the aligned spectrum correction (mean log ratio over the cells both carry).
+    """
     from micmatch.align import Alignment
     from micmatch.aligned import estimate_pair
+    from micmatch.errors import AudioError
+    from micmatch.estimate import array_stats
+    from micmatch.response import SpectralConfig
 
+    config = SpectralConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
     sums, counts = np.zeros(n_fft // 2 + 1), np.zeros(n_fft // 2 + 1)
+    power = {"dev": None, "ref": None}
     for lo, hi in pieces(a, b, sample_rate):
         if hi - lo < 2 * n_fft:
             continue
         ref, dev = ref_store.read(lo, hi).mean(axis=0), dev_store.read(lo, hi).mean(axis=0)
+        if statistic == "power":
+            try:
+                got = {"ref": array_stats(ref, config, name="reference"), "dev": array_stats(dev, config, name="device")}
+            except AudioError:
+                continue  # a silent piece
+            for key, st in got.items():
+                power[key] = st if power[key] is None else power[key] + st
+            continue
         try:
             pair = estimate_pair(ref.astype(np.float64), dev.astype(np.float64), sample_rate, n_fft=n_fft,
                                  hop_length=n_fft // 4, alignment=Alignment(0.0, 0.0, sample_rate))
@@ -127,9 +145,12 @@ def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: in
         stats = pair.responses["device"].stats
         sums += stats.sum_db
         counts += stats.bin_counts if stats.bin_counts is not None else stats.n_frames
-    if not counts.any():
+    if statistic == "power" and power["ref"] is not None:
+        gain = power["ref"].power_db - power["dev"].power_db
+    elif statistic == "log" and counts.any():
+        gain = -sums / np.maximum(counts, 1)
+    else:
         raise MeasurementError("no piece of the overlap where both recordings carry the sound")
-    gain = -sums / np.maximum(counts, 1)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     spans = excerpt_spans(a, b, sample_rate)
     bands = [band_and_snr([s.read(lo, hi).mean(axis=0).astype(np.float64) for lo, hi in spans], sample_rate)[0]
@@ -143,7 +164,7 @@ def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: in
 
 
 def corrections(kept, ref, names, stores, covered, links, rates, sample_rate, *, strength, smoothing_octaves,
-                max_boost_db, max_cut_db, band_hz, consensus=False, progress=None):
+                max_boost_db, max_cut_db, band_hz, consensus=False, statistic="power", progress=None):
     """Each kept device's route to the reference and its correction (sum of the link curves along the route);
     with ``consensus``, every device's (the reference's too) towards the mean of all responses."""
     n_fft = analysis_n_fft(sample_rate, int(eventsync.MIN_OVERLAP_S * sample_rate))
@@ -156,7 +177,7 @@ def corrections(kept, ref, names, stores, covered, links, rates, sample_rate, *,
         for u, v in zip(chain[:-1], chain[1:]):
             if (u, v) not in curves:
                 a, b = max(covered[u][0], covered[v][0]), min(covered[u][1], covered[v][1])
-                curves[(u, v)] = link_curve(stores[u], stores[v], a, b, sample_rate, n_fft)
+                curves[(u, v)] = link_curve(stores[u], stores[v], a, b, sample_rate, n_fft, statistic)
             curve, band = curves[(u, v)]
             total += curve
             lo, hi = max(lo, band[0]), min(hi, band[1])
@@ -185,7 +206,7 @@ def corrections(kept, ref, names, stores, covered, links, rates, sample_rate, *,
             reference="consensus" if consensus else names[ref], max_boost_db=max_boost_db, max_cut_db=max_cut_db,
             smoothing_octaves=smoothing_octaves, band_hz=(float(band[0]), float(band[1])), strength=strength,
             recorded_band_hz=recorded if recorded < sample_rate / 2.0 else None,
-            settings={"statistic": "log", "hop_length": n_fft // 4, "route": [names[m] for m in chain],
+            settings={"statistic": statistic, "hop_length": n_fft // 4, "route": [names[m] for m in chain],
                       "target": "consensus" if consensus else "reference"})
     return routes, out, notes
 

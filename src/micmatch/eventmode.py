@@ -216,8 +216,8 @@ def existing_outputs(output_dir: str | os.PathLike) -> list[Path] | None:
 def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.PathLike | None = None,
           sample_rate: int | None = None, loudness: str | float = "match", cuts: str | os.PathLike | None = None,
           strength: float = 1.0, smoothing_octaves: float | None = None, band_hz: tuple[float, float] | None = None,
-          max_boost_db: float = 12.0, max_cut_db: float = 24.0, overs: str = "scale", learned=None,
-          progress=None) -> EventResult:
+          max_boost_db: float = 12.0, max_cut_db: float = 24.0, overs: str = "scale", statistic: str = "power",
+          learned=None, progress=None) -> EventResult:
     """Bring recordings of one event onto one timeline and one sound (module docstring for the steps).
 
     Parameters
@@ -242,6 +242,10 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     overs : {"scale", "float", "clip"}
         Above -1 dBTP in an integer format: every stem lowered by one common gain (keeps the stems level with
         each other), a float file, or clipping.
+    statistic : {"power", "log"}
+        What each link compares over the overlap, as for ``match``: the two long-term average spectra (the stems
+        sound alike over time; the default) or the mean log ratio of the aligned frames (the aligned spectrum
+        correction: lower frame-by-frame distance at cuts, further long-term distance on noisy devices).
     learned : callable, optional
         ``learned(pairs, sample_rate, progress=None) -> {name: fit}``: a learned correction on top of the static
         one (:mod:`micmatch.eventlearn` for the pairs and what a fit must have).
@@ -273,6 +277,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     if cut_rows is not None and Path(cuts).stem in names:
         raise ParameterError(f"the cut track {Path(cuts).stem}.wav would replace a stem; rename {cuts}")
     consensus = reference is not None and str(reference) == "consensus"
+    if statistic not in ("power", "log"):
+        raise ParameterError(f"statistic={statistic!r} must be 'power' or 'log'")
     def is_reference(k: int) -> bool:
         return recordings[k].resolve() == Path(reference).resolve() or names[k] == Path(reference).stem
 
@@ -364,7 +370,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
         routes, corrections, notes = eventcorrect.corrections(
             kept, ref, names, stores, covered, links, rates, out_rate, strength=strength,
             smoothing_octaves=smoothing_octaves, max_boost_db=max_boost_db, max_cut_db=max_cut_db, band_hz=band_hz,
-            consensus=consensus, progress=steps.part("correcting"))
+            consensus=consensus, statistic=statistic, progress=steps.part("correcting"))
         processors = {k: correction_processor(corrections[k]) for k in kept if np.any(corrections[k].gain_db)}
         fits, paired = _learned_fits(learned, kept, ref, names, routes, stores, covered, processors, out_rate)
         meters, peaks, stems_stage = {}, {}, {}

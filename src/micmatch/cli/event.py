@@ -32,6 +32,9 @@ from micmatch.cli.common import (
 @click.option("--cuts", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV of 'time_s,device' rows: also write OUT/CUTSNAME.wav, playing each device from its time "
                    "on (times on the event's timeline, 0 at its first sample).")
+@click.option("--statistic", type=click.Choice(["power", "log"]), default="power", show_default=True,
+              help="What each link compares: power = the long-term average spectra (stems sound alike over time), "
+                   "log = mean log ratio of aligned frames (lower frame-by-frame jumps at cuts).")
 @shape_options(band_default="where the devices of each route have signal")
 @click.option("--max-boost", type=FiniteFloatRange(min=0.0), default=12.0, show_default=True,
               help="Largest boost of a correction (dB).")
@@ -48,8 +51,8 @@ from micmatch.cli.common import (
 @click.option("--overs", type=click.Choice(["scale", "float", "clip"]), default="scale", show_default=True,
               help="Stems above -1 dBTP in an integer format: lower every stem by one gain (scale), write 32-bit "
                    "float, or clip.")
-def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, strength, band, smoothing, max_boost,
-              max_cut, report_dir, skip_existing, learned, overs):
+def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, statistic, strength, band, smoothing,
+              max_boost, max_cut, report_dir, skip_existing, learned, overs):
     """Bring RECORDINGS of one event (2 to 20 files or folders) onto one timeline and one sound.
 
     Offsets and clock drift come from every pair's overlap, solved together; each device is corrected towards
@@ -90,7 +93,8 @@ def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, st
         raise AudioError(f"no audio files found in: {', '.join(recordings)}")
     options = {"reference": reference, "sample_rate": sample_rate, "loudness": loudness, "cuts": cuts,
                "strength": strength, "band_hz": band, "smoothing_octaves": smoothing or None,
-               "max_boost_db": max_boost, "max_cut_db": max_cut, "overs": overs, "learned": fit_devices}
+               "max_boost_db": max_boost, "max_cut_db": max_cut, "overs": overs, "learned": fit_devices,
+               "statistic": statistic}
     if progress_enabled():
         with click.progressbar(length=1000, label="event", file=sys.stderr) as bar:
             def advance(fraction: float, what: str) -> None:
