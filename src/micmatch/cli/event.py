@@ -120,7 +120,7 @@ def event_cmd(recordings, output_dir, reference, sample_rate, loudness, cuts, st
     if res.cut_track is not None:
         click.echo(f"cut track: {res.cut_track}")
     for name, fit in res.learned.items():
-        click.echo(f"{name}: learned correction {'kept' if fit['kept'] else 'not kept'} ({fit['reason']})")
+        click.echo(f"{name}: {'learned' if fit['kept'] else 'static'} correction ({fit['reason']})")
     click.echo(f"figures: {res.event_json}")
     if report_dir is not None:
         from micmatch.eventreport import write_report
