@@ -115,12 +115,6 @@ def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, 
     return out
 
 
-def _coarse_offset(a: np.ndarray, b: np.ndarray, sr: int) -> tuple[float, float] | None:
-    """The best of :func:`_coarse_offsets`; None when no excerpt is found in ``b``."""
-    found = _coarse_offsets(a, b, sr)
-    return found[0] if found else None
-
-
 def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairLink | None:
     """The link between recordings ``i`` (``a``) and ``j`` (``b``), both mono at ``sr``; None when they do not hold
     the same sound or overlap by less than :data:`MIN_OVERLAP_S`.
