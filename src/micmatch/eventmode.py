@@ -347,6 +347,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
                                   f"matches only {', '.join(names[m] for m in p if m != k)}, not the event of "
                                   f"{names[ref]}") + "; left out"
     kept = sorted(part)
+    links, dropped = eventsync.consistent_links(durations, links, ref)
     clocks = eventsync.solve_timeline(durations, links, ref)
     out_rate = int(sample_rate or rates[ref])
     start = min(clocks[k].start_s for k in kept)
@@ -383,6 +384,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
                                               progress=steps.part("stems", 1.0 / len(kept)))
         gains, level_notes = eventcorrect.loudness_gains(kept, ref, names, meters, covered, routes, level_mode)
         notes += level_notes
+        notes += [f"the pair {names[lk.i]}-{names[lk.j]} measured {res:+.1f} ms off the timeline the other pairs agree "
+                  f"on (a reflection rather than the direct sound); left out of the timeline" for lk, res in dropped]
         subtypes = {k: metas[k].subtype for k in kept}
         reduction = 0.0
         if policy == "scale" and any(not s.startswith(("FLOAT", "DOUBLE")) for s in subtypes.values()):
@@ -395,7 +398,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
             [names[k] for k in kept], names[ref], reason, left_out, {names[k]: clocks[k] for k in kept}, start,
             out_rate, n_samples, {names[k]: [names[m] for m in routes[k]] for k in kept},
             {names[k]: corrections[k] for k in kept}, {names[k]: final[k] for k in kept},
-            links=[lk.to_json(names) for lk in links], link_residuals_ms=eventsync.link_residuals(links, clocks),
+            links=[lk.to_json(names) for lk in links] + [dict(lk.to_json(names), dropped=True) for lk, _ in dropped],
+            link_residuals_ms=eventsync.link_residuals(links + [lk for lk, _ in dropped], clocks),
             overs_reduction_db=reduction, notes=notes,
             learned={names[k]: eventlearn.summary(fits.get(k), names[k] in paired) for k in kept if k != ref}
             if learned else {})

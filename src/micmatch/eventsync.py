@@ -5,7 +5,8 @@ first sample at 0) its local time ``t_k`` lies at ``T = a_k + b_k * t_k``. Each 
 sound gives one measurement (:func:`micmatch.align.estimate_alignment` on their overlap, at a common analysis
 rate): ``t_j = o_ij + (1 + d_ij) t_i``, which means ``log b_i - log b_j = log(1 + d_ij)`` and
 ``a_i - a_j = o_ij b_j``. Both are linear in the unknowns and are solved by weighted least squares over the graph of
-pairs (:func:`solve_timeline`), with the reference fixed (``a = 0``, ``b = 1``): a recording then sits where all its
+pairs (:func:`solve_timeline`; a pair that disagrees with the others by more than :data:`LINK_TOLERANCE_MS` is
+dropped first, :func:`consistent_links`), with the reference fixed (``a = 0``, ``b = 1``): a recording then sits where all its
 overlaps agree, not only where its overlap with the reference puts it, and a recording that never overlaps the
 reference is placed through the others. Recordings outside the reference's connected part of the graph are left
 out (they hold another event, or nothing that matches).
@@ -33,13 +34,20 @@ EXCERPT_S = 4.0
 MAX_EXCERPTS = 8
 #: At most this many different coarse offsets (best excerpt peaks first) are tried per pair.
 MAX_COARSE_TRIES = 3
+#: A link whose offset lies more than this (ms) off the timeline solved from all links is dropped where the others
+#: still connect every recording (:func:`consistent_links`). Good links agree within a few tenths of a
+#: millisecond; a link locked on a reflection is off by the reflection's extra path, 2 ms and more.
+LINK_TOLERANCE_MS = 1.5
 
 
 @dataclass(frozen=True)
 class PairLink:
     """One measured pair: ``t_j = offset_s + (1 + drift_ppm 1e-6) t_i`` (local times in seconds).
 
-    ``weight`` is the number of chunks whose offsets lay on the fitted line (how much the measurement is worth).
+    ``weight`` is the number of chunks whose offsets lay on the fitted line (how much the measurement is worth; 1
+    for a stacked line, :attr:`micmatch.align.Alignment.method`); ``polarity`` is -1 where ``j`` is inverted against ``i``; ``mid_s`` and ``span_s`` are
+    the middle and the extent (local time of ``i``) of the chunks measured: the offset is known best there, and
+    the drift the better the longer the span.
     """
 
     i: int
@@ -48,11 +56,15 @@ class PairLink:
     drift_ppm: float
     weight: float
     peak_score: float
+    polarity: int = 1
+    method: str = "chunks"
+    mid_s: float = 0.0
+    span_s: float = 0.0
 
     def to_json(self, names: list[str]) -> dict:
         return {"from": names[self.i], "to": names[self.j], "offset_s": round(self.offset_s, 6),
                 "drift_ppm": round(self.drift_ppm, 3), "chunks_agreeing": int(self.weight),
-                "peak_score": round(self.peak_score, 1)}
+                "peak_score": round(self.peak_score, 1), "polarity": self.polarity, "method": self.method}
 
 
 @dataclass(frozen=True)
@@ -93,10 +105,11 @@ def _excerpt_starts(x: np.ndarray, n_ex: int) -> list[int]:
     return starts
 
 
-def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, float]]:
-    """Offsets ``m - n`` (samples) of ``b`` against ``a`` found by the excerpts of ``a`` with a clear peak, and their
-    peak scores, best first (one entry per offset: excerpts within a millisecond of a better one are dropped)."""
-    from micmatch.align import _peak
+def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, float, int]]:
+    """Offsets ``m - n`` (samples) of ``b`` against ``a`` found by the excerpts of ``a`` with a clear peak, their
+    peak scores and signs, best first (one entry per offset: excerpts within a millisecond of a better one are
+    dropped)."""
+    from micmatch.align import signed_peak
 
     n_ex = int(round(EXCERPT_S * sr))
     found = []
@@ -105,13 +118,13 @@ def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, 
         if np.sqrt(np.mean(seg * seg)) < 1e-6:
             continue
         c, zero = gcc_phat(seg, b)
-        pos, score = _peak(overlapping_lags(c, zero, seg.shape[-1], b.shape[-1]))
+        pos, score, sign = signed_peak(overlapping_lags(c, zero, seg.shape[-1], b.shape[-1]))
         if score >= MIN_PEAK_SCORE:
-            found.append((pos - zero - start, score))
+            found.append((pos - zero - start, score, sign))
     out = []
-    for offset, score in sorted(found, key=lambda f: -f[1]):
-        if all(abs(offset - o) > 1e-3 * sr for o, _ in out):
-            out.append((offset, score))
+    for offset, score, sign in sorted(found, key=lambda f: -f[1]):
+        if all(abs(offset - o) > 1e-3 * sr for o, _, _ in out):
+            out.append((offset, score, sign))
     return out
 
 
@@ -131,12 +144,19 @@ def measure_pair(a: np.ndarray, b: np.ndarray, sr: int, i: int, j: int) -> PairL
         if hi - lo < MIN_OVERLAP_S * sr:
             continue
         try:
-            al = estimate_alignment(a[lo:hi], b, sr, coarse_offset=(coarse[0] + lo, coarse[1]))
+            al = estimate_alignment(a[lo:hi], b, sr, coarse_offset=(coarse[0] + lo, coarse[1], coarse[2]))
         except MeasurementError:
             continue
         ratio = 1.0 + al.drift_ppm * 1e-6
         offset = al.offset_samples - ratio * lo  # device index of a's sample 0
-        return PairLink(i, j, offset / sr, al.drift_ppm, float(max(int(al.chunk_used.sum()), 1)), al.peak_score)
+        where = al.chunk_positions[al.chunk_used] + lo
+        mid, span = ((float(where.mean()), float(where.max() - where.min())) if where.size else
+                     ((lo + hi) / 2.0, float(hi - lo)))
+        # A stacked line is one measurement however many chunks it sums; it counts as one agreeing chunk, so that
+        # links whose chunks agree one by one outweigh it.
+        weight = 1.0 if al.method == "stacked" else float(max(int(al.chunk_used.sum()), 1))
+        return PairLink(i, j, offset / sr, al.drift_ppm, weight, al.peak_score, al.polarity, al.method, mid / sr,
+                        span / sr)
     return None
 
 
@@ -184,8 +204,10 @@ def components(n: int, links: list[PairLink]) -> list[list[int]]:
 def solve_timeline(durations_s: list[float], links: list[PairLink], reference: int) -> dict[int, Clock]:
     """Least-squares clocks of the recordings connected to ``reference`` (which gets ``start 0, rate 1``).
 
-    Rates first (``log b_i - log b_j = log(1 + d_ij)``), then starts (``a_i - a_j = o_ij b_j``), each weighted by
-    the number of agreeing chunks of the pair.
+    Rates first (``log b_i - log b_j = log(1 + d_ij)``, each weighted by the pair's agreeing chunks and the span
+    they cover: a drift measured over 10 s is worth far less than one measured over 10 minutes), then starts, each
+    pair's offset taken in the middle of its measured chunks (``a_i + b_i m = a_j + b_j (o_ij + (1 + d_ij) m)``),
+    where it is known best, weighted by its agreeing chunks.
     """
     members = connected(len(durations_s), links, reference)
     index = {k: n for n, k in enumerate(members)}
@@ -197,26 +219,54 @@ def solve_timeline(durations_s: list[float], links: list[PairLink], reference: i
     for r, lk in enumerate(used):
         rows[r, index[lk.i]], rows[r, index[lk.j]] = w[r], -w[r]
     rows[-1, index[reference]] = 1e3  # the reference's clock is the timeline's
-    rhs = np.r_[w * np.log1p(np.array([lk.drift_ppm for lk in used]) * 1e-6), 0.0]
-    log_b = np.linalg.lstsq(rows, rhs, rcond=None)[0]
+    span = np.array([max(lk.span_s, 1.0) for lk in used])
+    rate_rows = rows * np.r_[span / span.max(), 1.0][:, None]
+    rhs = np.r_[w * span / span.max() * np.log1p(np.array([lk.drift_ppm for lk in used]) * 1e-6), 0.0]
+    log_b = np.linalg.lstsq(rate_rows, rhs, rcond=None)[0]
     b = np.exp(log_b - log_b[index[reference]])
-    rhs = np.r_[w * np.array([lk.offset_s * b[index[lk.j]] for lk in used]), 0.0]
+    rhs = np.r_[w * np.array([b[index[lk.j]] * (lk.offset_s + (1.0 + lk.drift_ppm * 1e-6) * lk.mid_s)
+                              - b[index[lk.i]] * lk.mid_s for lk in used]), 0.0]
     a = np.linalg.lstsq(rows, rhs, rcond=None)[0]
     a -= a[index[reference]]
     return {k: Clock(float(a[index[k]]), float(b[index[k]]), durations_s[k]) for k in members}
 
 
 def link_residuals(links: list[PairLink], clocks: dict[int, Clock]) -> list[float]:
-    """How far each link's own offset is from the solved timeline (ms), at the start of the pair's overlap."""
+    """How far each link's own offset is from the solved timeline (ms), in the middle of its measured chunks."""
     out = []
     for lk in links:
         if lk.i in clocks and lk.j in clocks:
             ci, cj = clocks[lk.i], clocks[lk.j]
-            t_i = max(0.0, (cj.start_s - ci.start_s) / ci.rate)
-            predicted = (ci.start_s + ci.rate * t_i - cj.start_s) / cj.rate
-            measured = lk.offset_s + (1.0 + lk.drift_ppm * 1e-6) * t_i
+            predicted = (ci.start_s + ci.rate * lk.mid_s - cj.start_s) / cj.rate
+            measured = lk.offset_s + (1.0 + lk.drift_ppm * 1e-6) * lk.mid_s
             out.append(1e3 * (measured - predicted))
     return out
+
+
+def consistent_links(durations_s: list[float], links: list[PairLink],
+                     reference: int) -> tuple[list[PairLink], list[tuple[PairLink, float]]]:
+    """The links that agree with the timeline solved from them, and the dropped ones with their residual (ms).
+
+    A pair measured on a strong reflection instead of the direct sound (a reverberant room, far from the source)
+    is several milliseconds off; where the recordings are linked in a loop, the other links show it. The link
+    farthest from the solved timeline, beyond :data:`LINK_TOLERANCE_MS`, is dropped when the rest still connect
+    every recording, and the timeline solved again, until all agree or no link can go.
+    """
+    kept, dropped = list(links), []
+    members = set(connected(len(durations_s), kept, reference))
+    while True:
+        clocks = solve_timeline(durations_s, kept, reference)
+        res = link_residuals(kept, clocks)
+        for r in np.argsort(-np.abs(np.asarray(res))):
+            if abs(res[r]) <= LINK_TOLERANCE_MS:
+                return kept, dropped
+            trial = kept[:r] + kept[r + 1 :]
+            if set(connected(len(durations_s), trial, reference)) >= members:
+                dropped.append((kept[r], float(res[r])))
+                kept = trial
+                break
+        else:
+            return kept, dropped
 
 
 def route(links: list[PairLink], reference: int, device: int) -> list[int]:
@@ -259,5 +309,5 @@ def coverage(clock: Clock, *, out_rate: int, start_s: float, n_samples: int) -> 
     return max(lo, 0), min(max(hi, 0), n_samples)
 
 
-__all__ = ["Clock", "PairLink", "components", "connected", "coverage", "link_residuals", "measure_links",
-           "measure_pair", "place", "route", "solve_timeline", "sync_rate"]
+__all__ = ["Clock", "PairLink", "components", "connected", "consistent_links", "coverage", "link_residuals",
+           "measure_links", "measure_pair", "place", "route", "solve_timeline", "sync_rate"]
