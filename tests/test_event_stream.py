@@ -252,3 +252,37 @@ def test_an_unknown_statistic_is_refused(tmp_path):
     a, b = (write(tmp_path / f"{n}.wav", device(x, start_s=0, seconds=10)) for n in "ab")
     with pytest.raises(ParameterError, match="statistic"):
         event([a, b], tmp_path / "out", statistic="median")
+
+
+def test_a_link_curves_level_is_that_of_the_sound_not_of_the_noise_above_it():
+    """Speech (its sound below 4 kHz) at 44.1 kHz: the bins above hold only the two noise floors, 15 dB apart, and
+    are most of the band. The curve's level comes from the bins with sound (0 dB there), not from the floors'
+    difference, which the plain median over the band returned; power everywhere keeps the plain median."""
+    from micmatch.eventcorrect import sound_level
+
+    f = np.fft.rfftfreq(4096, 1 / 44100)
+    gain = np.where(f <= 4000, 0.0, 15.0) + 0.1 * np.sin(f / 300)
+    ref_db = np.where(f <= 4000, -20.0 - 5 * np.log2(np.maximum(f, 100) / 100) / 5.3, -62.0)
+    band = (50.0, 16000.0)
+    inside = (f >= band[0]) & (f <= band[1])
+    assert np.median(gain[inside]) > 14.0
+    assert abs(sound_level(gain, f, band, ref_db)) < 0.2
+    assert sound_level(gain, f, band, np.zeros_like(f)) == pytest.approx(np.median(gain[inside]))
+
+
+def test_a_link_on_a_reflection_is_dropped_where_the_others_still_connect_everything():
+    """Three recordings linked in a loop; one pair measured 8 ms off (a reflection). The solved timeline follows
+    the two that agree, the bad one is dropped with its residual; a link that alone connects a recording stays."""
+    from micmatch.eventsync import PairLink, consistent_links, solve_timeline
+
+    durations = [60.0, 60.0, 60.0]
+    good = [PairLink(0, 1, -5.0, 0.0, 40.0, 30.0, mid_s=30.0, span_s=50.0),
+            PairLink(1, 2, -7.0, 0.0, 40.0, 30.0, mid_s=30.0, span_s=50.0)]
+    bad = PairLink(0, 2, -12.008, 0.0, 30.0, 20.0, mid_s=30.0, span_s=50.0)
+    kept, dropped = consistent_links(durations, good + [bad], 0)
+    assert kept == good and [lk for lk, _ in dropped] == [bad]
+    assert dropped[0][1] < -1.5  # its residual against the timeline solved with it: part of the 8 ms
+    clocks = solve_timeline(durations, kept, 0)
+    assert clocks[2].start_s == pytest.approx(12.0, abs=1e-6)
+    kept, dropped = consistent_links(durations, [good[0], bad], 0)  # no loop: nothing to compare with
+    assert len(kept) == 2 and not dropped

@@ -27,6 +27,10 @@ from micmatch.matching import BAND_SNR_DB, MIN_BAND_OCTAVES, analysis_n_fft
 
 #: Longest piece of an overlap measured at once (seconds).
 PIECE_S = 30.0
+#: Bins whose reference power lies this far (dB) below its loudest bin in the band hold noise rather than sound:
+#: they do not set a link curve's level (:func:`sound_level`). Speech's long-term spectrum spans about 25 dB from
+#: its loudest band to 4 kHz.
+SOUND_RANGE_DB = 30.0
 #: Excerpts read from a recording (or overlap) to find its band and noise floor, and their length (seconds).
 EXCERPTS, EXCERPT_S = 8, 15.0
 
@@ -129,13 +133,13 @@ def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: in
         if hi - lo < 2 * n_fft:
             continue
         ref, dev = ref_store.read(lo, hi).mean(axis=0), dev_store.read(lo, hi).mean(axis=0)
+        try:
+            got = {"ref": array_stats(ref, config, name="reference"), "dev": array_stats(dev, config, name="device")}
+        except AudioError:
+            continue  # a silent piece
+        for key, st in got.items():
+            power[key] = st if power[key] is None else power[key] + st
         if statistic == "power":
-            try:
-                got = {"ref": array_stats(ref, config, name="reference"), "dev": array_stats(dev, config, name="device")}
-            except AudioError:
-                continue  # a silent piece
-            for key, st in got.items():
-                power[key] = st if power[key] is None else power[key] + st
             continue
         try:
             pair = estimate_pair(ref.astype(np.float64), dev.astype(np.float64), sample_rate, n_fft=n_fft,
@@ -152,6 +156,7 @@ def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: in
     else:
         raise MeasurementError("no piece of the overlap where both recordings carry the sound")
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    ref_power = power["ref"]
     spans = excerpt_spans(a, b, sample_rate)
     bands = [band_and_snr([s.read(lo, hi).mean(axis=0).astype(np.float64) for lo, hi in spans], sample_rate)[0]
              for s in (dev_store, ref_store)]
@@ -159,8 +164,23 @@ def link_curve(dev_store, ref_store, a: int, b: int, sample_rate: int, n_fft: in
         band = (float(freqs[1]), float(freqs[-1]))
     else:
         band = (max(x[0] for x in bands), min(x[1] for x in bands))
+    return gain - sound_level(gain, freqs, band, ref_power.power_db), band
+
+
+def sound_level(gain: np.ndarray, freqs: np.ndarray, band: tuple[float, float], ref_power_db: np.ndarray) -> float:
+    """The level of ``gain`` where the sound is: its median over the bins of ``band`` where the reference's
+    long-term power lies within :data:`SOUND_RANGE_DB` of its loudest bin there.
+
+    Over all the band's bins, its top octaves would set the level whatever they hold. For speech (its sound
+    below 4 kHz) recorded at 44.1 kHz they hold only noise floors (about 40 dB below the speech's loudest bin),
+    and their difference then became the curve's level: a simulated phone's curve was shifted by 21 dB and its
+    shape cut off by the correction's cut limit. A source with power everywhere in the band keeps the plain median.
+    """
     inside = (freqs >= band[0]) & (freqs <= band[1])
-    return gain - float(np.median(gain[inside])), band
+    if not inside.any():
+        return float(np.median(gain))
+    sound = inside & (ref_power_db >= np.max(ref_power_db[inside]) - SOUND_RANGE_DB)
+    return float(np.median(gain[sound]))
 
 
 def corrections(kept, ref, names, stores, covered, links, rates, sample_rate, *, strength, smoothing_octaves,
