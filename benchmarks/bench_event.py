@@ -63,6 +63,47 @@ def distance(a: np.ndarray, b: np.ndarray, sr: int, band: tuple[float, float]) -
     return long_term_distance_db(sa, sb, f, band_hz=band)
 
 
+def seam_floor(res, scene) -> float | None:
+    """Median over the event's own seams of what no static correction can remove: the frame LSD of the corrected
+    stems around each cut (as ``event`` measures it: 100 Hz to 0.45 x the pair's lower rate, frames within 40 dB
+    of the loudest, the same floor) after also taking out each frame's level difference and the window's average
+    difference per bin (the best static EQ of that very window). What is left is frame-by-frame: each device's
+    own noise in the spectrum's valleys and pauses, compressors and gain controls acting within the window."""
+    import soundfile as sf
+
+    from micmatch import spectral
+    from micmatch.metrics import DEFAULT_LSD_FLOOR_DB
+
+    stems = {k: sf.read(str(v), dtype="float64", always_2d=True)[0].mean(axis=1) for k, v in res.stems.items()}
+    rates = {d.name: d.rate for d in scene.devices}
+    sr, half, out = res.sample_rate, int(1.5 * res.sample_rate), []
+    for seam in res.seams:
+        a, b, c = seam["from"], seam["to"], int(round(seam["time_s"] * sr))
+        pa = spectral.log_power_frames(stems[a][c - half : c + half], n_fft=2048, hop_length=512)
+        pb = spectral.log_power_frames(stems[b][c - half : c + half], n_fft=2048, hop_length=512)
+        f = spectral.frequencies(sr, 2048)
+        keep = (f >= 100.0) & (f <= min(0.45 * sr, 0.45 * min(rates[a], rates[b]))) & (f > 0)
+        level = 10 * np.log10(np.maximum(np.mean(10 ** (pa / 10), axis=0), 1e-30))
+        active = level >= level.max() - 40.0
+        lo = pa[keep].max() - DEFAULT_LSD_FLOOR_DB
+        d = (np.maximum(pa, lo) - np.maximum(pb, lo))[keep][:, active]
+        d = d - d.mean(axis=0, keepdims=True)
+        d = d - d.mean(axis=1, keepdims=True)
+        out.append(float(np.mean(np.sqrt(np.mean(d * d, axis=0)))))
+    return round(float(np.median(out)), 3) if out else None
+
+
+def shared_band(route: list, band: tuple[float, float]) -> tuple[float, float] | None:
+    """The part of ``band`` that every device on a route (the device, the ones linking it, the reference) records
+    by its drawn chain: above 1.5 x the highest high-pass corner, below the lowest low-pass corner / 1.25 (the
+    Butterworth corners are -3 dB points; there the devices still differ by several dB). micmatch corrects only
+    inside the band the devices share (it does not boost what a device did not record), so this is where its
+    correction can be judged; None when less than an octave is left."""
+    lo = max([band[0]] + [1.5 * d.chain["high_pass"]["freq_hz"] for d in route])
+    hi = min([band[1]] + [d.chain["low_pass"]["freq_hz"] / 1.25 for d in route if d.chain.get("low_pass")])
+    return (lo, hi) if hi >= 2 * lo else None
+
+
 def run_scene(scene, work: Path) -> dict:
     """``micmatch.event`` on one scene; its figures."""
     import soundfile as sf
@@ -108,6 +149,10 @@ def run_scene(scene, work: Path) -> dict:
             row["long_term_db_before"] = round(distance(own, truth, sr, band), 3)
             row["long_term_db_after"] = round(distance(stem[lo:hi].mean(axis=1), truth, sr, band), 3)
             row["long_term_band_hz"] = [100.0, round(top, 1)]
+            shared = shared_band([scene.devices[int(n[3:])] for n in row["route"]], band)
+            if shared is not None:
+                row["long_term_db_after_shared_band"] = round(distance(stem[lo:hi].mean(axis=1), truth, sr, shared), 3)
+                row["long_term_shared_band_hz"] = [round(shared[0], 1), round(shared[1], 1)]
         devices.append(row)
     shared = _shared_band_seams(scene, res, paths, work)
     seams = res.seam_summary
@@ -118,6 +163,7 @@ def run_scene(scene, work: Path) -> dict:
             "seconds": scene.seconds, "devices": devices, "left_out": res.left_out,
             "max_sync_error_ms": round(max(sync), 4) if sync else None, "seams": seams,
             "seam_lsd_reduction_pct": reduction, "shared_band_seams": shared,
+            "seam_lsd_floor_db": seam_floor(res, scene),
             "seconds_per_audio_minute": round(elapsed / audio_min, 3),
             "elapsed_s": round(elapsed, 2), "audio_minutes": round(audio_min, 3)}
 
@@ -160,6 +206,8 @@ def aggregate(rows: list[dict]) -> dict:
         return {"scenes_failed": len(failed)}
     dists = [d["long_term_db_after"] for r in rows for d in r["devices"] if "long_term_db_after" in d]
     before = [d["long_term_db_before"] for r in rows for d in r["devices"] if "long_term_db_before" in d]
+    shared = [d["long_term_db_after_shared_band"] for r in rows for d in r["devices"]
+              if "long_term_db_after_shared_band" in d]
     lsd_b = [r["seams"]["median_frame_lsd_db"]["before"] for r in rows if r["seams"]["seams"]]
     lsd_a = [r["seams"]["median_frame_lsd_db"]["after"] for r in rows if r["seams"]["seams"]]
     lu_b = [r["seams"]["median_abs_loudness_jump_lu"]["before"] for r in rows if r["seams"]["seams"]]
@@ -175,6 +223,9 @@ def aggregate(rows: list[dict]) -> dict:
            "median_long_term_db_before": med(before), "median_long_term_db_after": med(dists),
            "share_long_term_within_1db": None if not dists else round(float(np.mean(np.array(dists) <= 1.0)), 3),
            "devices_compared": len(dists),
+           "share_long_term_within_1db_shared_band": None if not shared else round(
+               float(np.mean(np.array(shared) <= 1.0)), 3),
+           "median_long_term_db_after_shared_band": med(shared), "devices_compared_shared_band": len(shared),
            "seconds_per_audio_minute": round(sum(r["elapsed_s"] for r in rows) /
                                              sum(r["audio_minutes"] for r in rows), 3)}
     sb = [r["shared_band_seams"]["median_frame_lsd_db"]["before"] for r in rows
@@ -184,6 +235,10 @@ def aggregate(rows: list[dict]) -> dict:
     out["median_shared_band_seam_lsd_db_before"], out["median_shared_band_seam_lsd_db_after"] = med(sb), med(sa)
     if sb:
         out["shared_band_seam_lsd_reduction_pct"] = round(100 * (1 - med(sa) / med(sb)), 1)
+    floors = [r["seam_lsd_floor_db"] for r in rows if r.get("seam_lsd_floor_db") is not None]
+    out["median_seam_lsd_floor_db"] = med(floors)
+    if out["median_seam_lsd_db_before"] and floors:
+        out["seam_lsd_reduction_possible_pct"] = round(100 * (1 - med(floors) / out["median_seam_lsd_db_before"]), 1)
     if out["median_seam_lsd_db_before"]:
         out["seam_lsd_reduction_pct"] = round(100 * (1 - out["median_seam_lsd_db_after"] /
                                                      out["median_seam_lsd_db_before"]), 1)
@@ -238,14 +293,19 @@ def markdown(data: dict) -> str:
             continue
         lines += ["", f"All: max sync error {s['max_sync_error_ms']} ms; median seam LSD "
                   f"{s['median_seam_lsd_db_before']} -> {s['median_seam_lsd_db_after']} dB "
-                  f"({s.get('seam_lsd_reduction_pct')}% lower; target >= {SEAM_REDUCTION_TARGET:g}%), in the shared "
+                  f"({s.get('seam_lsd_reduction_pct')}% lower; target >= {SEAM_REDUCTION_TARGET:g}%; left after the "
+                  f"best static EQ of each window and each frame's level: {s.get('median_seam_lsd_floor_db')} dB, at most "
+                  f"{s.get('seam_lsd_reduction_possible_pct')}% lower), in the shared "
                   f"band {s['median_shared_band_seam_lsd_db_before']} -> {s['median_shared_band_seam_lsd_db_after']} "
                   f"dB ({s.get('shared_band_seam_lsd_reduction_pct')}% lower); median loudness "
                   f"jump {s['median_abs_loudness_jump_lu_before']} -> {s['median_abs_loudness_jump_lu_after']} LU "
                   f"(target <= {LOUDNESS_TARGET_LU}); long-term distance median {s['median_long_term_db_before']} -> "
                   f"{s['median_long_term_db_after']} dB, {100 * (s['share_long_term_within_1db'] or 0):.0f}% of "
                   f"{s['devices_compared']} devices within {LONG_TERM_TARGET_DB:g} dB (target >= "
-                  f"{100 * LONG_TERM_SHARE:.0f}%); {s['seconds_per_audio_minute']} s per minute of audio.", ""]
+                  f"{100 * LONG_TERM_SHARE:.0f}%), in the band the devices of each route share "
+                  f"{100 * (s.get('share_long_term_within_1db_shared_band') or 0):.0f}% of "
+                  f"{s.get('devices_compared_shared_band')} (median {s.get('median_long_term_db_after_shared_band')} dB)"
+                  f"; {s['seconds_per_audio_minute']} s per minute of audio.", ""]
     if data.get("long") and "failed" in data["long"]:
         lines += ["## 10-minute event, drift up to 100 ppm (music, no room)", "",
                   f"Failed: {data['long']['failed']}", ""]
