@@ -9,7 +9,14 @@ training seed) against the two recipes' pooled standard deviation.
 A variant folder (``LABEL=FOLDER``, holding its own ``data-seed-N/results.json`` for the same devices) adds its
 recipes as ``recipe [LABEL]``, e.g. the converter recipe run again with another converter preset.
 
-    python benchmarks/mismatch_chain/summarize.py [FOLDER] [--variant LABEL=FOLDER ...]
+    python benchmarks/mismatch_chain/summarize.py [FOLDER] [--variant LABEL=FOLDER ...] [--compare R1,R2]
+                                                  [--title TEXT]
+
+``--compare`` names the recipes the converter recipes are compared with (default: the augmentations); the
+adaptation track compares with its known-device recipes:
+
+    python benchmarks/mismatch_chain/summarize.py benchmarks/mismatch_adapt --compare known-aug,sc,device-std \
+        --title "Adaptation track: pooled over data seeds"
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ def _load(folder: Path) -> dict:
     return docs
 
 
-def summarize(folder: Path, variants: dict[str, Path] | None = None) -> dict:
+def summarize(folder: Path, variants: dict[str, Path] | None = None, compare=COMPARE) -> dict:
     docs = _load(folder)
     for label, other in (variants or {}).items():
         for key, doc in _load(other).items():
@@ -66,7 +73,7 @@ def summarize(folder: Path, variants: dict[str, Path] | None = None) -> dict:
     for r in recipes:
         if not r.startswith("umc"):
             continue
-        for other in COMPARE:
+        for other in compare:
             if other not in scores:
                 continue
             diff = [a - b for k in docs for a, b in zip(scores[r][k], scores[other][k])]
@@ -77,9 +84,9 @@ def summarize(folder: Path, variants: dict[str, Path] | None = None) -> dict:
     return out
 
 
-def to_markdown(s: dict) -> str:
+def to_markdown(s: dict, title: str = "Device-chain protocol: pooled over data seeds") -> str:
     seeds = s["data_seeds"]
-    lines = ["# Device-chain protocol: pooled over data seeds", "",
+    lines = [f"# {title}", "",
              "Unseen-device accuracy (%), mean ± sample std over every (data seed, training seed) run; gap closed "
              "= (recipe - baseline) / (ideal - baseline) per data seed, then averaged.", "",
              "| recipe | unseen acc (%) | " + " | ".join(seeds) + " | gap closed |",
@@ -114,12 +121,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, nargs="?", default=HERE)
     ap.add_argument("--variant", action="append", default=[], help="LABEL=FOLDER")
+    ap.add_argument("--compare", default=",".join(COMPARE), help="recipes the converter recipes are compared with")
+    ap.add_argument("--title", default="Device-chain protocol: pooled over data seeds")
     args = ap.parse_args()
     folder = args.folder
-    s = summarize(folder, {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in args.variant})
+    s = summarize(folder, {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in args.variant},
+                  compare=tuple(args.compare.split(",")))
     (folder / "summary.json").write_text(json.dumps(s, indent=1) + "\n")
-    (folder / "summary.md").write_text(to_markdown(s))
-    print(to_markdown(s))
+    (folder / "summary.md").write_text(to_markdown(s, args.title))
+    print(to_markdown(s, args.title))
 
 
 if __name__ == "__main__":
