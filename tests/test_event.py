@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -209,3 +210,21 @@ def test_the_reference_chosen_is_the_widest_band_and_the_reason_says_so(tmp_path
     res = event([a, b], tmp_path / "out")
     assert res.reference == "wide" and "widest band" in res.reference_reason
     assert res.routes["narrow"] == ["narrow", "wide"]
+
+
+def test_an_inverted_recording_is_placed_on_time_and_its_stem_turned_over(tmp_path):
+    """b's chain inverts the signal: it still lands within 1 ms, event.json says so, and its stem is turned over
+    so that it adds to the reference's stem instead of cancelling it."""
+    x = source(4, 30)
+    a = write(tmp_path / "a.wav", device(x, start_s=0.0, seconds=20.0))
+    b = write(tmp_path / "b.wav", -device(x, start_s=5.0, seconds=20.0, b=(1.0, -0.4), seed=2))
+    res = event([a, b], tmp_path / "out", reference=a)
+    assert res.polarities == {"a": 1, "b": -1}
+    assert abs(res.clocks["b"].start_s - 5.0) < 1e-3
+    summary = json.loads(res.event_json.read_text())
+    assert summary["recordings"]["b"]["polarity"] == -1
+    assert any("inverted" in n for n in summary["notes"])
+    sa = sf.read(str(res.stems["a"]))[0]
+    sb = sf.read(str(res.stems["b"]))[0]
+    lo, hi = int(6 * SR), int(19 * SR)
+    assert np.corrcoef(sa[lo:hi], sb[lo:hi])[0, 1] > 0.5

@@ -71,6 +71,9 @@ class EventResult:
         Seam figures (:mod:`micmatch.eventseams`): at the cuts of the cut list when given, else at regular points.
     learned : dict
         ``{name: {"kept", "reason", "figures"}}`` of the learned correction per device (empty without one).
+    polarities : dict
+        ``{name: 1 or -1}``: -1 where a recording was inverted against the reference (its stem is turned over, so
+        that stems mixed together add up instead of cancelling).
     """
 
     names: list[str]
@@ -94,6 +97,7 @@ class EventResult:
     overs_reduction_db: float = 0.0
     notes: list = field(default_factory=list)
     learned: dict = field(default_factory=dict)
+    polarities: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """Everything ``event.json`` holds."""
@@ -109,6 +113,7 @@ class EventResult:
                                                                                               3),
                                "duration_s": round(self.clocks[n].duration_s, 6), "route": self.routes[n],
                                "gain_db": round(self.gains_db[n], 3), "learned": self.learned.get(n),
+                               "polarity": self.polarities.get(n, 1),
                                "stem": None if n not in self.stems else str(self.stems[n])} for n in self.names},
             "left_out": self.left_out,
             "pairs": self.links, "pair_residuals_ms": [round(r, 4) for r in self.link_residuals_ms],
@@ -349,6 +354,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
     kept = sorted(part)
     links, dropped = eventsync.consistent_links(durations, links, ref)
     clocks = eventsync.solve_timeline(durations, links, ref)
+    polarities = {k: eventsync.polarity(links, ref, k) if k != ref else 1 for k in kept}
     out_rate = int(sample_rate or rates[ref])
     start = min(clocks[k].start_s for k in kept)
     n_samples = int(round((max(clocks[k].end_s for k in kept) - start) * out_rate))
@@ -365,7 +371,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
             stages.append(staging_path(out / f"{names[k]}.placed"))
             stores[k] = eventstream.PlacedStore(stages[-1], metas[k].channels, covered[k])
             placer = eventstream.Placer(rates[k], clocks[k], out_rate=out_rate, start_s=start, n_samples=n_samples,
-                                        channels=metas[k].channels)
+                                        channels=metas[k].channels, polarity=polarities[k])
             report = steps.part("placing", 1.0 / len(kept))
             stores[k].write(placer, recordings[k], progress=lambda n, r=report: r(n / max(n_samples, 1)))
         routes, corrections, notes = eventcorrect.corrections(
@@ -384,6 +390,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
                                               progress=steps.part("stems", 1.0 / len(kept)))
         gains, level_notes = eventcorrect.loudness_gains(kept, ref, names, meters, covered, routes, level_mode)
         notes += level_notes
+        notes += [f"{names[k]}: its signal is inverted against {names[ref]}'s; its stem is turned over"
+                  for k in kept if polarities[k] < 0]
         notes += [f"the pair {names[lk.i]}-{names[lk.j]} measured {res:+.1f} ms off the timeline the other pairs agree "
                   f"on (a reflection rather than the direct sound); left out of the timeline" for lk, res in dropped]
         subtypes = {k: metas[k].subtype for k in kept}
@@ -402,7 +410,7 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
             link_residuals_ms=eventsync.link_residuals(links + [lk for lk, _ in dropped], clocks),
             overs_reduction_db=reduction, notes=notes,
             learned={names[k]: eventlearn.summary(fits.get(k), names[k] in paired) for k in kept if k != ref}
-            if learned else {})
+            if learned else {}, polarities={names[k]: polarities[k] for k in kept})
         _write_outputs(result, cut_rows, cuts, kept, ref, names, stores, stems_stage, covered, final, rates, metas,
                        recordings, subtypes, policy, out, steps.part("writing"))
     finally:

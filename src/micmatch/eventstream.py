@@ -118,11 +118,14 @@ class Placer:
     stream; skipped when the rates agree and the drift moves the recording by less than 0.1 sample over the
     timeline, as :func:`micmatch.align.align` does) and ``shift = (start_s - clock.start_s) * out_rate`` (divided by
     the clock's rate when not resampled), rounded to a millionth of a sample and to whole samples within
-    :data:`GRID_TOLERANCE` of the grid.
+    :data:`GRID_TOLERANCE` of the grid. ``polarity`` -1 inverts the recording (its chain inverted it against the
+    reference's).
     """
 
-    def __init__(self, sample_rate: int, clock, *, out_rate: int, start_s: float, n_samples: int, channels: int):
+    def __init__(self, sample_rate: int, clock, *, out_rate: int, start_s: float, n_samples: int, channels: int,
+                 polarity: int = 1):
         self.sample_rate, self.out_rate, self.n_samples, self.channels = sample_rate, out_rate, n_samples, channels
+        self.polarity = -1 if polarity < 0 else 1
         drifts = abs(clock.rate - 1.0) * max(n_samples, 1) >= 0.1
         self.resampled = sample_rate != out_rate or drifts
         self.target_rate = out_rate * clock.rate if drifts else float(out_rate)
@@ -176,7 +179,7 @@ class Placer:
             n0 = k - self.whole
             lo, hi = max(0, -n0), min(m, self.n_samples - n0)
             if hi > lo:
-                yield n0 + lo, z[:, lo:hi]
+                yield n0 + lo, (z[:, lo:hi] if self.polarity == 1 else -z[:, lo:hi])
             k += m
 
 

@@ -269,6 +269,16 @@ def consistent_links(durations_s: list[float], links: list[PairLink],
             return kept, dropped
 
 
+def polarity(links: list[PairLink], reference: int, device: int) -> int:
+    """``device``'s polarity against ``reference``: the product of the links' polarities along its route (-1 where
+    its chain inverts the signal relative to the reference's)."""
+    chain = route(links, reference, device)
+    sign = 1
+    for u, v in zip(chain[:-1], chain[1:]):
+        sign *= max((lk for lk in links if {lk.i, lk.j} == {u, v}), key=lambda lk: lk.weight).polarity
+    return sign
+
+
 def route(links: list[PairLink], reference: int, device: int) -> list[int]:
     """The shortest chain of recordings from ``device`` to ``reference`` (both included), through the links;
     among equally short chains, the first found with the strongest links."""
@@ -310,4 +320,4 @@ def coverage(clock: Clock, *, out_rate: int, start_s: float, n_samples: int) -> 
 
 
 __all__ = ["Clock", "PairLink", "components", "connected", "consistent_links", "coverage", "link_residuals",
-           "measure_links", "measure_pair", "place", "route", "solve_timeline", "sync_rate"]
+           "measure_links", "measure_pair", "place", "polarity", "route", "solve_timeline", "sync_rate"]
