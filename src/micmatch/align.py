@@ -37,6 +37,8 @@ import scipy.fft
 
 from micmatch.audio import to_mono
 from micmatch.errors import MeasurementError
+from micmatch.gcc import gcc_phat, overlapping_lags, signed_peak
+from micmatch.gcc import peak as _peak
 
 #: A correlation peak must stand this many robust standard deviations above the rest of the GCC-PHAT
 #: correlation. Unrelated signals give about 5-6 (the largest of millions of near-Gaussian values); the same
@@ -65,8 +67,6 @@ LONG_CHUNK_FACTOR = 4
 #: correlation's noise: a peak that only scores against the noise may be any of them. On simulated rooms
 #: (RT60 0.65 s) peaks on the direct sound scored 4.1-4.9 here, peaks in a diffuse tail 2.9.
 MIN_STACK_DISTINCT = 3.5
-#: Floor of the PHAT weighting, relative to the mean cross-spectrum magnitude, so empty bins do not divide by 0.
-PHAT_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -128,66 +128,6 @@ def check_audible(x: np.ndarray, name: str) -> None:
             f"{name} is silent (RMS {20 * np.log10(max(rms, 1e-30)):.0f} dBFS); expected a recording of the same "
             f"sound as the other recording of the pair"
         )
-
-
-def gcc_phat(reference: np.ndarray, device: np.ndarray) -> tuple[np.ndarray, int]:
-    """Generalised cross-correlation with phase transform (PHAT) of two 1-D signals, via one FFT.
-
-    Returns
-    -------
-    correlation : np.ndarray [shape=(n_ref + n_dev - 1,)]
-        ``correlation[k + n_ref - 1]`` peaks at the lag ``k`` where ``device[n + k] ~ reference[n]``.
-    zero_lag : int
-        Index of lag 0 (``n_ref - 1``).
-
-    Notes
-    -----
-    The cross-spectrum is divided by its magnitude (floored at :data:`PHAT_FLOOR` times its mean), so the peak is
-    sharp whatever the two devices' responses are.
-    """
-    n_ref, n_dev = reference.shape[-1], device.shape[-1]
-    n = scipy.fft.next_fast_len(n_ref + n_dev - 1, real=True)
-    cross = scipy.fft.rfft(device, n=n) * np.conj(scipy.fft.rfft(reference, n=n))
-    mag = np.abs(cross)
-    cross = cross / np.maximum(mag, PHAT_FLOOR * max(float(mag.mean()), 1e-300))
-    c = scipy.fft.irfft(cross, n=n)
-    zero_lag = n_ref - 1
-    return np.concatenate([c[n - zero_lag :] if zero_lag else c[:0], c[:n_dev]]), zero_lag
-
-
-def overlapping_lags(c: np.ndarray, zero: int, n_excerpt: int, n_device: int) -> np.ndarray:
-    """``c`` (a :func:`gcc_phat` of an excerpt against a recording) with the lags where less than half the excerpt
-    lies inside the recording set to the median: there a few samples of overlap (the recording's abrupt first or
-    last samples) can make a spurious peak."""
-    lags = np.arange(c.shape[-1]) - zero
-    inside = (lags >= -(n_excerpt // 2)) & (lags <= n_device - (n_excerpt + 1) // 2)
-    return np.where(inside, c, np.median(c))
-
-
-def _peak(c: np.ndarray, spread: np.ndarray | None = None) -> tuple[float, float]:
-    """Sub-sample index of the largest value of ``c`` (parabolic interpolation) and its robust score: how many
-    robust standard deviations it stands above the median of ``spread`` (default ``c`` itself)."""
-    i = int(np.argmax(c))
-    frac = 0.0
-    if 0 < i < c.shape[-1] - 1:
-        a, b, d = c[i - 1], c[i], c[i + 1]
-        den = a - 2.0 * b + d
-        if den < 0:
-            frac = float(np.clip(0.5 * (a - d) / den, -0.5, 0.5))
-    rest = c if spread is None else spread
-    centre = float(np.median(rest))
-    sigma = float(np.median(np.abs(rest - centre))) / 0.6745
-    return i + frac, float((c[i] - centre) / max(sigma, 1e-300))
-
-
-def signed_peak(c: np.ndarray, spread: np.ndarray | None = None, polarity: int = 0) -> tuple[float, float, int]:
-    """:func:`_peak` of ``polarity * c`` (and ``spread``), or with ``polarity`` 0 of whichever sign scores higher;
-    the index, the score and the sign used."""
-    if polarity:
-        pos, score = _peak(polarity * c, None if spread is None else polarity * spread)
-        return pos, score, int(polarity)
-    up, down = _peak(c, spread), _peak(-c, None if spread is None else -spread)
-    return (*up, 1) if up[1] >= down[1] else (*down, -1)
 
 
 def estimate_offset(

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from micmatch.align import MIN_PEAK_SCORE, estimate_alignment, gcc_phat, overlapping_lags
+from micmatch.align import MIN_PEAK_SCORE, estimate_alignment
+from micmatch.gcc import gcc_phat, overlapping_lags, signed_peak
 from micmatch.errors import MeasurementError
 
 #: Highest analysis rate of the synchronisation (Hz): speech and music carry their timing well below 8 kHz, and a
@@ -109,7 +110,6 @@ def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, 
     """Offsets ``m - n`` (samples) of ``b`` against ``a`` found by the excerpts of ``a`` with a clear peak, their
     peak scores and signs, best first (one entry per offset: excerpts within a millisecond of a better one are
     dropped)."""
-    from micmatch.align import signed_peak
 
     n_ex = int(round(EXCERPT_S * sr))
     found = []
