@@ -290,3 +290,23 @@ def test_stacking_does_not_match_unrelated_reverberant_recordings():
     b = scipy.signal.fftconvolve(bursty(rng, sr, 30.0), room_ir(rng, sr, delay_s=0.003, drr_db=-16.0))[: 30 * sr]
     with pytest.raises(MeasurementError):
         estimate_alignment(a, b, sr)
+
+
+def test_long_gcc_phat_block_by_block_finds_the_same_peaks(rng):
+    """An excerpt against a long recording, correlated block by block (blocks far shorter than the recording, so
+    the seams between blocks are crossed), finds the same lag and sign as one whole-length GCC-PHAT, and the
+    lags where the excerpt lies half outside are set to the median as before."""
+    from micmatch.gcc import gcc_phat_long, overlapping_lags, signed_peak
+
+    x = rng.standard_normal(40000)
+    for lag, sign in ((12345, 1), (29999, -1), (3, 1)):
+        seg = sign * x[lag : lag + 800] + 0.3 * rng.standard_normal(800)
+        whole, zero = gcc_phat(seg, x)
+        blocks, zero_b = gcc_phat_long(seg, x, block=4096)
+        assert zero_b == zero and blocks.shape == whole.shape and blocks.dtype == np.float32
+        a = signed_peak(overlapping_lags(whole, zero, 800, x.size))
+        b = signed_peak(overlapping_lags(blocks, zero, 800, x.size))
+        assert round(a[0]) - zero == round(b[0]) - zero == lag and a[2] == b[2] == sign
+    c = np.arange(10.0)
+    kept = overlapping_lags(c, 4, 4, 5)  # lags -4..5; kept -2..3 (half the excerpt inside)
+    np.testing.assert_array_equal(kept, [4.5, 4.5, 2, 3, 4, 5, 6, 7, 4.5, 4.5])

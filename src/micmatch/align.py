@@ -37,7 +37,7 @@ import scipy.fft
 
 from micmatch.audio import to_mono
 from micmatch.errors import MeasurementError
-from micmatch.gcc import gcc_phat, overlapping_lags, signed_peak
+from micmatch.gcc import gcc_phat, gcc_phat_long, overlapping_lags, signed_peak
 from micmatch.gcc import peak as _peak
 
 #: A correlation peak must stand this many robust standard deviations above the rest of the GCC-PHAT
@@ -164,7 +164,7 @@ def _coarse_offset(reference: np.ndarray, device: np.ndarray, sample_rate: int, 
         start = int(starts[int(np.argmax(csum[starts + n_ex] - csum[starts]))])
     else:
         start = 0
-    c, zero = gcc_phat(ref[start : start + n_ex], dev)
+    c, zero = gcc_phat_long(ref[start : start + n_ex], dev)
     c = overlapping_lags(c, zero, n_ex, dev.shape[-1])
     if max_offset_s is not None:
         offsets = np.arange(c.shape[-1]) - zero - start

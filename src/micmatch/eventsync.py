@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from micmatch.align import MIN_PEAK_SCORE, estimate_alignment
-from micmatch.gcc import gcc_phat, overlapping_lags, signed_peak
+from micmatch.gcc import gcc_phat_long, overlapping_lags, signed_peak
 from micmatch.errors import MeasurementError
 
 #: Highest analysis rate of the synchronisation (Hz): speech and music carry their timing well below 8 kHz, and a
@@ -117,7 +117,7 @@ def _coarse_offsets(a: np.ndarray, b: np.ndarray, sr: int) -> list[tuple[float, 
         seg = a[start : start + n_ex]
         if np.sqrt(np.mean(seg * seg)) < 1e-6:
             continue
-        c, zero = gcc_phat(seg, b)
+        c, zero = gcc_phat_long(seg, b)
         pos, score, sign = signed_peak(overlapping_lags(c, zero, seg.shape[-1], b.shape[-1]))
         if score >= MIN_PEAK_SCORE:
             found.append((pos - zero - start, score, sign))

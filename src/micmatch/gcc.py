@@ -40,13 +40,42 @@ def gcc_phat(reference: np.ndarray, device: np.ndarray) -> tuple[np.ndarray, int
     return np.concatenate([c[n - zero_lag :] if zero_lag else c[:0], c[:n_dev]]), zero_lag
 
 
+#: Device samples correlated at once by :func:`gcc_phat_long` (2^20: 131 s at the 8 kHz of event synchronisation).
+LONG_BLOCK = 1 << 20
+
+
+def gcc_phat_long(reference: np.ndarray, device: np.ndarray, *,
+                  block: int = LONG_BLOCK) -> tuple[np.ndarray, int]:
+    """:func:`gcc_phat` of a short ``reference`` against a long ``device``, ``block`` lags at a time (float32).
+
+    One FFT over an hour at 8 kHz holds about 1 GB of temporary arrays; block by block it holds the correlation
+    itself (4 bytes a lag) and one block's FFTs. Each block's cross-spectrum is whitened on its own, so values
+    differ slightly from one whole-length :func:`gcc_phat`; peaks stay where they are.
+    """
+    n_ref, n_dev = reference.shape[-1], device.shape[-1]
+    if n_dev <= block:
+        c, zero = gcc_phat(reference, device)
+        return c.astype(np.float32), zero
+    out = np.empty(n_ref + n_dev - 1, dtype=np.float32)
+    for k0 in range(-(n_ref - 1), n_dev, block):
+        s0, s1 = max(k0, 0), min(k0 + block + n_ref - 1, n_dev)
+        c, zero = gcc_phat(reference, device[s0:s1])
+        k1 = min(k0 + block, n_dev)
+        out[k0 + n_ref - 1 : k1 + n_ref - 1] = c[k0 - s0 + zero : k1 - s0 + zero]
+    return out, n_ref - 1
+
+
 def overlapping_lags(c: np.ndarray, zero: int, n_excerpt: int, n_device: int) -> np.ndarray:
     """``c`` (a :func:`gcc_phat` of an excerpt against a recording) with the lags where less than half the excerpt
     lies inside the recording set to the median: there a few samples of overlap (the recording's abrupt first or
     last samples) can make a spurious peak."""
-    lags = np.arange(c.shape[-1]) - zero
-    inside = (lags >= -(n_excerpt // 2)) & (lags <= n_device - (n_excerpt + 1) // 2)
-    return np.where(inside, c, np.median(c))
+    first = max(0, zero - n_excerpt // 2)  # index of lag -(n_excerpt // 2)
+    last = zero + n_device - (n_excerpt + 1) // 2  # index of the last lag kept
+    out = c.copy()
+    centre = np.median(c)
+    out[:first] = centre
+    out[max(last + 1, first) :] = centre
+    return out
 
 
 def peak(c: np.ndarray, spread: np.ndarray | None = None) -> tuple[float, float]:
@@ -75,4 +104,4 @@ def signed_peak(c: np.ndarray, spread: np.ndarray | None = None, polarity: int =
     return (*up, 1) if up[1] >= down[1] else (*down, -1)
 
 
-__all__ = ["PHAT_FLOOR", "gcc_phat", "overlapping_lags", "peak", "signed_peak"]
+__all__ = ["LONG_BLOCK", "PHAT_FLOOR", "gcc_phat", "gcc_phat_long", "overlapping_lags", "peak", "signed_peak"]
