@@ -19,7 +19,7 @@ Plus one 10-minute event for the synchronisation target: music without a room (i
 mostly fails, see the scenes), 4 devices whose clocks run 0 (the reference), +100, +40 and -60 ppm against the
 source's (so pairs differ by up to 160 ppm). ``--dry`` adds the same scenes without a room for comparison.
 
-    PYTHONPATH=src python benchmarks/bench_event.py [--scenes 6] [--seed 0] [--dry] [--no-long] [--quick]
+    PYTHONPATH=src python benchmarks/bench_event.py [--scenes 6] [--seed 0] [--dry] [--no-room] [--no-long] [--learned] [--quick]
         [--data ../shared/data] [--out benchmarks/results]
 """
 
@@ -104,7 +104,7 @@ def shared_band(route: list, band: tuple[float, float]) -> tuple[float, float] |
     return (lo, hi) if hi >= 2 * lo else None
 
 
-def run_scene(scene, work: Path) -> dict:
+def run_scene(scene, work: Path, learned=None) -> dict:
     """``micmatch.event`` on one scene; its figures."""
     import soundfile as sf
 
@@ -118,7 +118,7 @@ def run_scene(scene, work: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            res = micmatch.event(paths, work / "out", reference=paths[0])
+            res = micmatch.event(paths, work / "out", reference=paths[0], learned=learned)
         except micmatch.MeasurementError as exc:
             return {"source": scene.source, "failed": str(exc), "rt60_s": scene.rt60_s}
     elapsed = time.perf_counter() - t0
@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry", action="store_true", help="also run every scene without a room")
     ap.add_argument("--no-long", action="store_true", help="skip the 10-minute event")
     ap.add_argument("--long-seconds", type=float, default=600.0, help="length of the long event (s)")
+    ap.add_argument("--learned", action="store_true",
+                    help="add event's learned correction (needs torch; slower): its seam and long-term figures")
+    ap.add_argument("--no-room", action="store_true", help="skip the scenes in a room (with --dry: dry scenes only)")
     ap.add_argument("--quick", action="store_true", help="one 60 s scene of 3 devices in a drier room (RT60 0.2-0.3 s), no long event (a test)")
     ap.add_argument("--data", default=os.environ.get("MICMATCH_DATA", str(Path(__file__).resolve().parents[2] /
                                                                            "shared" / "data")))
@@ -346,14 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        learned = None
+        if args.learned:
+            from micmatch.learn.event_residual import fit_event_devices as learned
         for key, room in (("room", True), ("dry", False)):
-            if key == "dry" and not args.dry:
+            if (key == "dry" and not args.dry) or (key == "room" and args.no_room):
                 continue
             rows = []
             for i, p in enumerate(plan):
                 scene = make_scene(p["seed"], seconds=p["seconds"], n_devices=p["n_devices"], source=p["source"],
                                    data=data_dir, room=room, rt60_range=p["rt60_range"])
-                rows.append(run_scene(scene, Path(tmp) / f"{key}{i}"))
+                rows.append(run_scene(scene, Path(tmp) / f"{key}{i}", learned))
                 print(f"{key} scene {i}: {json.dumps({k: v for k, v in rows[-1].items() if k != 'devices'})}",
                       flush=True)
             data[key] = {"scenes": rows, "summary": aggregate(rows)}
@@ -361,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             _write(out, data)  # the scenes' figures are kept even if the long event breaks
             scene = make_scene(args.seed + 1000, seconds=args.long_seconds, n_devices=4, source="music", data=data_dir,
                                room=False, drifts=[0.0, 100.0, 40.0, -60.0], with_truth=False)
-            data["long"] = run_scene(scene, Path(tmp) / "long")
+            data["long"] = run_scene(scene, Path(tmp) / "long", learned)
             print(f"long: {json.dumps({k: v for k, v in data['long'].items() if k != 'devices'})}", flush=True)
     data["total_s"] = round(time.perf_counter() - t_all, 1)
     _write(out, data)
