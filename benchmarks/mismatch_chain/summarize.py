@@ -78,9 +78,15 @@ def summarize(folder: Path, variants: dict[str, Path] | None = None, compare=COM
                 continue
             diff = [a - b for k in docs for a, b in zip(scores[r][k], scores[other][k])]
             pooled = float(np.sqrt((out["recipes"][r]["std"] ** 2 + out["recipes"][other]["std"] ** 2) / 2))
+            # Training-seed noise only: the two recipes' variances within each data seed, averaged (the std over
+            # all runs also holds how much harder one device draw is than another, which both recipes share).
+            within = float(np.sqrt(np.mean([(np.var(scores[r][k], ddof=1) + np.var(scores[other][k], ddof=1)) / 2
+                                            for k in docs]))) if all(len(scores[r][k]) > 1 for k in docs) else None
             out["comparisons"][f"{r} vs {other}"] = {
                 "difference": float(np.mean(diff)), "paired_std": float(np.std(diff, ddof=1)),
-                "pooled_std": pooled, "in_pooled_stds": float(np.mean(diff) / pooled) if pooled else None}
+                "pooled_std": pooled, "in_pooled_stds": float(np.mean(diff) / pooled) if pooled else None,
+                "within_seed_pooled_std": within,
+                "in_within_seed_stds": float(np.mean(diff) / within) if within else None}
     return out
 
 
@@ -107,11 +113,16 @@ def to_markdown(s: dict, title: str = "Device-chain protocol: pooled over data s
                              f"{100 * v['gap_closed']:.0f}% |")
         lines.append("")
     if s["comparisons"]:
-        lines += ["| comparison | difference (points) | paired std | pooled std | difference / pooled std |",
-                  "|---|---|---|---|---|"]
+        lines += ["Pooled std: of the two recipes over all runs; within data seed: the two recipes' variances over "
+                  "training seeds inside each data seed, averaged (training noise only).", "",
+                  "| comparison | difference (points) | paired std | pooled std | difference / pooled std | "
+                  "within-data-seed pooled std | difference / that |", "|---|---|---|---|---|---|---|"]
         for name, c in s["comparisons"].items():
+            w = c.get("within_seed_pooled_std")
             lines.append(f"| {name} | {100 * c['difference']:+.1f} | {100 * c['paired_std']:.1f} | "
-                         f"{100 * c['pooled_std']:.1f} | {c['in_pooled_stds']:+.1f} |")
+                         f"{100 * c['pooled_std']:.1f} | {c['in_pooled_stds']:+.1f} | "
+                         f"{'-' if w is None else f'{100 * w:.1f}'} | "
+                         f"{'-' if w is None else format(c['in_within_seed_stds'], '+.1f')} |")
     return "\n".join(lines) + "\n"
 
 
