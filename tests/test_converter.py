@@ -191,16 +191,17 @@ def test_bad_checkpoints_raise_one_line_errors(tmp_path, trained):
 
 def test_a_converter_file_of_the_earlier_layout_still_loads(tmp_path):
     # Written by micmatch before the model-file format (torch.save of a JSON header and the weights), with the
-    # input and output of that converter on a fixed batch.
+    # input and output of that converter on a fixed batch. The output is compared to float32 rounding (a few
+    # ulps of values near 100 dB): the convolution kernels sum in an order that depends on the CPU's vector unit.
     old = DATA / "converter_v1.pt"
     io = torch.load(DATA / "converter_v1_io.pt", weights_only=True)
     model = Converter.load(old)
     assert model.info["domains"] == ["a", "b"] and model.feature_config.n_mels == 8
     with torch.no_grad():
-        assert torch.equal(model(io["x"], io["d"]), io["y"])
+        torch.testing.assert_close(model(io["x"], io["d"]), io["y"], rtol=1e-5, atol=1e-4)
     again = Converter.load(model.save(tmp_path / "new.pt"))  # loading and saving converts it
     with torch.no_grad():
-        assert torch.equal(again(io["x"], io["d"]), io["y"])
+        torch.testing.assert_close(again(io["x"], io["d"]), io["y"], rtol=1e-5, atol=1e-4)
     assert read_model_file(tmp_path / "new.pt")[0]["domains"] == ["a", "b"]
 
 
