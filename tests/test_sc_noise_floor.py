@@ -80,3 +80,38 @@ def test_matched_gates_follow_loudness_rank():
     peaks = np.array([-40.0, -30.0, -20.0])
     out = matched_gates(gates, peaks, np.array([-5.0, -50.0, -25.0]))
     assert out[1] == pytest.approx(10.0) and out[0] == pytest.approx(30.0) and out[2] == pytest.approx(20.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*DC offset")
+def test_no_boost_where_a_device_holds_only_its_floor():
+    """A device low-passed at 1.5 kHz (8th order) over a -50 dBFS floor: towards the full-band reference the
+    curve asks for a large boost above the corner, where the device holds only noise. Limited by the device's
+    signal-to-floor ratio, that boost stays under 3 dB there (the unlimited curve asks for over 10 dB), and
+    below the corner, where the signal stands well above the floor, the curve is unchanged."""
+    rng = np.random.default_rng(5)
+    ref, clean = _clips(rng, 80), _clips(rng, 40)
+    chain = {**_chain(-50.0), "low_pass": {"freq_hz": 1500.0, "order": 8}, "high_pass": None}
+    waves = apply_device_chain(clean, SR, chain).astype(np.float32)
+    labels = ["ref"] * len(ref) + ["dev"] * len(waves)
+    fits = {m: SpectrumCorrection.fit(list(ref) + list(waves), labels, SR, reference="ref", n_fft=256,
+                                      boost_margin_db=m) for m in (None, 6.0)}
+    f = np.fft.rfftfreq(256, 1 / SR)
+    free, limited = fits[None].corrections["dev"].gain_db, fits[6.0].corrections["dev"].gain_db
+    high, low = (f >= 2500) & (f <= 3500), (f >= 200) & (f <= 1000)
+    assert free[high].max() > 10.0
+    assert limited[high].max() < 3.0
+    np.testing.assert_allclose(limited[low], free[low], atol=1e-9)
+
+
+def test_a_device_without_a_floor_gets_no_boost_limit():
+    """Pauses of digital silence: no floor, no limit (the curve is the plain one). A steady signal without pauses
+    (noise at one level throughout) shows no floor either: its quietest frames are signal, and limiting by them
+    would forbid every boost."""
+    from micmatch.spectrum_correction import boost_limits_db
+
+    rng = np.random.default_rng(6)
+    assert boost_limits_db(list(_clips(rng, 8)), n_fft=256, hop_length=64) is None
+    steady = [0.1 * rng.standard_normal(SR) + 1e-4 * rng.standard_normal(SR) for _ in range(4)]
+    assert boost_limits_db(steady, n_fft=256, hop_length=64) is None
+    with_pauses = [np.concatenate([w[: SR // 2], 1e-4 * rng.standard_normal(SR // 2)]) for w in steady]
+    assert boost_limits_db(with_pauses, n_fft=256, hop_length=64) is not None

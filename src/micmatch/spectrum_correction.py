@@ -16,6 +16,11 @@ noisier chained devices, against 2-3 dB without their floor). :meth:`SpectrumCor
 device's floor (:func:`floor_gates_db`), counts only its frames ``floor_margin_db`` above it, and counts the
 reference's recordings with gates matched by loudness rank (:func:`floor_gated_responses`), so both estimates
 cover the same share of comparable recordings. A device without such a floor keeps the plain estimate exactly.
+
+Boosts into noise. Where a device holds only its floor (above its low-pass corner, or in bands an automatic gain
+control fills with raised noise), the curve towards a clean reference asks for a boost that raises only noise.
+Each device's boost is therefore limited per bin to how far its long-term level stands above its floor there,
+less :data:`BOOST_SNR_MARGIN_DB` (:func:`boost_limits_db`); a device without a floor keeps its curve exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from micmatch.errors import FeatureError, UnknownDeviceError
 from micmatch.feature_stats import BandStats, PerDeviceStandardizer, config_json
 from micmatch.logmel import LogMelConfig
 from micmatch.normalizations import curve_band_db
-from micmatch.spectral import DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, analysis_window, frame_view
+from micmatch.spectral import DEFAULT_FLOOR_DB, DEFAULT_GATE_DB, DEFAULT_RELATIVE_GATE_DB, analysis_window, frame_view
 
 #: How far (dB) above a device's noise floor a frame must lie to enter its estimate (:func:`floor_gate_db`).
 FLOOR_MARGIN_DB = 15.0
@@ -37,6 +42,40 @@ FLOOR_MARGIN_DB = 15.0
 MIN_RELATIVE_GATE_DB = 6.0
 #: Percentile of all frame levels of a device taken as its noise floor (pauses and padding hold only the floor).
 FLOOR_PERCENTILE = 10.0
+
+
+#: A boost may lift a bin only this far (dB) below the device's signal-to-floor ratio there (:func:`boost_limits_db`).
+BOOST_SNR_MARGIN_DB = 6.0
+
+
+def boost_limits_db(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int,
+                    margin_db: float = BOOST_SNR_MARGIN_DB) -> np.ndarray | None:
+    """Largest boost (dB per bin, at least 0) worth giving a device: its long-term power over its floor less
+    ``margin_db``. The floor is each bin's mean power over the device's quietest frames (the
+    :data:`FLOOR_PERCENTILE` % of lowest broadband level: pauses and padding); a mean, since a percentile of one
+    bin's frames would put even pure noise 10 dB below its own mean. None when the device shows no floor: its
+    quiet frames are digital silence, or they lie less than :data:`FLOOR_MARGIN_DB` + :data:`MIN_RELATIVE_GATE_DB`
+    below the typical recording's loudest frame (no pauses: a steady signal, whose quietest frames are signal;
+    the test :func:`floor_gates_db` applies)."""
+    from micmatch.spectral import log_power_frames
+
+    waves = [w for w in waves if np.size(w) >= n_fft]
+    if not waves:
+        return None
+    levels = [frame_levels_db(w, n_fft=n_fft, hop_length=hop_length) for w in waves]
+    peak = float(np.median([v.max() for v in levels]))
+    if peak - float(np.percentile(np.concatenate(levels), FLOOR_PERCENTILE)) < FLOOR_MARGIN_DB + MIN_RELATIVE_GATE_DB:
+        return None
+    frames = [log_power_frames(np.asarray(w, dtype=np.float64).reshape(-1), n_fft=n_fft, hop_length=hop_length)
+              for w in waves]
+    power = 10.0 ** (np.concatenate(frames, axis=-1) / 10.0)
+    level = np.mean(power, axis=0)
+    quiet = level <= np.percentile(level, FLOOR_PERCENTILE)
+    floor = 10.0 * np.log10(np.maximum(np.mean(power[:, quiet], axis=-1), 1e-30))
+    if np.median(floor) < DEFAULT_FLOOR_DB + 20.0:  # digital silence in the pauses: no floor to keep out
+        return None
+    mean = 10.0 * np.log10(np.maximum(np.mean(power, axis=-1), 1e-30))
+    return np.maximum(mean - floor - margin_db, 0.0)
 
 
 def frame_levels_db(wave: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
@@ -138,7 +177,8 @@ class SpectrumCorrection:
     @classmethod
     def fit(cls, waves: Sequence[np.ndarray], devices: Sequence[str], sample_rate: int, *, reference: str,
             n_fft: int = 2048, max_boost_db: float = 20.0, max_cut_db: float = 30.0,
-            floor_margin_db: float | None = FLOOR_MARGIN_DB) -> SpectrumCorrection:
+            floor_margin_db: float | None = FLOOR_MARGIN_DB,
+            boost_margin_db: float | None = BOOST_SNR_MARGIN_DB) -> SpectrumCorrection:
         """Estimate every device's response from its recordings (unaligned, hop ``n_fft // 4``) and the curve
         from each device other than ``reference`` to it.
 
@@ -158,6 +198,9 @@ class SpectrumCorrection:
         floor_margin_db : float or None
             How far above a device's noise floor a frame must lie to count (dB); None keeps the plain estimate
             for every device (the behaviour before noise floors were handled).
+        boost_margin_db : float or None
+            Boosts are limited per bin to the device's signal-to-floor ratio less this (:func:`boost_limits_db`);
+            None leaves them to ``max_boost_db`` alone.
         """
         from micmatch.correct import correction_curve
         from micmatch.estimate import estimate_responses
@@ -184,6 +227,10 @@ class SpectrumCorrection:
                 gated[d] = float(np.median(pair.gates[0]))
             curves[d] = correction_curve(responses if pair is None else pair, d, reference,
                                          max_boost_db=max_boost_db, max_cut_db=max_cut_db)
+            limit = None if boost_margin_db is None else boost_limits_db(sources[d], n_fft=n_fft, hop_length=hop,
+                                                                         margin_db=boost_margin_db)
+            if limit is not None:
+                curves[d] = replace(curves[d], gain_db=np.minimum(curves[d].gain_db, limit))
         out = cls(curves, reference=reference)
         out.relative_gates = gated
         return out
@@ -249,5 +296,5 @@ class SpectrumCorrection:
         return self.standardizer(config=config).transform(features, devices, config=config)
 
 
-__all__ = ["FLOOR_MARGIN_DB", "MIN_RELATIVE_GATE_DB", "SpectrumCorrection", "floor_gated_responses", "floor_gates_db", "frame_levels_db",
-           "matched_gates"]
+__all__ = ["BOOST_SNR_MARGIN_DB", "FLOOR_MARGIN_DB", "MIN_RELATIVE_GATE_DB", "SpectrumCorrection", "boost_limits_db",
+           "floor_gated_responses", "floor_gates_db", "frame_levels_db", "matched_gates"]
