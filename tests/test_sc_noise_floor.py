@@ -33,6 +33,8 @@ def _chain(noise_db: float) -> dict:
 
 
 def _errors(chain: dict, seed: int = 0) -> dict[str, float]:
+    """The estimate against the truth: boosts are left to the signal-to-floor limit (not cuts only) so that the
+    curve shows the estimate."""
     rng = np.random.default_rng(seed)
     ref, clean = _clips(rng, 80), _clips(rng, 16)
     quiet = apply_device_chain(clean, SR, {**chain, "noise": None}).astype(np.float32)
@@ -45,7 +47,7 @@ def _errors(chain: dict, seed: int = 0) -> dict[str, float]:
     for name, waves in (("quiet", quiet), ("noisy", noisy)):
         for method, margin in (("old", None), ("new", 15.0)):
             sc = SpectrumCorrection.fit(list(ref) + list(waves), ["ref"] * len(ref) + ["dev"] * len(waves), SR,
-                                        reference="ref", n_fft=256, floor_margin_db=margin)
+                                        reference="ref", n_fft=256, floor_margin_db=margin, floor_boost_db=None)
             out[f"{method} {name}"] = sc
             out[f"{method} {name} rms"] = float(np.sqrt(np.mean((-sc.band_db("dev", config=CFG) - truth) ** 2)))
     return out
@@ -94,13 +96,17 @@ def test_no_boost_where_a_device_holds_only_its_floor():
     waves = apply_device_chain(clean, SR, chain).astype(np.float32)
     labels = ["ref"] * len(ref) + ["dev"] * len(waves)
     fits = {m: SpectrumCorrection.fit(list(ref) + list(waves), labels, SR, reference="ref", n_fft=256,
-                                      boost_margin_db=m) for m in (None, 6.0)}
+                                      boost_margin_db=m, floor_boost_db=None) for m in (None, 6.0)}
     f = np.fft.rfftfreq(256, 1 / SR)
     free, limited = fits[None].corrections["dev"].gain_db, fits[6.0].corrections["dev"].gain_db
     high, low = (f >= 2500) & (f <= 3500), (f >= 200) & (f <= 1000)
     assert free[high].max() > 10.0
     assert limited[high].max() < 3.0
     np.testing.assert_allclose(limited[low], free[low], atol=1e-9)
+    cuts = SpectrumCorrection.fit(list(ref) + list(waves), labels, SR, reference="ref", n_fft=256)
+    gain = cuts.corrections["dev"].gain_db
+    assert gain.max() <= 0.0  # by default a device with a floor gets cuts only
+    np.testing.assert_allclose(gain, np.minimum(limited, 0.0), atol=1e-9)
 
 
 def test_a_device_without_a_floor_gets_no_boost_limit():
@@ -115,3 +121,43 @@ def test_a_device_without_a_floor_gets_no_boost_limit():
     assert boost_limits_db(steady, n_fft=256, hop_length=64) is None
     with_pauses = [np.concatenate([w[: SR // 2], 1e-4 * rng.standard_normal(SR // 2)]) for w in steady]
     assert boost_limits_db(with_pauses, n_fft=256, hop_length=64) is not None
+
+
+def test_level_keep_corrects_tone_and_leaves_the_level():
+    """A device 6 dB quieter with a 1 kHz shelf: level="match" brings it up by 6 dB as well; level="keep"
+    removes only the shelf, so the curve averages 0 dB over the bins where the device records sound and its
+    shape equals the matched curve's within 1e-9 dB (a constant shift). Noise-free device: no boost limit."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(8)
+    ref = list(_clips(rng, 40))
+    b, a = [1.0, -0.5], [1.0, 0.0]  # a gentle high-pass tilt
+    dev = [0.5 * lfilter(b, a, c).astype(np.float32) for c in _clips(rng, 40)]
+    labels = ["ref"] * len(ref) + ["dev"] * len(dev)
+    fits = {lv: SpectrumCorrection.fit(ref + dev, labels, SR, reference="ref", n_fft=256, level=lv)
+            for lv in ("match", "keep")}
+    match, keep = fits["match"].corrections["dev"].gain_db, fits["keep"].corrections["dev"].gain_db
+    shift = match - keep
+    np.testing.assert_allclose(shift, shift[0], atol=1e-9)
+    assert shift[0] > 3.0  # the matched curve carries the 6 dB of level (less the tilt's mean)
+    from micmatch.spectrum_correction import level_kept_db, long_term_power
+
+    power = long_term_power(dev, n_fft=256, hop_length=64)
+    sound = 10 * np.log10(power) >= 10 * np.log10(power).max() - 40.0
+    assert abs(np.mean(keep[sound])) < 1e-9
+    np.testing.assert_allclose(level_kept_db(match, power), keep, atol=1e-9)
+    with pytest.raises(Exception, match="level='loud' is not one of match, keep"):
+        SpectrumCorrection.fit(ref + dev, labels, SR, reference="ref", n_fft=256, level="loud")
+
+
+def test_the_benchmark_passes_sc_level_to_the_fit():
+    from types import SimpleNamespace
+
+    from micmatch import registry
+    from micmatch.bench.data import MismatchConfig
+    from micmatch.bench.recipes import STEPS
+
+    for level in ("match", "keep"):
+        settings = STEPS["sc"].settings(SimpleNamespace(config=MismatchConfig(sc_level=level)))
+        assert settings["level"] == level
+    assert registry.get("sc").params["level"] == "match"

@@ -304,14 +304,15 @@ def _needs_devices(name: str, devices) -> list[str]:
     return [str(d) for d in devices]
 
 
-def _sc_fit(waves, *, config, devices=None, reference=None, n_fft, max_boost_db, max_cut_db, floor_margin_db):
+def _sc_fit(waves, *, config, devices=None, reference=None, n_fft, max_boost_db, max_cut_db, floor_margin_db,
+            floor_boost_db=0.0, level="match"):
     from micmatch.spectrum_correction import SpectrumCorrection
 
     if reference is None:
         raise ParameterError("sc needs reference=: the device the others are corrected to")
     return SpectrumCorrection.fit(list(waves), _needs_devices("sc", devices), config.sample_rate, reference=reference,
                                   n_fft=n_fft, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
-                                  floor_margin_db=floor_margin_db)
+                                  floor_margin_db=floor_margin_db, floor_boost_db=floor_boost_db, level=level)
 
 
 def _sc_state(state):
@@ -328,7 +329,8 @@ register(Transform(
         x, _needs_devices("sc", devices), config=config),
     torch=lambda *, config, state, **p: _t().PerDeviceStandardize(_sc_state(state).standardizer(config=config)),
     fit=_sc_fit, fit_input="waveform", fit_on="per-device",
-    params={"n_fft": 2048, "max_boost_db": 20.0, "max_cut_db": 30.0, "floor_margin_db": 15.0}))
+    params={"n_fft": 2048, "max_boost_db": 20.0, "max_cut_db": 30.0, "floor_margin_db": 15.0, "floor_boost_db": 0.0,
+            "level": "match"}))
 register(Transform(
     "spec-mean-sub", "normalization", "each band minus its mean over time, per spectrogram", "log-mel",
     numpy=_stateless(norms.spectrogram_mean_subtraction), torch=lambda *, config: _t().SpectrogramMeanSubtraction()))

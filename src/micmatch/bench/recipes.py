@@ -82,7 +82,8 @@ def _dir_aug_settings(data) -> dict:
 
 def _sc_settings(data) -> dict:
     cfg = data.config
-    return {"n_fft": cfg.sc_n_fft, "max_boost_db": cfg.sc_max_boost_db, "max_cut_db": cfg.sc_max_cut_db}
+    return {"n_fft": cfg.sc_n_fft, "max_boost_db": cfg.sc_max_boost_db, "max_cut_db": cfg.sc_max_cut_db,
+            "level": cfg.sc_level}
 
 
 def _sc_build(data, arg, state):

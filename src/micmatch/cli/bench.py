@@ -91,6 +91,10 @@ def bench() -> None:
 @click.option("--umc-discriminator", type=click.Choice(["per-device", "conditional"]), default=None,
               help="One discriminator per device domain (the paper's) or one conditioned on the domain's response "
                    "[conditional in --track adapt, else per-device].")
+@click.option("--sc-level", type=click.Choice(["match", "keep"]), default="match", show_default=True,
+              help="What the sc recipe does to each device's overall level: match it to the reference's, or keep "
+                   "it and correct tone only (safer with few calibration clips, whose content sets the measured "
+                   "level as much as the device does).")
 @click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
               help="Log-mel FFT size [the rate's default: the largest power of two within 64 ms; 512 at 8 kHz]. "
                    "The README's recorded tables used --n-fft 256 --hop-length 128 --n-mels 40.")
@@ -106,8 +110,8 @@ def bench() -> None:
 @click.option("--device", "old_device", default=None, hidden=True)
 def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, recipes, n_seeds, out_dir, quick, calibration_clips,
              track, adapt_clips, n_seen, n_unseen, seen_devices, unseen_devices, reference, seen_fraction, epochs, noise_floor_db,
-             device_chain, umc_epochs, umc_preset, umc_generator_norm, umc_form, umc_discriminator, n_fft, hop_length, n_mels, data_seed, compute,
-             old_device) -> None:
+             device_chain, umc_epochs, umc_preset, umc_generator_norm, umc_form, umc_discriminator, sc_level, n_fft, hop_length, n_mels, data_seed,
+             compute, old_device) -> None:
     """Train one classifier per recipe and seed on simulated devices and score every device.
 
     \b
@@ -150,7 +154,7 @@ def mismatch(data_dir, irs_dir, aug_irs_dir, aug_from_rest, exclude_aug_irs, rec
         raise CorpusError("--noise-floor-db sets one noise floor for every device, but each device's chain draws "
                           "its own: add --no-device-chain to use it")
     overrides.update(data_seed=data_seed, device=torch_device, device_chain=device_chain, track=track,
-                     adapt_clips=adapt_clips,
+                     adapt_clips=adapt_clips, sc_level=sc_level,
                      umc_norm=umc_generator_norm, umc_form=umc_form, umc_discriminator=umc_discriminator)
     config = MismatchConfig.quick(**overrides) if quick else MismatchConfig(**overrides)
     n_seeds = n_seeds or (2 if quick else 3)
