@@ -161,3 +161,21 @@ def test_the_benchmark_passes_sc_level_to_the_fit():
         settings = STEPS["sc"].settings(SimpleNamespace(config=MismatchConfig(sc_level=level)))
         assert settings["level"] == level
     assert registry.get("sc").params["level"] == "match"
+
+
+@pytest.mark.filterwarnings("ignore:.*DC offset")
+def test_device_estimate_shows_the_attenuation_a_correction_declines_to_undo():
+    """The device estimate behind known-aug and the converter's conditioning is the response, not a correction:
+    a device low-passed at 1.5 kHz over a -50 dBFS floor reads at least 10 dB down in the bands above 2.5 kHz
+    (against 500-1000 Hz), although its correction curve, cuts only, boosts nothing there."""
+    from micmatch.device_estimate import estimate_devices
+    from micmatch.logmel import mel_frequencies
+
+    rng = np.random.default_rng(5)
+    ref, clean = _clips(rng, 80), _clips(rng, 40)
+    chain = {**_chain(-50.0), "low_pass": {"freq_hz": 1500.0, "order": 8}, "high_pass": None}
+    waves = apply_device_chain(clean, SR, chain).astype(np.float32)
+    shift = estimate_devices(ref, {"dev": waves}, SR, config=CFG, n_fft=256, reference="ref")["dev"]["shift_db"]
+    centres = mel_frequencies(CFG.n_mels + 2, fmax=SR / 2)[1:-1]  # the triangles' centres
+    high, mid = (centres >= 2500) & (centres <= 3500), (centres >= 500) & (centres <= 1000)
+    assert np.mean(shift[mid]) - np.mean(shift[high]) > 10.0

@@ -4,7 +4,9 @@ A device known only by unlabeled recordings (no recorded impulse response) is de
 device's clips, per mel band:
 
 * **band response**: the unaligned estimate of spectrum correction, as ``profile`` makes it (floor-gated,
-  :meth:`micmatch.spectrum_correction.SpectrumCorrection.fit`), clamps widened to +-``RESPONSE_CLAMP_DB``;
+  :meth:`micmatch.spectrum_correction.SpectrumCorrection.fit`), clamps widened to +-``RESPONSE_CLAMP_DB`` and
+  without the limits a correction curve puts on boosts into a noise floor (an estimate must show the
+  attenuation that a correction declines to undo);
 * **level**: shifted so that the loudest frames (``LOUD_PERCENTILE`` of frame energy) of the shifted reference
   clips match the device's loudest frames, which is what its gain control and recording level set;
 * **noise floor**: the ``FLOOR_PERCENTILE`` per band over all the device's frames (its quietest frames: pauses
@@ -69,7 +71,7 @@ def estimate_devices(reference_waves: np.ndarray, device_waves: dict[str, np.nda
     for name, waves in device_waves.items():
         sc = SpectrumCorrection.fit(list(ref_waves) + list(waves), [reference] * len(ref_waves) + [name] * len(waves),
                                     sample_rate, reference=reference, n_fft=n_fft, max_boost_db=RESPONSE_CLAMP_DB,
-                                    max_cut_db=RESPONSE_CLAMP_DB)
+                                    max_cut_db=RESPONSE_CLAMP_DB, boost_margin_db=None, floor_boost_db=None)
         response = -sc.band_db(name, config=config)
         feat = log_mel(np.asarray(waves), sample_rate, config=config)
         loud_dev = np.percentile(energy_db(feat), LOUD_PERCENTILE)
