@@ -304,15 +304,13 @@ def _needs_devices(name: str, devices) -> list[str]:
     return [str(d) for d in devices]
 
 
-def _sc_fit(waves, *, config, devices=None, reference=None, n_fft, max_boost_db, max_cut_db, floor_margin_db,
-            floor_boost_db=0.0, level="match"):
+def _sc_fit(waves, *, config, devices=None, reference=None, **options):
     from micmatch.spectrum_correction import SpectrumCorrection
 
     if reference is None:
         raise ParameterError("sc needs reference=: the device the others are corrected to")
     return SpectrumCorrection.fit(list(waves), _needs_devices("sc", devices), config.sample_rate, reference=reference,
-                                  n_fft=n_fft, max_boost_db=max_boost_db, max_cut_db=max_cut_db,
-                                  floor_margin_db=floor_margin_db, floor_boost_db=floor_boost_db, level=level)
+                                  **options)
 
 
 def _sc_state(state):

@@ -25,7 +25,7 @@ Where the signal does stand above the floor, a boost still raises the floor with
 classifier trained on clean recordings never heard noise: by default a device with a floor therefore gets cuts
 only (``floor_boost_db=0``). On the mismatch benchmark's generalize track (chained devices, 16 calibration clips)
 boosts limited by the signal-to-floor ratio scored 82.5% on data seed 3 against the baseline's 90.3%, cuts only
-89.3%; on data seed 1, 88.6% and 89.1% against 86.2%.
+89.2%; on data seed 1, 88.6% and 89.1% against 86.2% (``benchmarks/mismatch_generalize/README.md``).
 """
 
 from __future__ import annotations
