@@ -56,19 +56,32 @@ BOOST_SNR_MARGIN_DB = 6.0
 FLOOR_BOOST_DB = 0.0
 
 #: What a curve does to its device's overall level (``level=`` of :meth:`SpectrumCorrection.fit`): ``"match"``
-#: brings it to the reference's; ``"keep"`` corrects tone only and leaves the device's long-term power as it was.
+#: brings it to the reference's; ``"keep"`` corrects tone only (:func:`level_kept_db`).
 LEVELS = ("match", "keep")
 
 
-def long_term_power(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int) -> np.ndarray | None:
-    """Mean power per bin over every frame of a device's recordings (None when none is ``n_fft`` long)."""
+def _power_frames(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int) -> np.ndarray | None:
+    """Power of every frame of a device's recordings, ``(n_bins, n_frames)`` (None when none is ``n_fft`` long)."""
     from micmatch.spectral import log_power_frames
 
     frames = [log_power_frames(np.asarray(w, dtype=np.float64).reshape(-1), n_fft=n_fft, hop_length=hop_length)
               for w in waves if np.size(w) >= n_fft]
     if not frames:
         return None
-    return np.mean(10.0 ** (np.concatenate(frames, axis=-1) / 10.0), axis=-1)
+    return 10.0 ** (np.concatenate(frames, axis=-1) / 10.0)
+
+
+def long_term_power(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int) -> np.ndarray | None:
+    """Mean power per bin over every frame of a device's recordings (None when none is ``n_fft`` long)."""
+    power = _power_frames(waves, n_fft=n_fft, hop_length=hop_length)
+    return None if power is None else np.mean(power, axis=-1)
+
+
+def _pauses_below_peaks(levels: Sequence[np.ndarray], floor_db: float, margin_db: float) -> bool:
+    """Whether a device's floor (``floor_db``) lies far enough below its typical recording's loudest frame to be a
+    floor: ``margin_db`` + :data:`MIN_RELATIVE_GATE_DB` (a steady signal without pauses has no frames that far
+    down; its quietest frames are signal)."""
+    return float(np.median([v.max() for v in levels])) - floor_db >= float(margin_db) + MIN_RELATIVE_GATE_DB
 
 
 def level_kept_db(gain_db: np.ndarray, power: np.ndarray, *, range_db: float = 40.0,
@@ -97,18 +110,14 @@ def boost_limits_db(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int,
     quiet frames are digital silence, or they lie less than :data:`FLOOR_MARGIN_DB` + :data:`MIN_RELATIVE_GATE_DB`
     below the typical recording's loudest frame (no pauses: a steady signal, whose quietest frames are signal;
     the test :func:`floor_gates_db` applies)."""
-    from micmatch.spectral import log_power_frames
-
     waves = [w for w in waves if np.size(w) >= n_fft]
     if not waves:
         return None
     levels = [frame_levels_db(w, n_fft=n_fft, hop_length=hop_length) for w in waves]
-    peak = float(np.median([v.max() for v in levels]))
-    if peak - float(np.percentile(np.concatenate(levels), FLOOR_PERCENTILE)) < FLOOR_MARGIN_DB + MIN_RELATIVE_GATE_DB:
+    if not _pauses_below_peaks(levels, float(np.percentile(np.concatenate(levels), FLOOR_PERCENTILE)),
+                               FLOOR_MARGIN_DB):
         return None
-    frames = [log_power_frames(np.asarray(w, dtype=np.float64).reshape(-1), n_fft=n_fft, hop_length=hop_length)
-              for w in waves]
-    power = 10.0 ** (np.concatenate(frames, axis=-1) / 10.0)
+    power = _power_frames(waves, n_fft=n_fft, hop_length=hop_length)
     level = np.mean(power, axis=0)
     quiet = level <= np.percentile(level, FLOOR_PERCENTILE)
     floor = 10.0 * np.log10(np.maximum(np.mean(power[:, quiet], axis=-1), 1e-30))
@@ -149,8 +158,7 @@ def floor_gates_db(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int,
     floor = float(np.percentile(np.concatenate(levels), FLOOR_PERCENTILE))
     peaks = np.array([v.max() for v in levels])
     gates = np.clip(peaks - floor - float(margin_db), MIN_RELATIVE_GATE_DB, DEFAULT_RELATIVE_GATE_DB)
-    separated = np.median(peaks) - floor >= float(margin_db) + MIN_RELATIVE_GATE_DB
-    if floor < DEFAULT_GATE_DB or not separated or np.all(gates >= DEFAULT_RELATIVE_GATE_DB):
+    if floor < DEFAULT_GATE_DB or not _pauses_below_peaks(levels, floor, margin_db) or np.all(gates >= DEFAULT_RELATIVE_GATE_DB):
         return None
     return np.floor(gates * 2.0) / 2.0, peaks
 
@@ -244,10 +252,12 @@ class SpectrumCorrection:
             None leaves them to ``max_boost_db`` alone.
         floor_boost_db : float or None
             Largest boost of a device with a noise floor (one :func:`boost_limits_db` finds), over the whole band:
-            0 (the default) gives such devices cuts only; None leaves them the signal-to-floor limit alone.
+            0 (the default) gives such devices cuts only; None leaves them the signal-to-floor limit alone. The
+            floor is looked for only while ``boost_margin_db`` is set: with it None, neither limit applies.
         level : {"match", "keep"}
-            ``"match"`` brings each device to the reference's level; ``"keep"`` shifts each curve so that the
-            device's long-term power is unchanged (:func:`level_kept_db`, on the curve within its boost limit). From
+            ``"match"`` brings each device to the reference's level; ``"keep"`` shifts each curve so that its mean
+            over the bins where the device records sound is 0 dB (:func:`level_kept_db`, on the curve within its
+            boost limit). From
             unpaired recordings the level difference includes how loud their content is: on 16 spoken-digit clips
             against a reference's training clips that alone was -5.8 to +6.2 dB (the mismatch benchmark's
             calibration sets, data seeds 1-3), so with few recordings per device ``"keep"`` is the safer choice.
