@@ -3,7 +3,7 @@
 Each ``data-seed-N/results.json`` is one ``micmatch bench mismatch`` run (its own random device draw). A run's
 score is the mean accuracy over its unseen devices. Per recipe: mean and sample standard deviation over every
 (data seed, training seed) run; the baseline-to-ideal gap and the share of it closed, per data seed and then
-averaged; and, for the converter recipes, the paired difference to each augmentation recipe (same data seed and
+averaged; and, for the converter recipes and the ideal, the paired difference to each augmentation recipe (same data seed and
 training seed) against the two recipes' pooled standard deviation.
 
 A variant folder (``LABEL=FOLDER``, holding its own ``data-seed-N/results.json`` for the same devices) adds its
@@ -71,7 +71,9 @@ def summarize(folder: Path, variants: dict[str, Path] | None = None, compare=COM
                              "per_data_seed": {k: float(np.mean(scores[r][k])) for k in docs},
                              "gap_closed": float(np.mean(closed)), "n_runs": len(flat)}
     for r in recipes:
-        if not r.startswith("umc"):
+        # the ideal (trained on labelled audio of every device) is compared too: the lead a converter at the
+        # ideal's accuracy would have, the most a remedy without the test devices' labels can be expected to show
+        if not (r.startswith("umc") or r == "ideal"):
             continue
         for other in compare:
             if other not in scores:
@@ -114,7 +116,8 @@ def to_markdown(s: dict, title: str = "Device-chain protocol: pooled over data s
         lines.append("")
     if s["comparisons"]:
         lines += ["Pooled std: of the two recipes over all runs; within data seed: the two recipes' variances over "
-                  "training seeds inside each data seed, averaged (training noise only).", "",
+                  "training seeds inside each data seed, averaged (training noise only). The ideal's rows are the "
+                  "lead a converter as accurate as the ideal would have.", "",
                   "| comparison | difference (points) | paired std | pooled std | difference / pooled std | "
                   "within-data-seed pooled std | difference / that |", "|---|---|---|---|---|---|---|"]
         for name, c in s["comparisons"].items():
