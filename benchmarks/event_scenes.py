@@ -211,8 +211,10 @@ def record(sound: np.ndarray, start_s: float, stop_s: float, rate: int, drift_pp
 
 def make_scene(seed: int, *, seconds: float, n_devices: int, source: str, data: Path, room: bool = True,
                max_ppm: float = 100.0, drifts: list[float] | None = None, with_truth: bool = True,
-               rt60_range=(0.2, 0.8)) -> Scene:
+               rt60_range=(0.2, 0.8), parts_off: tuple[str, ...] = ()) -> Scene:
     """One simulated event (module docstring); ``drifts`` fixes the devices' drifts (ppm) instead of drawing them.
+    ``parts_off`` names chain parts left out of every device (and of the truth), e.g. ``("noise", "dynamics")``:
+    they are still drawn, so the rest of the scene is the same as with them.
 
     Raises FileNotFoundError when the speech or the impulse responses are not in ``data``.
     """
@@ -234,6 +236,7 @@ def make_scene(seed: int, *, seconds: float, n_devices: int, source: str, data: 
         rate = int(rng.choice(RATES[1:])) if k == 0 else int(rng.choice(RATES))
         ir_path = ir_files[int(rng.integers(len(ir_files)))]
         chain = draw_device_chain(rng, rate, ir=ir_path)
+        chain.update({part: None for part in parts_off})
         drift = float(drifts[k]) if drifts is not None else float(rng.uniform(-max_ppm, max_ppm))
         sound = x if rirs[k] is None else _convolve(x, rirs[k])
         start, stop = windows[k]

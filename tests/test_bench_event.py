@@ -69,3 +69,17 @@ def test_missing_data_skips_cleanly(tmp_path, capsys):
 def test_scene_needs_the_data(tmp_path):
     with pytest.raises(FileNotFoundError, match="micirp"):
         event_scenes.make_scene(0, seconds=5.0, n_devices=3, source="music", data=tmp_path, room=False)
+
+
+def test_scene_parts_off_leaves_the_rest_of_the_scene(data_dir):
+    """Chain parts left out are still drawn: same rates, spans and drifts as the full scene; the stripped chains
+    hold None for those parts; without a noise floor a device's recording differs from the full one."""
+    full = event_scenes.make_scene(5, seconds=20.0, n_devices=3, source="music", data=data_dir, room=False,
+                                   with_truth=False)
+    bare = event_scenes.make_scene(5, seconds=20.0, n_devices=3, source="music", data=data_dir, room=False,
+                                   with_truth=False, parts_off=("noise", "dynamics"))
+    for f, b in zip(full.devices, bare.devices):
+        assert (f.rate, f.start_s, f.drift_ppm, f.ir) == (b.rate, b.start_s, b.drift_ppm, b.ir)
+        assert b.chain["noise"] is None and b.chain["dynamics"] is None
+        assert f.chain["noise"] is not None and f.chain["high_pass"] == b.chain["high_pass"]
+        assert f.audio.shape == b.audio.shape and not np.array_equal(f.audio, b.audio)
