@@ -310,3 +310,52 @@ def test_long_gcc_phat_block_by_block_finds_the_same_peaks(rng):
     c = np.arange(10.0)
     kept = overlapping_lags(c, 4, 4, 5)  # lags -4..5; kept -2..3 (half the excerpt inside)
     np.testing.assert_array_equal(kept, [4.5, 4.5, 2, 3, 4, 5, 6, 7, 4.5, 4.5])
+
+
+# -- onset emphasis ------------------------------------------------------------------------------------------------
+
+def test_onset_emphasis_is_the_signal_without_gain_and_the_same_block_by_block(rng):
+    """With ``ratio=0`` every cell keeps gain 1 and the weighted overlap-add gives the signal back (float32
+    rounding); the output does not depend on how many frames are processed at a time (the smoothing is carried)."""
+    from micmatch.gcc import onset_emphasis
+
+    x = rng.standard_normal(20001)
+    np.testing.assert_allclose(onset_emphasis(x, 8000, ratio=0.0), x, rtol=0, atol=1e-6)
+    whole = onset_emphasis(x, 8000)
+    np.testing.assert_array_equal(onset_emphasis(x, 8000, block_frames=7), whole)
+    assert whole.shape == x.shape and whole.dtype == np.float32
+    assert onset_emphasis(np.zeros(0), 8000).shape == (0,)
+
+
+def test_onset_emphasis_keeps_the_direct_sound_and_drops_the_tail(rng):
+    """Noise bursts every 0.8 s through a room (direct sound 6 dB below a 0.6 s tail): after the emphasis the
+    first 30 ms of each burst stand at least 10 dB higher against the tail 100-700 ms later than before."""
+    from micmatch.gcc import onset_emphasis
+
+    sr = 8000
+    x = np.zeros(16 * sr)
+    starts = np.arange(0, 15 * sr, int(0.8 * sr))
+    for s in starts:
+        x[s : s + int(0.03 * sr)] = rng.standard_normal(int(0.03 * sr))
+    y = scipy.signal.fftconvolve(x, room_ir(rng, sr, delay_s=0.002))[: x.size]
+
+    def onset_to_tail_db(v):
+        head = sum(np.sum(v[s : s + int(0.03 * sr)] ** 2) for s in starts[1:])
+        tail = sum(np.sum(v[s + int(0.1 * sr) : s + int(0.7 * sr)] ** 2) for s in starts[1:])
+        return 10 * np.log10(head / tail)
+
+    assert onset_to_tail_db(onset_emphasis(y, sr)) > onset_to_tail_db(y) + 10.0
+
+
+@pytest.mark.parametrize("seed", [3, 5, 7])
+def test_far_from_the_source_onsets_find_the_direct_sound(seed):
+    """Direct sound 12 dB below the reverberation: the plain recordings are refused (seeds 3, 5) or placed 28 ms
+    off on the tails (seed 7); their onset-emphasised copies land within 0.1 ms of the direct sound."""
+    from micmatch.gcc import onset_emphasis
+
+    sr = 8000
+    ref, dev, ratio = far_pair(seed, -12.0)
+    al = estimate_alignment(onset_emphasis(ref, sr).astype(np.float64), onset_emphasis(dev, sr).astype(np.float64), sr)
+    n = np.arange(0, ref.shape[-1] - 3 * sr)
+    truth = 2.1 * sr + ratio * (n + 0.006 * sr)
+    assert np.max(np.abs(al.device_position(n) - truth)) < 0.1e-3 * sr

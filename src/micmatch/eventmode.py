@@ -3,7 +3,9 @@
 :func:`event` takes 2 to 20 recordings (any rates, channel counts and lengths, overlapping in part) and:
 
 1. **synchronises** them: every pair's offset and clock drift from its overlap, solved together over all pairs
-   (:mod:`micmatch.eventsync`); a recording that matches none of the event is left out, with one line saying so;
+   (:mod:`micmatch.eventsync`), measured on copies that keep the onsets' direct sound and drop the reverberant
+   tails (:func:`micmatch.gcc.onset_emphasis`); a recording that matches none of the event is left out, with one
+   line saying so;
 2. picks the **reference**: the one given, or the recording with the widest band that stands
    :data:`~micmatch.matching.BAND_SNR_DB` above its own noise floor, then the best signal-to-noise ratio, clipped
    recordings ruled out; or the **consensus** of all devices (the mean of their responses, in dB) as the target
@@ -39,6 +41,7 @@ from micmatch import audio as audio_io
 from micmatch import eventcorrect, eventcuts, eventlearn, eventseams, eventstream, eventsync
 from micmatch.correct import Correction, correction_processor
 from micmatch.errors import AudioError, MeasurementError, OutputError, ParameterError
+from micmatch.gcc import onset_emphasis
 from micmatch.loudness import TRUE_PEAK_CEILING_DB, parse_loudness
 from micmatch.outputs import atomic_path, staging_path
 
@@ -328,6 +331,8 @@ def event(recordings, output_dir: str | os.PathLike, *, reference: str | os.Path
         measured[0] += 1
         report(measured[0] / n_pairs)
 
+    for f in figures:  # in a room the reverberant tails correlate at the wrong lags; the onsets' direct sound does not
+        f.mono = onset_emphasis(f.mono, mono_rate)
     links = eventsync.measure_links(_Float64([f.mono for f in figures]), mono_rate, progress=pair_done)
     durations = [f.frames / sr for f, sr in zip(figures, rates)]
     clipped = [f.clipped_fraction for f in figures]

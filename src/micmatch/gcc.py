@@ -2,7 +2,9 @@
 
 :func:`gcc_phat` correlates two signals with the phase transform (every frequency counts the same, whatever the
 devices' responses); :func:`peak` finds the largest value to a fraction of a sample and scores it against the
-correlation's noise; :func:`signed_peak` looks on both signs (an inverted device correlates negatively).
+correlation's noise; :func:`signed_peak` looks on both signs (an inverted device correlates negatively);
+:func:`onset_emphasis` keeps what rises above the sound just before it (the direct sound of each onset) and takes
+out the reverberant tails that follow, before correlating recordings made in a room.
 :mod:`micmatch.align` and :mod:`micmatch.eventsync` measure offsets and drift with them.
 """
 
@@ -104,4 +106,65 @@ def signed_peak(c: np.ndarray, spread: np.ndarray | None = None, polarity: int =
     return (*up, 1) if up[1] >= down[1] else (*down, -1)
 
 
-__all__ = ["LONG_BLOCK", "PHAT_FLOOR", "gcc_phat", "gcc_phat_long", "overlapping_lags", "peak", "signed_peak"]
+#: Time constant (s) of the recent power an onset is measured against, and how far above it (as a power ratio) a
+#: cell must rise to be kept whole (:func:`onset_emphasis`). Chosen on the rooms of ``benchmarks/bench_event.py``
+#: (RT60 0.2-0.8 s) among 25-200 ms and ratios 1-4: the shortest memory kept the most pairs on the direct sound.
+ONSET_TAU_S = 0.025
+ONSET_RATIO = 2.0
+#: Frame length (s) of :func:`onset_emphasis` (the next power of two in samples), hop a quarter of it.
+ONSET_FRAME_S = 0.032
+
+
+def onset_emphasis(x: np.ndarray, sample_rate: int, *, tau_s: float = ONSET_TAU_S, ratio: float = ONSET_RATIO,
+                   block_frames: int = 4096) -> np.ndarray:
+    """``x`` (1-D) with each short-time spectral cell scaled by how far it rises above the same frequency's recent
+    power: gain ``clip(1 - ratio * recent / power, 0, 1)``, ``recent`` the power of the earlier frames smoothed over
+    ``tau_s``. Returns float32 of ``x``'s length.
+
+    In a room every onset reaches a microphone first by the direct path, and the reverberation that follows is what
+    correlates between two microphones at the wrong lags. A cell that rises well above its recent past holds mostly
+    the new sound's first arrival; a reverberant tail decays, so it never rises and is removed. Measured on
+    ``benchmarks/bench_event.py``'s rooms: single 6 s excerpts of phone pairs landed within 1 ms of the direct-sound
+    lag 29-56% of the time with plain GCC-PHAT on speech, 56-71% after this.
+
+    Hann frames of :data:`ONSET_FRAME_S`, hop a quarter, resynthesised by weighted overlap-add (with ``ratio=0`` the
+    output is ``x`` within float32 rounding). ``block_frames`` frames are processed at a time, the smoothing carried
+    over, so the output does not depend on it and memory stays a few MB above the output for any length.
+    """
+    import scipy.signal
+
+    x = np.asarray(x)
+    n = x.shape[-1]
+    n_fft = 1 << max(4, int(np.ceil(np.log2(ONSET_FRAME_S * sample_rate))))
+    hop = n_fft // 4
+    window = np.hanning(n_fft + 1)[:-1]
+    lead = n_fft - hop  # frame f covers samples f * hop - lead .. f * hop - lead + n_fft
+    n_frames = (n + lead) // hop + 1
+    out = np.zeros((n_frames - 1) * hop + n_fft, dtype=np.float64)
+    alpha = float(np.exp(-hop / (tau_s * sample_rate)))
+    recent = None
+    for f0 in range(0, n_frames, block_frames):
+        f1 = min(n_frames, f0 + block_frames)
+        idx = (np.arange(f0, f1) * hop - lead)[:, None] + np.arange(n_fft)[None, :]
+        inside = (idx >= 0) & (idx < n)
+        frames = np.where(inside, x[np.clip(idx, 0, max(n - 1, 0))], 0.0) * window if n else np.zeros(idx.shape)
+        spec = scipy.fft.rfft(frames, axis=1)
+        power = spec.real**2 + spec.imag**2
+        if recent is None:
+            recent = power[0].copy()
+        smooth, _ = scipy.signal.lfilter([1.0 - alpha], [1.0, -alpha], power, axis=0, zi=alpha * recent[None, :])
+        before = np.vstack([recent[None, :], smooth[:-1]])
+        recent = smooth[-1]
+        gain = np.clip(1.0 - ratio * before / np.maximum(power, 1e-30), 0.0, 1.0)
+        frames = scipy.fft.irfft(spec * gain, n=n_fft, axis=1) * window
+        # overlap-add: quarter k of frame f lands at (f + k) * hop, so each quarter of all frames is one stretch
+        pieces = frames.reshape(f1 - f0, 4, hop)
+        for k in range(4):
+            start = (f0 + k) * hop
+            out[start : start + (f1 - f0) * hop] += pieces[:, k, :].reshape(-1)
+    # a periodic Hann window squared sums to 1.5 over frames a quarter apart
+    return (out[lead : lead + n] / 1.5).astype(np.float32)
+
+
+__all__ = ["LONG_BLOCK", "ONSET_RATIO", "ONSET_TAU_S", "PHAT_FLOOR", "gcc_phat", "gcc_phat_long", "onset_emphasis",
+           "overlapping_lags", "peak", "signed_peak"]
