@@ -61,3 +61,18 @@ def log_sweep(sample_rate: int, duration_s: float = 1.0, f0: float = 20.0, f1: f
     t = np.arange(int(round(duration_s * sample_rate))) / sample_rate
     k = np.log(f1 / f0)
     return amplitude * np.sin(2 * np.pi * f0 * duration_s / k * (np.exp(t / duration_s * k) - 1))
+
+
+def room_ir(rng: np.random.Generator, sr: int, *, delay_s: float, rt60_s: float = 0.6,
+            drr_db: float = -6.0) -> np.ndarray:
+    """A synthetic room impulse response: the direct sound at ``delay_s``, then an exponentially decaying noise
+    tail (60 dB down after ``rt60_s``) from 2 ms on, ``drr_db`` direct-to-reverberant energy ratio (a phone a few
+    metres from the talker)."""
+    n = int((delay_s + 1.5 * rt60_s) * sr)
+    h = np.zeros(n)
+    d = int(round(delay_s * sr))
+    h[d] = 1.0
+    t = np.arange(n - d - int(0.002 * sr)) / sr
+    tail = rng.standard_normal(t.size) * 10 ** (-3.0 * t / rt60_s)
+    h[d + int(0.002 * sr) :] = tail * np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
+    return h

@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import scipy.signal
+from conftest import room_ir
 
 from micmatch.align import (
     Alignment,
@@ -177,20 +178,6 @@ def test_merge_nothing():
 
 
 # -- reverberant rooms -------------------------------------------------------------------------------------------
-
-def room_ir(rng, sr: int, *, delay_s: float, rt60_s: float = 0.6, drr_db: float = -6.0) -> np.ndarray:
-    """A synthetic room impulse response: the direct sound at ``delay_s``, then an exponentially decaying noise
-    tail (60 dB down after ``rt60_s``) from 2 ms on, ``drr_db`` direct-to-reverberant energy ratio (a phone a few
-    metres from the talker)."""
-    n = int((delay_s + 1.5 * rt60_s) * sr)
-    h = np.zeros(n)
-    d = int(round(delay_s * sr))
-    h[d] = 1.0
-    t = np.arange(n - d - int(0.002 * sr)) / sr
-    tail = rng.standard_normal(t.size) * 10 ** (-3.0 * t / rt60_s)
-    h[d + int(0.002 * sr) :] = tail * np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
-    return h
-
 
 def bursty(rng, sr: int, seconds: float) -> np.ndarray:
     """Speech-like test sound: noise under a syllable-rate envelope with pauses."""

@@ -10,6 +10,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 from click.testing import CliRunner
+from conftest import room_ir
 
 from micmatch.align import estimate_alignment
 from micmatch.cli import main
@@ -230,18 +231,6 @@ def test_an_inverted_recording_is_placed_on_time_and_its_stem_turned_over(tmp_pa
     assert np.corrcoef(sa[lo:hi], sb[lo:hi])[0, 1] > 0.5
 
 
-def _room(rng, delay_s: float, drr_db: float, rt60_s: float = 0.7) -> np.ndarray:
-    """Direct sound at ``delay_s``, then a decaying noise tail (RT60 ``rt60_s``) ``drr_db`` above it in energy."""
-    n = int((delay_s + 1.5 * rt60_s) * SR)
-    h = np.zeros(n)
-    d = int(round(delay_s * SR))
-    h[d] = 1.0
-    t = np.arange(n - d - int(0.002 * SR)) / SR
-    tail = rng.standard_normal(t.size) * 10 ** (-3.0 * t / rt60_s)
-    h[d + int(0.002 * SR) :] = tail * np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
-    return h
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_phones_far_from_the_source_in_a_room_land_on_the_direct_sound(tmp_path, seed):
     """Two phones 3 and 9 ms from the source in a room (RT60 0.7 s, direct sound 9 dB below the reverberation), the
@@ -249,8 +238,8 @@ def test_phones_far_from_the_source_in_a_room_land_on_the_direct_sound(tmp_path,
     as they are put it 1.3, 17 and 14 ms off for seeds 0, 2 and 5; the onset-emphasised copies do not."""
     rng = np.random.default_rng(seed)
     x = source(seed, 50)
-    ya = scipy.signal.fftconvolve(x, _room(rng, 0.003, -9.0))[: x.size]
-    yb = scipy.signal.fftconvolve(x, _room(rng, 0.009, -9.0))[: x.size]
+    ya = scipy.signal.fftconvolve(x, room_ir(rng, SR, delay_s=0.003, rt60_s=0.7, drr_db=-9.0))[: x.size]
+    yb = scipy.signal.fftconvolve(x, room_ir(rng, SR, delay_s=0.009, rt60_s=0.7, drr_db=-9.0))[: x.size]
     a = write(tmp_path / "a.wav", ya[: 40 * SR] + 1e-5 * rng.standard_normal(40 * SR))
     b = write(tmp_path / "b.wav", yb[int(2.1 * SR) : 47 * SR] + 1e-5 * rng.standard_normal(47 * SR - int(2.1 * SR)))
     res = event([a, b], tmp_path / "out", reference=a)
