@@ -15,8 +15,8 @@ object, ``event.json`` and the stems it wrote:
   min(16 kHz, 0.45 x the lower rate) for music), before (the device's own recording) and after (its stem);
 - seconds of processing per minute of recorded audio (all devices together).
 
-Plus one 10-minute event for the synchronisation target: music without a room (in the rooms synchronisation
-mostly fails, see the scenes), 4 devices whose clocks run 0 (the reference), +100, +40 and -60 ppm against the
+Plus one 10-minute event for the synchronisation target: music without a room (in the most reverberant rooms
+synchronisation can still fail, see the scenes), 4 devices whose clocks run 0 (the reference), +100, +40 and -60 ppm against the
 source's (so pairs differ by up to 160 ppm). ``--dry`` adds the same scenes without a room for comparison.
 
     PYTHONPATH=src python benchmarks/bench_event.py [--scenes 6] [--seed 0] [--dry] [--no-room] [--no-long] [--learned] [--quick]

@@ -123,9 +123,9 @@ def onset_emphasis(x: np.ndarray, sample_rate: int, *, tau_s: float = ONSET_TAU_
 
     In a room every onset reaches a microphone first by the direct path, and the reverberation that follows is what
     correlates between two microphones at the wrong lags. A cell that rises well above its recent past holds mostly
-    the new sound's first arrival; a reverberant tail decays, so it never rises and is removed. Measured on
-    ``benchmarks/bench_event.py``'s rooms: single 6 s excerpts of phone pairs landed within 1 ms of the direct-sound
-    lag 29-56% of the time with plain GCC-PHAT on speech, 56-71% after this.
+    the new sound's first arrival; a reverberant tail decays, so it never rises and is removed. Measured on the
+    two speech events in ``benchmarks/bench_event.py``'s rooms at RT60 0.65-0.66 s: single 6 s excerpts of phone
+    pairs landed within 1 ms of the direct-sound lag 17-29% of the time with plain GCC-PHAT, 60-67% after this.
 
     Hann frames of :data:`ONSET_FRAME_S`, hop a quarter, resynthesised by weighted overlap-add (with ``ratio=0`` the
     output is ``x`` within float32 rounding). ``block_frames`` frames are processed at a time, the smoothing carried
