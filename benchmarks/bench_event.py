@@ -63,6 +63,11 @@ def distance(a: np.ndarray, b: np.ndarray, sr: int, band: tuple[float, float]) -
     return long_term_distance_db(sa, sb, f, band_hz=band)
 
 
+def reduction_pct(before: float | None, after: float | None) -> float | None:
+    """How much lower ``after`` is than ``before`` (%, one decimal); None when either is missing or before is 0."""
+    return None if not before or after is None else round(100.0 * (1.0 - after / before), 1)
+
+
 def seam_floor(res, scene) -> float | None:
     """Median over the event's own seams of what no static correction can remove: the frame LSD of the corrected
     stems around each cut (as ``event`` measures it: 100 Hz to 0.45 x the pair's lower rate, frames within 40 dB
@@ -157,7 +162,7 @@ def run_scene(scene, work: Path, learned=None) -> dict:
     shared = _shared_band_seams(scene, res, paths, work)
     seams = res.seam_summary
     lsd = seams["median_frame_lsd_db"]
-    reduction = None if not lsd["before"] else round(100.0 * (1.0 - lsd["after"] / lsd["before"]), 1)
+    reduction = reduction_pct(lsd["before"], lsd["after"])
     return {"source": scene.source, "rt60_s": None if scene.rt60_s is None else round(scene.rt60_s, 3),
             "rt60_measured_s": None if scene.rt60_measured_s is None else round(scene.rt60_measured_s, 3),
             "seconds": scene.seconds, "devices": devices, "left_out": res.left_out,
@@ -234,14 +239,13 @@ def aggregate(rows: list[dict]) -> dict:
           if r.get("shared_band_seams") and r["shared_band_seams"]["seams"]]
     out["median_shared_band_seam_lsd_db_before"], out["median_shared_band_seam_lsd_db_after"] = med(sb), med(sa)
     if sb:
-        out["shared_band_seam_lsd_reduction_pct"] = round(100 * (1 - med(sa) / med(sb)), 1)
+        out["shared_band_seam_lsd_reduction_pct"] = reduction_pct(med(sb), med(sa))
     floors = [r["seam_lsd_floor_db"] for r in rows if r.get("seam_lsd_floor_db") is not None]
     out["median_seam_lsd_floor_db"] = med(floors)
     if out["median_seam_lsd_db_before"] and floors:
-        out["seam_lsd_reduction_possible_pct"] = round(100 * (1 - med(floors) / out["median_seam_lsd_db_before"]), 1)
+        out["seam_lsd_reduction_possible_pct"] = reduction_pct(out["median_seam_lsd_db_before"], med(floors))
     if out["median_seam_lsd_db_before"]:
-        out["seam_lsd_reduction_pct"] = round(100 * (1 - out["median_seam_lsd_db_after"] /
-                                                     out["median_seam_lsd_db_before"]), 1)
+        out["seam_lsd_reduction_pct"] = reduction_pct(out["median_seam_lsd_db_before"], out["median_seam_lsd_db_after"])
     return out
 
 

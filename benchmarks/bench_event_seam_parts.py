@@ -25,16 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine  # noqa: E402
-from bench_event import run_scene, scene_plan  # noqa: E402
+from bench_event import reduction_pct, run_scene, scene_plan  # noqa: E402
 from event_scenes import make_scene  # noqa: E402
 
 VARIANTS = {"full chains": (), "no noise floor": ("noise",), "no dynamics": ("dynamics",),
             "no noise, no dynamics": ("noise", "dynamics"),
             "response and band limits only": ("noise", "dynamics", "clip_ceiling_db")}
-
-
-def reduction(before: float | None, after: float | None) -> float | None:
-    return None if not before or after is None else round(100.0 * (1.0 - after / before), 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             shared = (r.get("shared_band_seams") or {}).get("median_frame_lsd_db") or {}
             rows.append({"variant": name, "scene": i, "source": p["source"], "devices": p["n_devices"],
                          "seam_before": full["before"], "seam_after": full["after"],
-                         "seam_reduction_pct": reduction(full["before"], full["after"]),
+                         "seam_reduction_pct": reduction_pct(full["before"], full["after"]),
                          "shared_before": shared.get("before"), "shared_after": shared.get("after"),
-                         "shared_reduction_pct": reduction(shared.get("before"), shared.get("after")),
+                         "shared_reduction_pct": reduction_pct(shared.get("before"), shared.get("after")),
                          "floor": r["seam_lsd_floor_db"]})
             print(json.dumps(rows[-1]), flush=True)
     data = {"command": "python benchmarks/bench_event_seam_parts.py " + " ".join(sys.argv[1:] if argv is None
