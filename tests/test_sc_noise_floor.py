@@ -150,6 +150,37 @@ def test_level_keep_corrects_tone_and_leaves_the_level():
         SpectrumCorrection.fit(ref + dev, labels, SR, reference="ref", n_fft=256, level="loud")
 
 
+@pytest.mark.filterwarnings("ignore:.*DC offset")
+def test_level_keep_leaves_a_device_with_cuts_only_the_cuts_of_its_tone():
+    """A device 6 dB quieter than the reference, tilted up towards high frequencies, over a -60 dBFS floor: it
+    gets cuts only, and every bin of the level-matched curve asks for a boost, so level="match" leaves it
+    within 0.5 dB of flat. level="keep" takes the level out before the limit: the tone's cuts remain (the
+    high band, several dB), equal within 1e-9 dB to the unlimited curve's tone clamped to cuts."""
+    from scipy.signal import lfilter
+
+    from micmatch.spectrum_correction import boost_limits_db, level_kept_db, long_term_power
+
+    rng = np.random.default_rng(9)
+    ref = list(_clips(rng, 40))
+    dev = [(0.5 * lfilter([1.0, -0.5], [1.0, 0.0], c) + 1e-3 * rng.standard_normal(SR)).astype(np.float32)
+           for c in _clips(rng, 40)]
+    labels = ["ref"] * len(ref) + ["dev"] * len(dev)
+
+    def fit(**kw):
+        return SpectrumCorrection.fit(ref + dev, labels, SR, reference="ref", n_fft=256, **kw).corrections["dev"]
+
+    match, keep = fit(level="match").gain_db, fit(level="keep").gain_db
+    free = fit(boost_margin_db=None).gain_db
+    above_floor = boost_limits_db(dev, n_fft=256, hop_length=64)
+    assert above_floor is not None and free.min() > 0.0  # a floor, and every bin wants a boost
+    f = np.fft.rfftfreq(256, 1 / SR)
+    high = (f >= 2500) & (f <= 3500)
+    assert np.max(np.abs(match)) < 0.5
+    assert keep.max() <= 0.0 and keep[high].mean() < -2.0
+    power = long_term_power(dev, n_fft=256, hop_length=64)
+    np.testing.assert_allclose(keep, np.minimum(level_kept_db(free, power, limit_db=above_floor), 0.0), atol=1e-9)
+
+
 def test_the_benchmark_passes_sc_level_to_the_fit():
     from types import SimpleNamespace
 

@@ -256,8 +256,8 @@ class SpectrumCorrection:
             floor is looked for only while ``boost_margin_db`` is set: with it None, neither limit applies.
         level : {"match", "keep"}
             ``"match"`` brings each device to the reference's level; ``"keep"`` shifts each curve so that its mean
-            over the bins where the device records sound is 0 dB (:func:`level_kept_db`, on the curve within its
-            boost limit). From
+            over the bins where the device records sound above its floor is 0 dB (:func:`level_kept_db`), then
+            applies the boost limits, so a device with cuts only keeps the cuts of its tone. From
             unpaired recordings the level difference includes how loud their content is: on 16 spoken-digit clips
             against a reference's training clips that alone was -5.8 to +6.2 dB (the mismatch benchmark's
             calibration sets, data seeds 1-3), so with few recordings per device ``"keep"`` is the safer choice.
@@ -289,15 +289,19 @@ class SpectrumCorrection:
                 gated[d] = float(np.median(pair.gates[0]))
             curves[d] = correction_curve(responses if pair is None else pair, d, reference,
                                          max_boost_db=max_boost_db, max_cut_db=max_cut_db)
-            limit = None if boost_margin_db is None else boost_limits_db(sources[d], n_fft=n_fft, hop_length=hop,
-                                                                         margin_db=boost_margin_db)
+            above_floor = None if boost_margin_db is None else boost_limits_db(
+                sources[d], n_fft=n_fft, hop_length=hop, margin_db=boost_margin_db)
+            limit = above_floor
             if limit is not None and floor_boost_db is not None:
                 limit = np.minimum(limit, float(floor_boost_db))
-            gain = curves[d].gain_db if limit is None else np.minimum(curves[d].gain_db, limit)
+            gain = curves[d].gain_db
             power = long_term_power(sources[d], n_fft=n_fft, hop_length=hop) if level == "keep" else None
             if power is not None:
-                gain = np.clip(level_kept_db(gain, power, limit_db=limit), -max_cut_db, max_boost_db)
-                gain = gain if limit is None else np.minimum(gain, limit)
+                # The tone before the limit: a device quieter than the reference with cuts only would otherwise
+                # have every bin clamped to 0 dB before its level is taken out, and keep no tone at all.
+                gain = np.clip(level_kept_db(gain, power, limit_db=above_floor), -max_cut_db, max_boost_db)
+            if limit is not None:
+                gain = np.minimum(gain, limit)
             curves[d] = replace(curves[d], gain_db=gain)
         out = cls(curves, reference=reference)
         out.relative_gates = gated
