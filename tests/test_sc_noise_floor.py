@@ -181,6 +181,26 @@ def test_level_keep_leaves_a_device_with_cuts_only_the_cuts_of_its_tone():
     np.testing.assert_allclose(keep, np.minimum(level_kept_db(free, power, limit_db=above_floor), 0.0), atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore:.*DC offset")
+def test_level_auto_keeps_the_level_of_devices_with_a_floor_and_matches_the_others():
+    """Two devices in one fit, the same tilt 6 dB down, one noise-free and one over a -60 dBFS floor: with
+    level="auto" the noise-free one gets exactly its level="match" curve and the noisy one exactly its
+    level="keep" curve (within 1e-9 dB: the same arithmetic)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(10)
+    ref = list(_clips(rng, 40))
+    clean = [(0.5 * lfilter([1.0, -0.5], [1.0, 0.0], c)).astype(np.float32) for c in _clips(rng, 40)]
+    noisy = [(c + 1e-3 * rng.standard_normal(SR)).astype(np.float32) for c in clean]
+    labels = ["ref"] * len(ref) + ["clean"] * len(clean) + ["noisy"] * len(noisy)
+    fits = {lv: SpectrumCorrection.fit(ref + clean + noisy, labels, SR, reference="ref", n_fft=256, level=lv)
+            for lv in ("match", "keep", "auto")}
+    curve = {(lv, d): fits[lv].corrections[d].gain_db for lv in fits for d in ("clean", "noisy")}
+    np.testing.assert_allclose(curve["auto", "clean"], curve["match", "clean"], atol=1e-9)
+    np.testing.assert_allclose(curve["auto", "noisy"], curve["keep", "noisy"], atol=1e-9)
+    assert np.max(np.abs(curve["match", "clean"] - curve["keep", "clean"])) > 3.0  # the two levels differ
+
+
 def test_the_benchmark_passes_sc_level_to_the_fit():
     from types import SimpleNamespace
 
@@ -188,7 +208,7 @@ def test_the_benchmark_passes_sc_level_to_the_fit():
     from micmatch.bench.data import MismatchConfig
     from micmatch.bench.recipes import STEPS
 
-    for level in ("match", "keep"):
+    for level in ("match", "keep", "auto"):
         settings = STEPS["sc"].settings(SimpleNamespace(config=MismatchConfig(sc_level=level)))
         assert settings["level"] == level
     assert registry.get("sc").params["level"] == "match"

@@ -56,8 +56,9 @@ BOOST_SNR_MARGIN_DB = 6.0
 FLOOR_BOOST_DB = 0.0
 
 #: What a curve does to its device's overall level (``level=`` of :meth:`SpectrumCorrection.fit`): ``"match"``
-#: brings it to the reference's; ``"keep"`` corrects tone only (:func:`level_kept_db`).
-LEVELS = ("match", "keep")
+#: brings it to the reference's; ``"keep"`` corrects tone only (:func:`level_kept_db`); ``"auto"`` keeps the level
+#: of a device with a noise floor (one :func:`boost_limits_db` finds) and matches the others'.
+LEVELS = ("match", "keep", "auto")
 
 
 def _power_frames(waves: Sequence[np.ndarray], *, n_fft: int, hop_length: int) -> np.ndarray | None:
@@ -254,10 +255,13 @@ class SpectrumCorrection:
             Largest boost of a device with a noise floor (one :func:`boost_limits_db` finds), over the whole band:
             0 (the default) gives such devices cuts only; None leaves them the signal-to-floor limit alone. The
             floor is looked for only while ``boost_margin_db`` is set: with it None, neither limit applies.
-        level : {"match", "keep"}
+        level : {"match", "keep", "auto"}
             ``"match"`` brings each device to the reference's level; ``"keep"`` shifts each curve so that its mean
             over the bins where the device records sound above its floor is 0 dB (:func:`level_kept_db`), then
-            applies the boost limits, so a device with cuts only keeps the cuts of its tone. From
+            applies the boost limits, so a device with cuts only keeps the cuts of its tone; ``"auto"`` keeps the
+            level of each device with a noise floor (so with the default ``floor_boost_db`` it gets the cuts of its
+            tone) and matches the level of the others (a noise-free device gets the same curve as with
+            ``"match"``). From
             unpaired recordings the level difference includes how loud their content is: on 16 spoken-digit clips
             against a reference's training clips that alone was -5.8 to +6.2 dB (the mismatch benchmark's
             calibration sets, data seeds 1-3), so with few recordings per device ``"keep"`` is the safer choice.
@@ -295,7 +299,8 @@ class SpectrumCorrection:
             if limit is not None and floor_boost_db is not None:
                 limit = np.minimum(limit, float(floor_boost_db))
             gain = curves[d].gain_db
-            power = long_term_power(sources[d], n_fft=n_fft, hop_length=hop) if level == "keep" else None
+            keep = level == "keep" or (level == "auto" and above_floor is not None)
+            power = long_term_power(sources[d], n_fft=n_fft, hop_length=hop) if keep else None
             if power is not None:
                 # The tone before the limit: a device quieter than the reference with cuts only would otherwise
                 # have every bin clamped to 0 dB before its level is taken out, and keep no tone at all.

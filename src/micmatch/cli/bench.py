@@ -91,10 +91,11 @@ def bench() -> None:
 @click.option("--umc-discriminator", type=click.Choice(["per-device", "conditional"]), default=None,
               help="One discriminator per device domain (the paper's) or one conditioned on the domain's response "
                    "[conditional in --track adapt, else per-device].")
-@click.option("--sc-level", type=click.Choice(["match", "keep"]), default="match", show_default=True,
-              help="What the sc recipe does to each device's overall level: match it to the reference's, or keep "
+@click.option("--sc-level", type=click.Choice(["match", "keep", "auto"]), default="match", show_default=True,
+              help="What the sc recipe does to each device's overall level: match it to the reference's, keep "
                    "it and correct tone only (safer with few calibration clips, whose content sets the measured "
-                   "level as much as the device does).")
+                   "level as much as the device does), or auto: keep it for devices with a noise floor (they get "
+                   "the cuts of their tone), match it for the others.")
 @click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
               help="Log-mel FFT size [the rate's default: the largest power of two within 64 ms; 512 at 8 kHz]. "
                    "The README's recorded tables used --n-fft 256 --hop-length 128 --n-mels 40.")
