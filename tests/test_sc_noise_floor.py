@@ -33,8 +33,8 @@ def _chain(noise_db: float) -> dict:
 
 
 def _errors(chain: dict, seed: int = 0) -> dict[str, float]:
-    """The estimate against the truth: boosts are left to the signal-to-floor limit (not cuts only) so that the
-    curve shows the estimate."""
+    """The estimate against the truth: boosts are left to the signal-to-floor limit (not cuts only) and the level
+    is matched, so that the curve shows the estimate."""
     rng = np.random.default_rng(seed)
     ref, clean = _clips(rng, 80), _clips(rng, 16)
     quiet = apply_device_chain(clean, SR, {**chain, "noise": None}).astype(np.float32)
@@ -47,7 +47,8 @@ def _errors(chain: dict, seed: int = 0) -> dict[str, float]:
     for name, waves in (("quiet", quiet), ("noisy", noisy)):
         for method, margin in (("old", None), ("new", 15.0)):
             sc = SpectrumCorrection.fit(list(ref) + list(waves), ["ref"] * len(ref) + ["dev"] * len(waves), SR,
-                                        reference="ref", n_fft=256, floor_margin_db=margin, floor_boost_db=None)
+                                        reference="ref", n_fft=256, floor_margin_db=margin, floor_boost_db=None,
+                                        level="match")
             out[f"{method} {name}"] = sc
             out[f"{method} {name} rms"] = float(np.sqrt(np.mean((-sc.band_db("dev", config=CFG) - truth) ** 2)))
     return out
@@ -89,21 +90,22 @@ def test_no_boost_where_a_device_holds_only_its_floor():
     """A device low-passed at 1.5 kHz (8th order) over a -50 dBFS floor: towards the full-band reference the
     curve asks for a large boost above the corner, where the device holds only noise. Limited by the device's
     signal-to-floor ratio, that boost stays under 3 dB there (the unlimited curve asks for over 10 dB), and
-    below the corner, where the signal stands well above the floor, the curve is unchanged."""
+    below the corner, where the signal stands well above the floor, the curve is unchanged (levels matched, so
+    that the curves compare bin by bin)."""
     rng = np.random.default_rng(5)
     ref, clean = _clips(rng, 80), _clips(rng, 40)
     chain = {**_chain(-50.0), "low_pass": {"freq_hz": 1500.0, "order": 8}, "high_pass": None}
     waves = apply_device_chain(clean, SR, chain).astype(np.float32)
     labels = ["ref"] * len(ref) + ["dev"] * len(waves)
     fits = {m: SpectrumCorrection.fit(list(ref) + list(waves), labels, SR, reference="ref", n_fft=256,
-                                      boost_margin_db=m, floor_boost_db=None) for m in (None, 6.0)}
+                                      boost_margin_db=m, floor_boost_db=None, level="match") for m in (None, 6.0)}
     f = np.fft.rfftfreq(256, 1 / SR)
     free, limited = fits[None].corrections["dev"].gain_db, fits[6.0].corrections["dev"].gain_db
     high, low = (f >= 2500) & (f <= 3500), (f >= 200) & (f <= 1000)
     assert free[high].max() > 10.0
     assert limited[high].max() < 3.0
     np.testing.assert_allclose(limited[low], free[low], atol=1e-9)
-    cuts = SpectrumCorrection.fit(list(ref) + list(waves), labels, SR, reference="ref", n_fft=256)
+    cuts = SpectrumCorrection.fit(list(ref) + list(waves), labels, SR, reference="ref", n_fft=256, level="match")
     gain = cuts.corrections["dev"].gain_db
     assert gain.max() <= 0.0  # by default a device with a floor gets cuts only
     np.testing.assert_allclose(gain, np.minimum(limited, 0.0), atol=1e-9)
@@ -182,23 +184,29 @@ def test_level_keep_leaves_a_device_with_cuts_only_the_cuts_of_its_tone():
 
 
 @pytest.mark.filterwarnings("ignore:.*DC offset")
-def test_level_auto_keeps_the_level_of_devices_with_a_floor_and_matches_the_others():
-    """Two devices in one fit, the same tilt 6 dB down, one noise-free and one over a -60 dBFS floor: with
-    level="auto" the noise-free one gets exactly its level="match" curve and the noisy one exactly its
-    level="keep" curve (within 1e-9 dB: the same arithmetic)."""
+def test_level_auto_lowers_but_never_raises_the_level_of_devices_with_a_floor():
+    """Three devices in one fit, the same tilt: noise-free and 6 dB down; over a -60 dBFS floor and 6 dB down;
+    over the same floor and 12 dB up. With level="auto" the noise-free one gets exactly its level="match"
+    curve, the quiet noisy one exactly its level="keep" curve (its level is not raised) and the loud noisy one
+    exactly its level="match" curve (its level is brought down): within 1e-9 dB, the same arithmetic."""
     from scipy.signal import lfilter
 
     rng = np.random.default_rng(10)
     ref = list(_clips(rng, 40))
-    clean = [(0.5 * lfilter([1.0, -0.5], [1.0, 0.0], c)).astype(np.float32) for c in _clips(rng, 40)]
-    noisy = [(c + 1e-3 * rng.standard_normal(SR)).astype(np.float32) for c in clean]
-    labels = ["ref"] * len(ref) + ["clean"] * len(clean) + ["noisy"] * len(noisy)
-    fits = {lv: SpectrumCorrection.fit(ref + clean + noisy, labels, SR, reference="ref", n_fft=256, level=lv)
+    tilted = [lfilter([1.0, -0.5], [1.0, 0.0], c) for c in _clips(rng, 40)]
+    clean = [(0.5 * c).astype(np.float32) for c in tilted]
+    noisy = [(0.5 * c + 1e-3 * rng.standard_normal(SR)).astype(np.float32) for c in tilted]
+    loud = [(4.0 * c + 1e-3 * rng.standard_normal(SR)).astype(np.float32) for c in tilted]
+    names = ("clean", "noisy", "loud")
+    labels = ["ref"] * len(ref) + [n for n in names for _ in range(len(tilted))]
+    fits = {lv: SpectrumCorrection.fit(ref + clean + noisy + loud, labels, SR, reference="ref", n_fft=256, level=lv)
             for lv in ("match", "keep", "auto")}
-    curve = {(lv, d): fits[lv].corrections[d].gain_db for lv in fits for d in ("clean", "noisy")}
+    curve = {(lv, d): fits[lv].corrections[d].gain_db for lv in fits for d in names}
     np.testing.assert_allclose(curve["auto", "clean"], curve["match", "clean"], atol=1e-9)
     np.testing.assert_allclose(curve["auto", "noisy"], curve["keep", "noisy"], atol=1e-9)
+    np.testing.assert_allclose(curve["auto", "loud"], curve["match", "loud"], atol=1e-9)
     assert np.max(np.abs(curve["match", "clean"] - curve["keep", "clean"])) > 3.0  # the two levels differ
+    assert np.mean(curve["auto", "loud"]) < -6.0 < np.mean(curve["keep", "loud"])
 
 
 def test_the_benchmark_passes_sc_level_to_the_fit():
@@ -211,7 +219,7 @@ def test_the_benchmark_passes_sc_level_to_the_fit():
     for level in ("match", "keep", "auto"):
         settings = STEPS["sc"].settings(SimpleNamespace(config=MismatchConfig(sc_level=level)))
         assert settings["level"] == level
-    assert registry.get("sc").params["level"] == "match"
+    assert registry.get("sc").params["level"] == "auto"
 
 
 @pytest.mark.filterwarnings("ignore:.*DC offset")
