@@ -71,7 +71,8 @@ def estimate_devices(reference_waves: np.ndarray, device_waves: dict[str, np.nda
     for name, waves in device_waves.items():
         sc = SpectrumCorrection.fit(list(ref_waves) + list(waves), [reference] * len(ref_waves) + [name] * len(waves),
                                     sample_rate, reference=reference, n_fft=n_fft, max_boost_db=RESPONSE_CLAMP_DB,
-                                    max_cut_db=RESPONSE_CLAMP_DB, boost_margin_db=None, floor_boost_db=None)
+                                    max_cut_db=RESPONSE_CLAMP_DB, boost_margin_db=None, floor_boost_db=None,
+                                    level="match")
         response = -sc.band_db(name, config=config)
         feat = log_mel(np.asarray(waves), sample_rate, config=config)
         loud_dev = np.percentile(energy_db(feat), LOUD_PERCENTILE)

@@ -328,7 +328,7 @@ register(Transform(
     torch=lambda *, config, state, **p: _t().PerDeviceStandardize(_sc_state(state).standardizer(config=config)),
     fit=_sc_fit, fit_input="waveform", fit_on="per-device",
     params={"n_fft": 2048, "max_boost_db": 20.0, "max_cut_db": 30.0, "floor_margin_db": 15.0, "floor_boost_db": 0.0,
-            "level": "match"}))
+            "level": "auto"}))
 register(Transform(
     "spec-mean-sub", "normalization", "each band minus its mean over time, per spectrogram", "log-mel",
     numpy=_stateless(norms.spectrogram_mean_subtraction), torch=lambda *, config: _t().SpectrogramMeanSubtraction()))

@@ -53,8 +53,8 @@ class MismatchConfig:
     ``track`` and ``adapt_clips``: the protocol (module docstring); ``adapt_clips`` counts only in ``adapt``.
 
     ``sc_*`` set the ``sc`` recipe's curves (:meth:`~micmatch.spectrum_correction.SpectrumCorrection.fit`): FFT
-    size, clamp, and ``sc_level``, ``"match"`` (each device brought to the reference's level) or ``"keep"`` (tone
-    only).
+    size, clamp, and ``sc_level``: ``"auto"`` (the level of a device with a noise floor kept, the others' matched),
+    ``"match"`` (each device brought to the reference's level) or ``"keep"`` (tone only).
 
     ``umc_*`` set the converter that recipe ``umc`` trains during the run (the registry entry ``umc``, fitted
     by :mod:`micmatch.bench.fitting`): a preset of :data:`micmatch.learn.converter_train.PRESETS`, its epochs, how many reference clips and how many
@@ -76,7 +76,7 @@ class MismatchConfig:
     sc_n_fft: int = 256
     sc_max_boost_db: float = 20.0
     sc_max_cut_db: float = 30.0
-    sc_level: str = "match"
+    sc_level: str = "auto"
     noise_floor_db: float | None = None
     band_hz: tuple[float, float] | None = None
     device_chain: bool = True

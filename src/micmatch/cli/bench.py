@@ -91,7 +91,7 @@ def bench() -> None:
 @click.option("--umc-discriminator", type=click.Choice(["per-device", "conditional"]), default=None,
               help="One discriminator per device domain (the paper's) or one conditioned on the domain's response "
                    "[conditional in --track adapt, else per-device].")
-@click.option("--sc-level", type=click.Choice(["match", "keep", "auto"]), default="match", show_default=True,
+@click.option("--sc-level", type=click.Choice(["match", "keep", "auto"]), default="auto", show_default=True,
               help="What the sc recipe does to each device's overall level: match it to the reference's, keep "
                    "it and correct tone only (safer with few calibration clips, whose content sets the measured "
                    "level as much as the device does), or auto: keep it for devices with a noise floor (they get "
