@@ -53,7 +53,7 @@ class MismatchConfig:
     ``track`` and ``adapt_clips``: the protocol (module docstring); ``adapt_clips`` counts only in ``adapt``.
 
     ``sc_*`` set the ``sc`` recipe's curves (:meth:`~micmatch.spectrum_correction.SpectrumCorrection.fit`): FFT
-    size, clamp, and ``sc_level``: ``"auto"`` (the level of a device with a noise floor kept, the others' matched),
+    size, clamp, and ``sc_level``: ``"auto"`` (a device with a noise floor brought down to the reference's level, never up; the others matched),
     ``"match"`` (each device brought to the reference's level) or ``"keep"`` (tone only).
 
     ``umc_*`` set the converter that recipe ``umc`` trains during the run (the registry entry ``umc``, fitted

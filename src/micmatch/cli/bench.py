@@ -94,8 +94,8 @@ def bench() -> None:
 @click.option("--sc-level", type=click.Choice(["match", "keep", "auto"]), default="auto", show_default=True,
               help="What the sc recipe does to each device's overall level: match it to the reference's, keep "
                    "it and correct tone only (safer with few calibration clips, whose content sets the measured "
-                   "level as much as the device does), or auto: keep it for devices with a noise floor (they get "
-                   "the cuts of their tone), match it for the others.")
+                   "level as much as the device does), or auto: for a device with a noise floor lower it to the "
+                   "reference's but never raise it (a boost would raise the floor too), match it for the others.")
 @click.option("--n-fft", type=click.IntRange(16, 1 << 16), default=None,
               help="Log-mel FFT size [the rate's default: the largest power of two within 64 ms; 512 at 8 kHz]. "
                    "The README's recorded tables used --n-fft 256 --hop-length 128 --n-mels 40.")
