@@ -58,7 +58,7 @@ def measure(data_dir: Path, seed: int, *, max_train: int) -> list[dict]:
             for method, margin in (("old", None), ("new", FLOOR_MARGIN_DB)):
                 sc = SpectrumCorrection.fit(ref_waves + list(waves), [ref] * len(ref_waves) + [dev.name] * len(waves),
                                             sr, reference=ref, n_fft=cfg.sc_n_fft, floor_margin_db=margin,
-                                            boost_margin_db=None, floor_boost_db=None)
+                                            boost_margin_db=None, floor_boost_db=None, level="match")
                 err = -sc.band_db(dev.name, config=lm) - truth
                 row[f"{method}, {floor}"] = {"rms_db": float(np.sqrt(np.mean(err**2))), "mean_db": float(err.mean()),
                                              "gate_db": sc.relative_gates.get(dev.name)}

@@ -132,6 +132,7 @@ def onset_emphasis(x: np.ndarray, sample_rate: int, *, tau_s: float = ONSET_TAU_
     over, so the output does not depend on it beyond float32 rounding; memory is the output (float32, accumulated
     in place) plus about 20 MB for any length.
     """
+    import scipy.fft
     import scipy.signal
 
     x = np.asarray(x)
